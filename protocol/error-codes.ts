@@ -1,0 +1,60 @@
+/**
+ * The numbered wire error codes. Numbers are stable forever; names are for humans and logs.
+ * `retryable` says whether a client may retry the same request (possibly on another node).
+ * Every code is listed in PROTOCOL.md; a test checks both directions.
+ */
+export const ErrorCode = {
+  /** The frame could not be decoded, or its envelope is not `[type, id, body]`. The connection is closed. */
+  PROTOCOL_ERROR: 1,
+  /** The frame announced a body above the maximum frame size. The connection is closed. */
+  FRAME_TOO_LARGE: 2,
+  /** The envelope's message type is not one this node knows. */
+  UNKNOWN_TYPE: 3,
+  /** A field is missing, of the wrong type or out of range. */
+  INVALID_ARGUMENT: 4,
+  /** The HELLO asked for a protocol version this node does not speak. The connection is closed. */
+  UNSUPPORTED_VERSION: 5,
+  /** The auth token is missing or wrong. The connection is closed. */
+  UNAUTHENTICATED: 6,
+  /** A request other than HELLO arrived before the handshake. */
+  HANDSHAKE_REQUIRED: 7,
+  /** Too many requests in flight on this connection. */
+  OVERLOADED: 8,
+  /** This node is not the leader; `leaderHint` names the leader when known. */
+  NOT_LEADER: 10,
+  /** No quorum: the cluster cannot commit right now. */
+  UNAVAILABLE: 11,
+  /** The request did not complete in time; it may or may not have taken effect. */
+  TIMEOUT: 12,
+  /** The node is shutting down and accepts no new work. */
+  SHUTTING_DOWN: 13,
+  /** Client side only, never sent: the connection closed before the reply arrived. */
+  CONNECTION_CLOSED: 14,
+  /** An unexpected failure inside the node. */
+  INTERNAL: 99,
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+export type ErrorCodeName = keyof typeof ErrorCode;
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.OVERLOADED,
+  ErrorCode.NOT_LEADER,
+  ErrorCode.UNAVAILABLE,
+  ErrorCode.TIMEOUT,
+  ErrorCode.SHUTTING_DOWN,
+  ErrorCode.CONNECTION_CLOSED,
+]);
+
+const NAMES = new Map<number, ErrorCodeName>(
+  (Object.entries(ErrorCode) as [ErrorCodeName, ErrorCode][]).map(([name, code]) => [code, name]),
+);
+
+/** The name of a wire code, or undefined for a number this version does not know. */
+export function errorCodeName(code: number): ErrorCodeName | undefined {
+  return NAMES.get(code);
+}
+
+/** Whether a request that failed with `code` may be retried unchanged. */
+export function isRetryableCode(code: number): boolean {
+  return RETRYABLE.has(code as ErrorCode);
+}

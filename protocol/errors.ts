@@ -1,0 +1,106 @@
+import { ErrorCode, errorCodeName, isRetryableCode } from "./error-codes.ts";
+
+/** The body of an ERROR frame. */
+export interface ErrorBody {
+  readonly code: number;
+  readonly message: string;
+  /** Node id of the leader, with NOT_LEADER when known. */
+  readonly leaderHint?: string | null;
+  /** Client address (host:port) of the leader, with NOT_LEADER when known. */
+  readonly leaderAddr?: string | null;
+}
+
+/**
+ * Base of every error dsync raises, on the server and in the client. Carries the wire `code`,
+ * whether the failed operation may be retried, and the underlying `cause`.
+ */
+export class DsyncError extends Error {
+  override name = "DsyncError";
+  readonly code: number;
+  readonly retryable: boolean;
+  constructor(code: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.retryable = isRetryableCode(code);
+  }
+  /** The wire name of `code`, e.g. `"NOT_LEADER"`, or `"UNKNOWN_<n>"`. */
+  get codeName(): string {
+    return errorCodeName(this.code) ?? `UNKNOWN_${this.code}`;
+  }
+  toBody(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** A malformed, undecodable or oversized frame. The connection is closed after it. */
+export class ProtocolError extends DsyncError {
+  override name = "ProtocolError";
+  constructor(message: string, code: ErrorCode = ErrorCode.PROTOCOL_ERROR, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** A request whose fields are missing or of the wrong type: a caller bug, never retried. */
+export class InvalidArgumentError extends DsyncError {
+  override name = "InvalidArgumentError";
+  constructor(message: string) {
+    super(ErrorCode.INVALID_ARGUMENT, message);
+  }
+}
+
+/** The node asked is not the leader; retry against `leaderHint`/`leaderAddr` when known. */
+export class NotLeaderError extends DsyncError {
+  override name = "NotLeaderError";
+  constructor(
+    readonly leaderHint: string | null,
+    readonly leaderAddr: string | null,
+  ) {
+    super(ErrorCode.NOT_LEADER, leaderHint ? `not the leader; the leader is ${leaderHint}` : "not the leader; no leader is known yet");
+  }
+  override toBody(): ErrorBody {
+    return { ...super.toBody(), leaderHint: this.leaderHint, leaderAddr: this.leaderAddr };
+  }
+}
+
+/** No quorum is reachable; retry with backoff. */
+export class UnavailableError extends DsyncError {
+  override name = "UnavailableError";
+  constructor(message = "no quorum: the cluster cannot commit right now") {
+    super(ErrorCode.UNAVAILABLE, message);
+  }
+}
+
+/** The request did not complete in time; it may or may not have taken effect. */
+export class TimeoutError extends DsyncError {
+  override name = "TimeoutError";
+  constructor(message: string) {
+    super(ErrorCode.TIMEOUT, message);
+  }
+}
+
+/** The connection closed before the reply arrived (client side only, never on the wire). */
+export class ConnectionClosedError extends DsyncError {
+  override name = "ConnectionClosedError";
+  constructor(message = "connection closed", options?: { cause?: unknown }) {
+    super(ErrorCode.CONNECTION_CLOSED, message, options);
+  }
+}
+
+/** Rebuilds the most specific error class for an ERROR frame's body. */
+export function errorFromBody(body: ErrorBody): DsyncError {
+  switch (body.code) {
+    case ErrorCode.PROTOCOL_ERROR:
+    case ErrorCode.FRAME_TOO_LARGE:
+      return new ProtocolError(body.message, body.code);
+    case ErrorCode.INVALID_ARGUMENT:
+      return new InvalidArgumentError(body.message);
+    case ErrorCode.NOT_LEADER:
+      return new NotLeaderError(body.leaderHint ?? null, body.leaderAddr ?? null);
+    case ErrorCode.UNAVAILABLE:
+      return new UnavailableError(body.message);
+    case ErrorCode.TIMEOUT:
+      return new TimeoutError(body.message);
+    default:
+      return new DsyncError(body.code, body.message);
+  }
+}

@@ -1,0 +1,9 @@
+/** The wire contract shared by the daemon and the client library. */
+export * from "./frame.ts";
+export * from "./frame-decoder.ts";
+export * from "./codec.ts";
+export * from "./ops.ts";
+export * from "./error-codes.ts";
+export * from "./errors.ts";
+export * from "./messages.ts";
+export * from "./validate.ts";

@@ -1,0 +1,32 @@
+/**
+ * Message types: the first element of every envelope. Ranges: 0–1 replies, 2–63 client
+ * requests, 64–95 pushes (server to client, id 0), 96–127 peer-to-peer.
+ */
+export const Op = {
+  /** A successful reply; its id is the request's. */
+  REPLY: 0,
+  /** A failed reply (id of the request) or a connection-level error (id 0). Body: ErrorBody. */
+  ERROR: 1,
+  HELLO: 2,
+  PING: 3,
+  STATUS: 4,
+  PEER_HELLO: 96,
+  /** A batch of Raft messages between peers; one-way (id 0). */
+  RAFT: 97,
+} as const;
+export type Op = (typeof Op)[keyof typeof Op];
+
+const NAMES = new Map<number, string>(Object.entries(Op).map(([name, op]) => [op, name]));
+
+/** The name of a message type (`"PING"`), or `"OP_<n>"` for an unknown number. */
+export function opName(op: number): string {
+  return NAMES.get(op) ?? `OP_${op}`;
+}
+
+/** Whether `op` is a message type this protocol version defines. */
+export function isKnownOp(op: number): op is Op {
+  return NAMES.has(op);
+}
+
+/** The protocol version this code speaks, exchanged in HELLO / PEER_HELLO. */
+export const PROTOCOL_VERSION = 1;

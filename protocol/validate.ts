@@ -1,0 +1,64 @@
+import { InvalidArgumentError } from "./errors.ts";
+
+const utf8 = new TextEncoder();
+
+/** A plain MessagePack map decoded to an object. */
+export type Fields = Readonly<Record<string, unknown>>;
+
+/**
+ * Returns `body` as a field map; nil is read as an empty map.
+ * @throws InvalidArgumentError when `body` is not a map.
+ */
+export function asFields(body: unknown, what: string): Fields {
+  if (body === null || body === undefined) return {};
+  if (typeof body !== "object" || Array.isArray(body) || body instanceof Uint8Array) {
+    throw new InvalidArgumentError(`${what}: body must be a map, got ${kindOf(body)}`);
+  }
+  return body as Fields;
+}
+
+/** A required or optional string field no longer than `maxBytes` UTF-8 bytes. */
+export function str(f: Fields, name: string, what: string, opts: { optional: true; maxBytes?: number }): string | undefined;
+export function str(f: Fields, name: string, what: string, opts?: { optional?: false; maxBytes?: number }): string;
+export function str(f: Fields, name: string, what: string, opts: { optional?: boolean; maxBytes?: number } = {}): string | undefined {
+  const v = f[name];
+  if (v === undefined || v === null) {
+    if (opts.optional) return undefined;
+    throw new InvalidArgumentError(`${what}: field "${name}" is required (a string)`);
+  }
+  if (typeof v !== "string") throw new InvalidArgumentError(`${what}: field "${name}" must be a string, got ${kindOf(v)}`);
+  const maxBytes = opts.maxBytes ?? 1024;
+  // A UTF-16 code unit encodes to at most 3 UTF-8 bytes, so most strings skip the encode.
+  if (v.length * 3 > maxBytes && utf8.encode(v).length > maxBytes) {
+    throw new InvalidArgumentError(`${what}: field "${name}" is longer than ${maxBytes} bytes`);
+  }
+  return v;
+}
+
+/** A required or optional integer field in `[min, max]`. */
+export function int(f: Fields, name: string, what: string, opts: { optional: true; min?: number; max?: number }): number | undefined;
+export function int(f: Fields, name: string, what: string, opts?: { optional?: false; min?: number; max?: number }): number;
+export function int(f: Fields, name: string, what: string, opts: { optional?: boolean; min?: number; max?: number } = {}): number | undefined {
+  const v = f[name];
+  if (v === undefined || v === null) {
+    if (opts.optional) return undefined;
+    throw new InvalidArgumentError(`${what}: field "${name}" is required (an integer)`);
+  }
+  const min = opts.min ?? 0;
+  const max = opts.max ?? Number.MAX_SAFE_INTEGER;
+  if (typeof v !== "number" || !Number.isInteger(v)) {
+    throw new InvalidArgumentError(`${what}: field "${name}" must be an integer, got ${kindOf(v)}`);
+  }
+  if (v < min || v > max) throw new InvalidArgumentError(`${what}: field "${name}" must be in [${min}, ${max}], got ${v}`);
+  return v;
+}
+
+/** Names the MessagePack kind of a decoded value for error messages. */
+export function kindOf(v: unknown): string {
+  if (v === null || v === undefined) return "nil";
+  if (v instanceof Uint8Array) return "bin";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "object") return "map";
+  if (typeof v === "number") return Number.isInteger(v) ? "integer" : "float";
+  return typeof v;
+}

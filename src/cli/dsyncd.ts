@@ -1,0 +1,93 @@
+import { Command, Option } from "commander";
+import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../server/config.ts";
+import { DsyncNode } from "../server/node.ts";
+
+const program = new Command("dsyncd")
+  .description(
+    "The dsync daemon: one node of a dsync cluster.\n\n" +
+      "Settings come from flags, then environment variables, then --config FILE (JSON), then defaults.\n" +
+      "Example (first of three local nodes):\n" +
+      "  dsyncd --node-id node_0 --client-port 7001 --peer-port 7101 --http-port 7201 \\\n" +
+      "         --peers node_1:127.0.0.1:7102,node_2:127.0.0.1:7103 --data-dir ./data/node_0",
+  )
+  .option("-c, --config <file>", "JSON file with settings (keys as in README: nodeId, clientPort, peers …)")
+  .option("--node-id <id>", "unique node name, e.g. node_0 [env NODE_ID]")
+  .option("--host <addr>", "address to bind and advertise [env NODE_HOST] (default 127.0.0.1)")
+  .option("--client-port <port>", "port for clients and the CLI [env API_PORT] (default 7000)")
+  .option("--peer-port <port>", "port for other nodes [env NODE_PORT] (default 7100)")
+  .option("--http-port <port>", "port for GET /health and GET /metrics [env HTTP_PORT] (default 7200)")
+  .option("--peers <list>", "other nodes as id:host:peerPort,… [env PEER_NODES]")
+  .option("--data-dir <dir>", "where this node keeps its log and snapshots [env DATA_DIR] (default ./data/<node-id>)")
+  .option("--redis-url <url>", "optional Redis backing store for the cache [env REDIS_URL]")
+  .addOption(new Option("--log-level <level>", "log verbosity [env LOG_LEVEL] (default info)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
+  .option("--cache-capacity <n>", "cache entries per node [env CACHE_CAPACITY] (default 100)")
+  .option("--auth-token <token>", "shared secret clients and peers must present [env AUTH_TOKEN]")
+  .option("--max-frame-bytes <n>", "largest frame accepted [env MAX_FRAME_BYTES] (default 16 MiB)")
+  .option("--election-timeout-ms <ms>", "Raft election timeout base [env ELECTION_TIMEOUT_MS] (default 150)")
+  .option("--heartbeat-interval-ms <ms>", "Raft heartbeat interval [env HEARTBEAT_INTERVAL_MS] (default 50)")
+  .option("--snapshot-threshold <n>", "entries between snapshots [env SNAPSHOT_THRESHOLD] (default 1000)")
+  .option("--no-fsync", "do not fsync the log (unsafe: for throwaway test clusters only) [env FSYNC=false]")
+  .action(async (opts: Record<string, string | boolean | undefined>) => {
+    const flags: RawConfig = {
+      nodeId: opts.nodeId,
+      host: opts.host,
+      clientPort: opts.clientPort,
+      peerPort: opts.peerPort,
+      httpPort: opts.httpPort,
+      peers: opts.peers,
+      dataDir: opts.dataDir,
+      redisUrl: opts.redisUrl,
+      logLevel: opts.logLevel,
+      cacheCapacity: opts.cacheCapacity,
+      authToken: opts.authToken,
+      maxFrameBytes: opts.maxFrameBytes,
+      electionTimeoutMs: opts.electionTimeoutMs,
+      heartbeatIntervalMs: opts.heartbeatIntervalMs,
+      snapshotThreshold: opts.snapshotThreshold,
+      // commander sets fsync=true unless --no-fsync; only an explicit flag should override env/file.
+      fsync: opts.fsync === false ? false : undefined,
+    };
+    let config;
+    try {
+      const file = typeof opts.config === "string" ? configFromFile(opts.config) : {};
+      config = resolveConfig(file, configFromEnv(process.env), flags);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`dsyncd: ${err.message}\n\nRun dsyncd --help for every setting.\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    const node = new DsyncNode(config);
+    try {
+      await node.start();
+    } catch (err) {
+      node.log.fatal({ err }, "cannot start");
+      process.stderr.write(`dsyncd: cannot start: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    let signals = 0;
+    const shutdown = (signal: string): void => {
+      if (++signals > 1) {
+        node.log.warn({ signal }, "second signal: exiting now");
+        process.exit(130);
+      }
+      node.log.info({ signal }, "shutting down");
+      const force = setTimeout(() => {
+        node.log.error("graceful shutdown took longer than 10 s: exiting");
+        process.exit(1);
+      }, 10_000);
+      force.unref();
+      node.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          node.log.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    };
+    process.on("SIGTERM", () => shutdown("SIGTERM"));
+    process.on("SIGINT", () => shutdown("SIGINT"));
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,211 @@
+import { EventEmitter } from "node:events";
+import {
+  ConnectionClosedError,
+  DsyncError,
+  ErrorCode,
+  NotLeaderError,
+  Op,
+  PROTOCOL_VERSION,
+  type Envelope,
+  type HelloReply,
+  type NodeStatus,
+  type PingReply,
+} from "../../protocol/index.ts";
+import { backoffDelayMs } from "../transport/backoff.ts";
+import { dial } from "../transport/dial.ts";
+import { RpcConnection } from "../transport/rpc-connection.ts";
+import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from "./options.ts";
+
+/** Connection lifecycle events, in the order they can happen. */
+export interface ClientEvents {
+  connect: [info: { addr: string; nodeId: string; leader: string | null }];
+  disconnect: [info: { addr: string; error: Error }];
+  reconnecting: [info: { attempt: number; delayMs: number }];
+  push: [env: Envelope];
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Safe to resend after a lost connection or timeout (reads, deduplicated writes). */
+  readonly idempotent?: boolean;
+  readonly timeoutMs?: number;
+}
+
+/**
+ * A connection to a dsync cluster. Talks to one node at a time, follows leader redirects,
+ * reconnects (single-flight, with backoff) when the node goes away, and raises typed errors.
+ * Create it with {@link connect}.
+ */
+export class DsyncClient extends EventEmitter<ClientEvents> {
+  readonly #opts: ResolvedClientOptions;
+  #conn: RpcConnection | null = null;
+  #connecting: Promise<RpcConnection> | null = null;
+  #addr: string | null = null;
+  #hello: HelloReply | null = null;
+  #nextSeed = 0;
+  #preferredAddr: string | null = null;
+  #closed = false;
+
+  constructor(opts: ClientOptions) {
+    super();
+    this.#opts = resolveClientOptions(opts);
+  }
+
+  /** The address of the node this client is talking to, or null while disconnected. */
+  get connectedTo(): string | null {
+    return this.#conn && !this.#conn.isClosed ? this.#addr : null;
+  }
+
+  /** What the connected node said in its HELLO reply. */
+  get serverInfo(): HelloReply | null {
+    return this.#hello;
+  }
+
+  /** Round trip to the connected node. */
+  async ping(): Promise<{ nodeId: string; rttMs: number }> {
+    const started = performance.now();
+    const reply = (await this.call(Op.PING, {}, { idempotent: true })) as PingReply;
+    return { nodeId: reply.nodeId, rttMs: performance.now() - started };
+  }
+
+  /** The connected node's view of itself and its peers. */
+  async status(): Promise<NodeStatus> {
+    return (await this.call(Op.STATUS, {}, { idempotent: true })) as NodeStatus;
+  }
+
+  /**
+   * Sends one request and resolves with its reply body. Follows NOT_LEADER redirects, waits out
+   * UNAVAILABLE with backoff, and resends after a lost connection or timeout only when
+   * `idempotent`. Other errors are thrown as their typed class.
+   */
+  async call(op: number, body: unknown, opts: CallOptions = {}): Promise<unknown> {
+    let lastError: Error | null = null;
+    for (let attempt = 0; attempt < this.#opts.maxAttempts; attempt++) {
+      if (this.#closed) throw new ConnectionClosedError("client is closed");
+      let conn: RpcConnection;
+      try {
+        conn = await this.#connection();
+      } catch (err) {
+        lastError = err as Error;
+        await this.#pause(attempt);
+        continue;
+      }
+      try {
+        return await conn.request(op, body, opts.timeoutMs ?? this.#opts.requestTimeoutMs);
+      } catch (err) {
+        lastError = err as Error;
+        if (err instanceof NotLeaderError) {
+          this.#redirect(err.leaderAddr);
+          if (err.leaderAddr === null) await this.#pause(attempt);
+          continue;
+        }
+        if (!(err instanceof DsyncError) || !err.retryable) throw err;
+        const lost = err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT;
+        if (lost && !opts.idempotent) throw err;
+        if (err.code === ErrorCode.TIMEOUT) this.#drop(conn, err);
+        await this.#pause(attempt);
+      }
+    }
+    throw lastError ?? new ConnectionClosedError("no attempt was made");
+  }
+
+  /** Closes the connection; pending calls fail with ConnectionClosedError. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#conn?.close();
+    this.#conn = null;
+  }
+
+  /** Connects now (instead of on the first call). */
+  async ready(): Promise<this> {
+    await this.#connection();
+    return this;
+  }
+
+  #connection(): Promise<RpcConnection> {
+    if (this.#conn && !this.#conn.isClosed) return Promise.resolve(this.#conn);
+    // Single flight: every caller waiting for a connection shares one dial.
+    this.#connecting ??= this.#dialAny().finally(() => {
+      this.#connecting = null;
+    });
+    return this.#connecting;
+  }
+
+  async #dialAny(): Promise<RpcConnection> {
+    // A redirect target first, then each seed once, round-robin across dials.
+    const tries = this.#opts.nodes.length + (this.#preferredAddr ? 1 : 0);
+    const errors: string[] = [];
+    for (let i = 0; i < tries; i++) {
+      const addr = this.#preferredAddr ?? this.#opts.nodes[this.#nextSeed++ % this.#opts.nodes.length]!;
+      this.#preferredAddr = null;
+      try {
+        return await this.#open(addr);
+      } catch (err) {
+        if (err instanceof DsyncError && !err.retryable && err.code !== ErrorCode.CONNECTION_CLOSED) throw err;
+        errors.push(`${addr}: ${(err as Error).message}`);
+      }
+    }
+    throw new ConnectionClosedError(`no dsync node reachable (${errors.join("; ")})`);
+  }
+
+  async #open(addr: string): Promise<RpcConnection> {
+    const socket = await dial(addr, this.#opts.connectTimeoutMs);
+    const conn = new RpcConnection(socket, {
+      maxFrameBytes: this.#opts.maxFrameBytes,
+      pendingRequestsMax: this.#opts.pendingRequestsMax,
+      requestTimeoutMs: this.#opts.requestTimeoutMs,
+    });
+    let hello: HelloReply;
+    try {
+      hello = (await conn.request(
+        Op.HELLO,
+        { v: PROTOCOL_VERSION, ...(this.#opts.token !== undefined && { token: this.#opts.token }), ...(this.#opts.clientName !== undefined && { client: this.#opts.clientName }) },
+        this.#opts.connectTimeoutMs,
+      )) as HelloReply;
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+    if (this.#closed) {
+      conn.close();
+      throw new ConnectionClosedError("client is closed");
+    }
+    this.#conn = conn;
+    this.#addr = addr;
+    this.#hello = hello;
+    conn.onPush((env) => this.emit("push", env));
+    conn.onClose((error) => {
+      if (this.#conn === conn) this.#conn = null;
+      if (!this.#closed) this.emit("disconnect", { addr, error });
+    });
+    this.emit("connect", { addr, nodeId: hello.nodeId, leader: hello.leader });
+    return conn;
+  }
+
+  #redirect(leaderAddr: string | null): void {
+    if (leaderAddr === null || leaderAddr === this.#addr) return;
+    this.#preferredAddr = leaderAddr;
+    this.#conn?.close();
+    this.#conn = null;
+  }
+
+  #drop(conn: RpcConnection, _why: Error): void {
+    // A node that times out may be stuck (paused, partitioned): try another one.
+    conn.close();
+    if (this.#conn === conn) this.#conn = null;
+  }
+
+  async #pause(attempt: number): Promise<void> {
+    const delayMs = backoffDelayMs(attempt, this.#opts.backoff, Math.random);
+    this.emit("reconnecting", { attempt: attempt + 1, delayMs });
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+}
+
+/**
+ * Connects to a dsync cluster through any of `opts.nodes` and completes the handshake.
+ * @throws ConnectionClosedError when no node is reachable; DsyncError(UNAUTHENTICATED) for a bad token.
+ */
+export async function connect(opts: ClientOptions): Promise<DsyncClient> {
+  return new DsyncClient(opts).ready();
+}

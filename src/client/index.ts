@@ -1,0 +1,18 @@
+/**
+ * The dsync client library: `connect()` to a cluster, then call its services.
+ * Errors are exported as classes so callers can `instanceof` them.
+ */
+export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./client.ts";
+export type { ClientOptions } from "./options.ts";
+export {
+  DsyncError,
+  ProtocolError,
+  InvalidArgumentError,
+  NotLeaderError,
+  UnavailableError,
+  TimeoutError,
+  ConnectionClosedError,
+  ErrorCode,
+  type NodeStatus,
+  type PeerStatus,
+} from "../../protocol/index.ts";

@@ -1,0 +1,222 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { FRAME_BYTES_MAX_DEFAULT } from "../../protocol/index.ts";
+import { formatAddr, parseAddr } from "../transport/dial.ts";
+
+/** A peer from PEER_NODES: its node id and the address of its peer port. */
+export interface PeerConfig {
+  readonly id: string;
+  readonly addr: string;
+}
+
+/** Everything a dsyncd node is configured with; see README "Configuration" for each knob. */
+export interface NodeConfig {
+  readonly nodeId: string;
+  /** Address the ports bind to and that peers and clients are told to use. */
+  readonly host: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly httpPort: number;
+  readonly peers: readonly PeerConfig[];
+  readonly dataDir: string;
+  readonly redisUrl: string | null;
+  readonly logLevel: LogLevel;
+  readonly cacheCapacity: number;
+  readonly authToken: string | null;
+  readonly maxFrameBytes: number;
+  readonly electionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly snapshotThreshold: number;
+  readonly fsync: boolean;
+}
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Raised with every problem found in a configuration, one per line. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  }
+}
+
+/** Raw values as strings (env, flags) or JSON values (file), keyed by NodeConfig field. */
+export type RawConfig = Partial<Record<keyof NodeConfig, unknown>>;
+
+/** Which environment variable feeds which field. The seeds' names keep their meaning. */
+export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
+  NODE_ID: "nodeId",
+  NODE_HOST: "host",
+  API_PORT: "clientPort",
+  NODE_PORT: "peerPort",
+  HTTP_PORT: "httpPort",
+  PEER_NODES: "peers",
+  DATA_DIR: "dataDir",
+  REDIS_URL: "redisUrl",
+  LOG_LEVEL: "logLevel",
+  CACHE_CAPACITY: "cacheCapacity",
+  AUTH_TOKEN: "authToken",
+  MAX_FRAME_BYTES: "maxFrameBytes",
+  ELECTION_TIMEOUT_MS: "electionTimeoutMs",
+  HEARTBEAT_INTERVAL_MS: "heartbeatIntervalMs",
+  SNAPSHOT_THRESHOLD: "snapshotThreshold",
+  FSYNC: "fsync",
+};
+
+/** Reads the fields set in `env`; REDIS_HOST/REDIS_PORT form a redis URL when REDIS_URL is absent. */
+export function configFromEnv(env: NodeJS.ProcessEnv): RawConfig {
+  const raw: RawConfig = {};
+  for (const [name, field] of Object.entries(ENV_VARS)) {
+    const v = env[name];
+    if (v !== undefined && v !== "") raw[field] = v;
+  }
+  if (raw.redisUrl === undefined && env.REDIS_HOST) {
+    raw.redisUrl = `redis://${env.REDIS_HOST}:${env.REDIS_PORT || "6379"}`;
+  }
+  return raw;
+}
+
+/** Reads a JSON config file whose keys are NodeConfig field names. @throws ConfigError */
+export function configFromFile(file: string): RawConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError([`cannot read config file ${file}: ${(err as Error).message}`]);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError([`config file ${file} must hold a JSON object`]);
+  }
+  return parsed as RawConfig;
+}
+
+/**
+ * Merges sources (later ones win), applies defaults and validates.
+ * @throws ConfigError listing every problem found.
+ */
+export function resolveConfig(...sources: RawConfig[]): NodeConfig {
+  const raw: RawConfig = {};
+  for (const s of sources) for (const [k, v] of Object.entries(s)) if (v !== undefined) raw[k as keyof NodeConfig] = v;
+  const problems: string[] = [];
+  const v = new Reader(raw, problems);
+  const nodeId = v.string("nodeId", "NODE_ID", null);
+  if (nodeId !== null && !/^[A-Za-z0-9_.-]{1,64}$/.test(nodeId)) {
+    problems.push(`NODE_ID "${nodeId}" must be 1-64 characters of letters, digits, '_', '.' or '-'`);
+  }
+  const host = v.string("host", "NODE_HOST", "127.0.0.1") ?? "127.0.0.1";
+  const config: NodeConfig = {
+    nodeId: nodeId ?? "",
+    host,
+    clientPort: v.int("clientPort", "API_PORT", 7000, 1, 65535),
+    peerPort: v.int("peerPort", "NODE_PORT", 7100, 1, 65535),
+    httpPort: v.int("httpPort", "HTTP_PORT", 7200, 1, 65535),
+    peers: v.peers(),
+    dataDir: path.resolve(v.string("dataDir", "DATA_DIR", null) ?? path.join("data", nodeId ?? "node")),
+    redisUrl: v.string("redisUrl", "REDIS_URL", null),
+    logLevel: v.logLevel(),
+    cacheCapacity: v.int("cacheCapacity", "CACHE_CAPACITY", 100, 1, 100_000_000),
+    authToken: v.string("authToken", "AUTH_TOKEN", null),
+    maxFrameBytes: v.int("maxFrameBytes", "MAX_FRAME_BYTES", FRAME_BYTES_MAX_DEFAULT, 1024, 256 * 1024 * 1024),
+    electionTimeoutMs: v.int("electionTimeoutMs", "ELECTION_TIMEOUT_MS", 150, 10, 60_000),
+    heartbeatIntervalMs: v.int("heartbeatIntervalMs", "HEARTBEAT_INTERVAL_MS", 50, 1, 10_000),
+    snapshotThreshold: v.int("snapshotThreshold", "SNAPSHOT_THRESHOLD", 1000, 10, 100_000_000),
+    fsync: v.bool("fsync", "FSYNC", true),
+  };
+  if (config.nodeId === "") problems.push("NODE_ID (--node-id) is required: a unique name for this node, e.g. node_0");
+  if (config.heartbeatIntervalMs * 2 > config.electionTimeoutMs) {
+    problems.push(`HEARTBEAT_INTERVAL_MS (${config.heartbeatIntervalMs}) must be at most half of ELECTION_TIMEOUT_MS (${config.electionTimeoutMs})`);
+  }
+  const ports = [config.clientPort, config.peerPort, config.httpPort];
+  if (new Set(ports).size !== ports.length) problems.push(`API_PORT, NODE_PORT and HTTP_PORT must differ (got ${ports.join(", ")})`);
+  for (const p of config.peers) {
+    if (p.id === config.nodeId) problems.push(`PEER_NODES lists this node's own id "${p.id}"; list only the other nodes`);
+  }
+  if (new Set(config.peers.map((p) => p.id)).size !== config.peers.length) problems.push("PEER_NODES lists a node id twice");
+  if (config.redisUrl !== null && !/^rediss?:\/\//.test(config.redisUrl)) {
+    problems.push(`REDIS_URL "${config.redisUrl}" must start with redis:// or rediss://`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** The address clients use to reach this node. */
+export function clientAddrOf(c: NodeConfig): string {
+  return formatAddr(c.host, c.clientPort);
+}
+
+/** Reads typed fields, collecting a message for each bad one instead of stopping at the first. */
+class Reader {
+  constructor(
+    readonly raw: RawConfig,
+    readonly problems: string[],
+  ) {}
+
+  string(field: keyof NodeConfig, env: string, dflt: string | null): string | null {
+    const v = this.raw[field];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== "string" || v.trim() === "") {
+      this.problems.push(`${env} (${field}) must be a non-empty string`);
+      return dflt;
+    }
+    return v.trim();
+  }
+
+  int(field: keyof NodeConfig, env: string, dflt: number, min: number, max: number): number {
+    const v = this.raw[field];
+    if (v === undefined || v === null) return dflt;
+    const n = typeof v === "number" ? v : typeof v === "string" && /^\s*-?\d+\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isInteger(n) || n < min || n > max) {
+      this.problems.push(`${env} (${field}) must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+      return dflt;
+    }
+    return n;
+  }
+
+  bool(field: keyof NodeConfig, env: string, dflt: boolean): boolean {
+    const v = this.raw[field];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v === "boolean") return v;
+    if (typeof v === "string" && /^(true|1|yes|on)$/i.test(v)) return true;
+    if (typeof v === "string" && /^(false|0|no|off)$/i.test(v)) return false;
+    this.problems.push(`${env} (${field}) must be true or false, got ${JSON.stringify(v)}`);
+    return dflt;
+  }
+
+  logLevel(): LogLevel {
+    const v = this.raw.logLevel;
+    if (v === undefined || v === null) return "info";
+    // The seeds wrote levels in capitals and used WARNING; accept both spellings.
+    const s = typeof v === "string" ? v.trim().toLowerCase().replace(/^warning$/, "warn") : "";
+    if ((LOG_LEVELS as readonly string[]).includes(s)) return s as LogLevel;
+    this.problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")} (or WARNING), got ${JSON.stringify(v)}`);
+    return "info";
+  }
+
+  /** PEER_NODES: `"id:host:port,…"` (the seeds' format), or a JSON array of {id, addr}. */
+  peers(): PeerConfig[] {
+    const v = this.raw.peers;
+    if (v === undefined || v === null || v === "") return [];
+    const items: unknown[] = typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : Array.isArray(v) ? v : [v];
+    const out: PeerConfig[] = [];
+    for (const item of items) {
+      try {
+        if (typeof item === "string") {
+          const i = item.indexOf(":");
+          if (i <= 0) throw new Error("expected id:host:port");
+          const id = item.slice(0, i);
+          const { host, port } = parseAddr(item.slice(i + 1));
+          out.push({ id, addr: formatAddr(host, port) });
+        } else if (typeof item === "object" && item !== null && typeof (item as PeerConfig).id === "string") {
+          const { host, port } = parseAddr(String((item as PeerConfig).addr));
+          out.push({ id: (item as PeerConfig).id, addr: formatAddr(host, port) });
+        } else {
+          throw new Error("expected id:host:port");
+        }
+      } catch (err) {
+        this.problems.push(`PEER_NODES entry ${JSON.stringify(item)} is invalid: ${(err as Error).message} (e.g. node_1:127.0.0.1:7101)`);
+      }
+    }
+    return out;
+  }
+}

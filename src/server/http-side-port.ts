@@ -1,0 +1,63 @@
+import http from "node:http";
+import type { Registry } from "prom-client";
+
+export interface HealthReport {
+  readonly status: "serving" | "not_serving";
+  readonly nodeId: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leader: string | null;
+  readonly uptimeMs: number;
+}
+
+/**
+ * The HTTP side port: `GET /health` (200 when serving, 503 when not) and `GET /metrics`
+ * (Prometheus text). Everything else is 404/405: the product speaks its own protocol.
+ */
+export class HttpSidePort {
+  readonly #server: http.Server;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    health: () => HealthReport,
+    registry: Registry,
+  ) {
+    this.#server = http.createServer((req, res) => {
+      const url = (req.url ?? "/").split("?")[0];
+      if (url !== "/health" && url !== "/metrics") {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found: this port serves only GET /health and GET /metrics\n");
+        return;
+      }
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" }).end("method not allowed\n");
+        return;
+      }
+      if (url === "/health") {
+        const report = health();
+        res.writeHead(report.status === "serving" ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(report) + "\n");
+        return;
+      }
+      registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${err.message}\n`),
+      );
+    });
+    this.#server.keepAliveTimeout = 5000;
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.port, this.host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    this.#server.closeAllConnections();
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,181 @@
+import type { Socket } from "node:net";
+import {
+  DsyncError,
+  ErrorCode,
+  FrameDecoder,
+  FrameLengthError,
+  Op,
+  ProtocolError,
+  decodeEnvelope,
+  encodeEnvelope,
+  encodeFrame,
+  type Envelope,
+} from "../../protocol/index.ts";
+
+/** Counters a framed socket reports to; the server feeds them into /metrics. */
+export interface FrameObserver {
+  frameIn(bytes: number): void;
+  frameOut(bytes: number): void;
+}
+
+export interface FramedSocketOptions {
+  /** Largest frame body accepted or sent. */
+  readonly maxFrameBytes: number;
+  /** Bytes queued for the kernel beyond which the peer is too slow and is disconnected. */
+  readonly maxQueuedBytes?: number;
+  readonly observer?: FrameObserver;
+}
+
+const MAX_QUEUED_BYTES_DEFAULT = 64 * 1024 * 1024;
+
+/**
+ * One node:net socket speaking length-prefixed MessagePack envelopes.
+ *
+ * Sends issued in one event-loop turn are coalesced into a single `write()` (64 frames per write
+ * measured 2.7× faster than one per write on loopback). When `write()` returns false, reading is
+ * paused until 'drain', so a client that does not read its replies cannot make us buffer without
+ * bound; past `maxQueuedBytes` the connection is dropped.
+ *
+ * A malformed or oversized frame gets an ERROR envelope (id 0) and the connection is closed:
+ * the frame boundary is lost, so nothing after it can be trusted.
+ */
+export class FramedSocket {
+  readonly socket: Socket;
+  readonly #decoder: FrameDecoder;
+  readonly #opts: FramedSocketOptions;
+  readonly #maxQueuedBytes: number;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #flushScheduled = false;
+  #closed = false;
+  #onMessage: (env: Envelope) => void = () => {};
+  #onClose: (err?: Error) => void = () => {};
+
+  constructor(socket: Socket, opts: FramedSocketOptions) {
+    this.socket = socket;
+    this.#opts = opts;
+    this.#maxQueuedBytes = opts.maxQueuedBytes ?? MAX_QUEUED_BYTES_DEFAULT;
+    this.#decoder = new FrameDecoder(opts.maxFrameBytes);
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.#onData(chunk));
+    socket.on("drain", () => {
+      if (!this.#closed) socket.resume();
+    });
+    socket.on("error", () => {
+      // 'close' follows every 'error'; the close handler reports it.
+    });
+    socket.on("close", (hadError) => this.#finish(hadError ? new Error("socket closed with an error") : undefined));
+  }
+
+  /** Registers the handler of decoded envelopes. */
+  onMessage(fn: (env: Envelope) => void): this {
+    this.#onMessage = fn;
+    return this;
+  }
+
+  /** Registers the handler called once when the connection is gone. */
+  onClose(fn: (err?: Error) => void): this {
+    this.#onClose = fn;
+    return this;
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** A human-readable name of the remote end, for logs. */
+  get remote(): string {
+    return `${this.socket.remoteAddress ?? "?"}:${this.socket.remotePort ?? "?"}`;
+  }
+
+  /**
+   * Queues one envelope; it is written with the others of this turn. Best effort: a send on a
+   * closed connection is dropped (the caller learns of the close through onClose).
+   * @throws RangeError when the encoded envelope exceeds the maximum frame size.
+   */
+  send(env: Envelope): void {
+    if (this.#closed) return;
+    const frame = encodeFrame(encodeEnvelope(env), this.#opts.maxFrameBytes);
+    this.#opts.observer?.frameOut(frame.length);
+    this.#pending.push(frame);
+    this.#pendingBytes += frame.length;
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  /** Sends an ERROR envelope for `err`. */
+  sendError(id: number, err: DsyncError): void {
+    this.send({ type: Op.ERROR, id, body: err.toBody() });
+  }
+
+  /** Flushes what is queued, then half-closes and destroys the socket. */
+  close(): void {
+    if (this.#closed) return;
+    this.#flush();
+    this.#closed = true;
+    this.socket.end();
+    // A peer that never reads would keep a half-closed socket forever.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  /** Drops the connection at once, without flushing. */
+  destroy(): void {
+    this.#closed = true;
+    this.socket.destroy();
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#pending.length === 0 || this.socket.destroyed) return;
+    const data = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (!this.socket.write(data)) {
+      if (this.socket.writableLength > this.#maxQueuedBytes) {
+        this.destroy();
+        return;
+      }
+      // Backpressure: stop reading requests until the peer drains its replies.
+      this.socket.pause();
+    }
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#closed) return;
+    let bodies: Uint8Array[];
+    try {
+      bodies = this.#decoder.push(chunk);
+    } catch (err) {
+      const frameErr = err as FrameLengthError;
+      this.#failProtocol(new ProtocolError(frameErr.message, frameErr.announcedBytes === 0 ? ErrorCode.PROTOCOL_ERROR : ErrorCode.FRAME_TOO_LARGE, { cause: err }));
+      return;
+    }
+    for (const body of bodies) {
+      this.#opts.observer?.frameIn(body.length + 4);
+      let env: Envelope;
+      try {
+        env = decodeEnvelope(body);
+      } catch (err) {
+        this.#failProtocol(err as ProtocolError);
+        return;
+      }
+      this.#onMessage(env);
+      if (this.#closed) return;
+    }
+  }
+
+  #failProtocol(err: ProtocolError): void {
+    this.sendError(0, err);
+    this.close();
+  }
+
+  #finish(err?: Error): void {
+    this.#closed = true;
+    this.#pending = [];
+    const cb = this.#onClose;
+    this.#onClose = () => {};
+    cb(err);
+  }
+}

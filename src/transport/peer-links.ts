@@ -1,0 +1,253 @@
+import net from "node:net";
+import type { Logger } from "pino";
+import {
+  DsyncError,
+  ErrorCode,
+  Op,
+  PROTOCOL_VERSION,
+  parsePeerHello,
+  type Envelope,
+  type PeerHelloReply,
+  type PeerStatus,
+} from "../../protocol/index.ts";
+import { BACKOFF_DEFAULT, backoffDelayMs } from "./backoff.ts";
+import { dial, parseAddr } from "./dial.ts";
+import type { FrameObserver } from "./framed-socket.ts";
+import { tokensEqual } from "./token.ts";
+import { RpcConnection } from "./rpc-connection.ts";
+
+export interface PeerLinksOptions {
+  readonly selfId: string;
+  readonly selfClientAddr: string;
+  readonly host: string;
+  readonly port: number;
+  readonly peers: readonly { id: string; addr: string }[];
+  readonly maxFrameBytes: number;
+  readonly token: string | null;
+  readonly observer?: FrameObserver;
+  readonly log: Logger;
+  /** A one-way envelope (id 0) from a peer, e.g. a batch of Raft messages. */
+  readonly onMessage: (from: string, env: Envelope) => void;
+  /** A request from a peer; resolve with the reply body or reject with a DsyncError. */
+  readonly onRequest?: (from: string, env: Envelope) => Promise<unknown>;
+  /** Called when a link to `peer` comes up or goes down. */
+  readonly onLinkChange?: (peer: string, up: boolean) => void;
+}
+
+interface Peer {
+  readonly id: string;
+  addr: string;
+  clientAddr: string | null;
+  conn: RpcConnection | null;
+  attempt: number;
+  timer: NodeJS.Timeout | null;
+  removed: boolean;
+}
+
+const HANDSHAKE_TIMEOUT_MS = 2000;
+
+/**
+ * Links to every peer over the peer port: one connection per pair (the node with the smaller id
+ * dials, the other accepts), a PEER_HELLO handshake carrying node ids and client addresses, and
+ * reconnects with capped exponential backoff and jitter.
+ */
+export class PeerLinks {
+  readonly #opts: PeerLinksOptions;
+  readonly #peers = new Map<string, Peer>();
+  readonly #server: net.Server;
+  readonly #inbound = new Set<RpcConnection>();
+  #stopped = false;
+
+  constructor(opts: PeerLinksOptions) {
+    this.#opts = opts;
+    this.#server = net.createServer((s) => this.#accept(s));
+    for (const p of opts.peers) this.addPeer(p.id, p.addr);
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.#opts.port, this.#opts.host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Starts tracking `id`; dials it if this node has the smaller id. */
+  addPeer(id: string, addr: string): void {
+    const existing = this.#peers.get(id);
+    if (existing) {
+      existing.addr = addr;
+      return;
+    }
+    const peer: Peer = { id, addr, clientAddr: null, conn: null, attempt: 0, timer: null, removed: false };
+    this.#peers.set(id, peer);
+    if (this.#isDialer(id)) this.#scheduleDial(peer, 0);
+  }
+
+  /** Forgets `id` and closes its link. */
+  removePeer(id: string): void {
+    const peer = this.#peers.get(id);
+    if (!peer) return;
+    peer.removed = true;
+    if (peer.timer) clearTimeout(peer.timer);
+    peer.conn?.close();
+    this.#peers.delete(id);
+  }
+
+  /** Sends a one-way envelope to `id`; returns false (and drops it) when the link is down. */
+  send(id: string, type: number, body: unknown): boolean {
+    const conn = this.#peers.get(id)?.conn;
+    if (!conn || conn.isClosed) return false;
+    conn.send(type, body);
+    return true;
+  }
+
+  /** Sends a request to `id` and resolves with its reply. @throws UNAVAILABLE when the link is down. */
+  request(id: string, type: number, body: unknown, timeoutMs: number): Promise<unknown> {
+    const conn = this.#peers.get(id)?.conn;
+    if (!conn || conn.isClosed) return Promise.reject(new DsyncError(ErrorCode.UNAVAILABLE, `no link to node ${id}`));
+    return conn.request(type, body, timeoutMs);
+  }
+
+  isConnected(id: string): boolean {
+    const conn = this.#peers.get(id)?.conn;
+    return !!conn && !conn.isClosed;
+  }
+
+  /** The client address a peer announced, or null before first contact. */
+  clientAddrOf(id: string): string | null {
+    return this.#peers.get(id)?.clientAddr ?? null;
+  }
+
+  status(): PeerStatus[] {
+    return [...this.#peers.values()].map((p) => ({ id: p.id, peerAddr: p.addr, clientAddr: p.clientAddr, connected: !!p.conn && !p.conn.isClosed }));
+  }
+
+  async close(): Promise<void> {
+    this.#stopped = true;
+    for (const id of [...this.#peers.keys()]) this.removePeer(id);
+    for (const c of this.#inbound) c.close();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #isDialer(id: string): boolean {
+    return this.#opts.selfId < id;
+  }
+
+  #scheduleDial(peer: Peer, delayMs: number): void {
+    if (this.#stopped || peer.removed) return;
+    peer.timer = setTimeout(() => {
+      peer.timer = null;
+      void this.#dial(peer);
+    }, delayMs);
+    peer.timer.unref();
+  }
+
+  async #dial(peer: Peer): Promise<void> {
+    let conn: RpcConnection | null = null;
+    try {
+      const socket = await dial(peer.addr, HANDSHAKE_TIMEOUT_MS);
+      conn = this.#wrap(socket);
+      const reply = (await conn.request(
+        Op.PEER_HELLO,
+        { v: PROTOCOL_VERSION, nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr, ...(this.#opts.token && { token: this.#opts.token }) },
+        HANDSHAKE_TIMEOUT_MS,
+      )) as PeerHelloReply;
+      if (reply.nodeId !== peer.id) throw new Error(`node at ${peer.addr} says it is ${reply.nodeId}, expected ${peer.id}`);
+      if (this.#stopped || peer.removed) {
+        conn.close();
+        return;
+      }
+      peer.attempt = 0;
+      this.#attach(peer, conn, reply.clientAddr);
+    } catch (err) {
+      conn?.close();
+      const delay = backoffDelayMs(peer.attempt++, BACKOFF_DEFAULT, Math.random);
+      if (peer.attempt === 1 || peer.attempt % 20 === 0) {
+        this.#opts.log.debug({ peer: peer.id, addr: peer.addr, err: (err as Error).message, retryInMs: Math.round(delay) }, "peer dial failed");
+      }
+      this.#scheduleDial(peer, delay);
+    }
+  }
+
+  #wrap(socket: net.Socket): RpcConnection {
+    return new RpcConnection(socket, { maxFrameBytes: this.#opts.maxFrameBytes, requestTimeoutMs: 5000, ...(this.#opts.observer && { observer: this.#opts.observer }) });
+  }
+
+  #attach(peer: Peer, conn: RpcConnection, clientAddr: string): void {
+    if (peer.conn && peer.conn !== conn) peer.conn.close();
+    peer.conn = conn;
+    peer.clientAddr = clientAddr;
+    conn.onPush((env) => this.#onEnvelope(peer.id, conn, env));
+    conn.onClose(() => {
+      if (peer.conn !== conn) return;
+      peer.conn = null;
+      this.#opts.onLinkChange?.(peer.id, false);
+      if (this.#isDialer(peer.id)) this.#scheduleDial(peer, backoffDelayMs(peer.attempt++, BACKOFF_DEFAULT, Math.random));
+    });
+    this.#opts.log.info({ peer: peer.id, addr: peer.addr }, "peer link up");
+    this.#opts.onLinkChange?.(peer.id, true);
+  }
+
+  #onEnvelope(from: string, conn: RpcConnection, env: Envelope): void {
+    if (env.id === 0) {
+      this.#opts.onMessage(from, env);
+      return;
+    }
+    const handler = this.#opts.onRequest;
+    if (!handler) {
+      conn.framed.sendError(env.id, new DsyncError(ErrorCode.UNKNOWN_TYPE, `peer request type ${env.type} is not handled`));
+      return;
+    }
+    handler(from, env).then(
+      (body) => conn.framed.send({ type: Op.REPLY, id: env.id, body: body ?? null }),
+      (err: unknown) =>
+        conn.framed.sendError(env.id, err instanceof DsyncError ? err : new DsyncError(ErrorCode.INTERNAL, "internal error", { cause: err })),
+    );
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#stopped) {
+      socket.destroy();
+      return;
+    }
+    const conn = this.#wrap(socket);
+    this.#inbound.add(conn);
+    const timer = setTimeout(() => conn.close(), HANDSHAKE_TIMEOUT_MS);
+    conn.onClose(() => {
+      clearTimeout(timer);
+      this.#inbound.delete(conn);
+    });
+    conn.onPush((env) => {
+      if (env.type !== Op.PEER_HELLO || env.id === 0) {
+        conn.framed.sendError(env.id, new DsyncError(ErrorCode.HANDSHAKE_REQUIRED, "the peer port expects PEER_HELLO first"));
+        conn.close();
+        return;
+      }
+      clearTimeout(timer);
+      try {
+        const hello = parsePeerHello(env.body);
+        if (hello.v !== PROTOCOL_VERSION) throw new DsyncError(ErrorCode.UNSUPPORTED_VERSION, `peer speaks protocol ${hello.v}, this node ${PROTOCOL_VERSION}`);
+        if (this.#opts.token !== null && !tokensEqual(hello.token, this.#opts.token)) throw new DsyncError(ErrorCode.UNAUTHENTICATED, "wrong cluster token");
+        if (hello.nodeId === this.#opts.selfId) throw new DsyncError(ErrorCode.INVALID_ARGUMENT, `peer claims this node's own id ${hello.nodeId}`);
+        let peer = this.#peers.get(hello.nodeId);
+        if (!peer) {
+          // A node not in PEER_NODES (e.g. one being added): track it so replies can reach it.
+          const { host } = parseAddr(hello.clientAddr);
+          this.addPeer(hello.nodeId, `${host}:0`);
+          peer = this.#peers.get(hello.nodeId)!;
+        }
+        const reply: PeerHelloReply = { nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr };
+        conn.framed.send({ type: Op.REPLY, id: env.id, body: reply });
+        this.#inbound.delete(conn);
+        this.#attach(peer, conn, hello.clientAddr);
+      } catch (err) {
+        const e = err instanceof DsyncError ? err : new DsyncError(ErrorCode.INVALID_ARGUMENT, (err as Error).message);
+        conn.framed.sendError(env.id, e);
+        conn.close();
+      }
+    });
+  }
+}

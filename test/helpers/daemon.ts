@@ -1,0 +1,145 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** A loopback TCP port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `fn` every `intervalMs` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 20_000, intervalMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface NodeSpec {
+  readonly id: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly httpPort: number;
+  readonly dataDir: string;
+}
+
+/** A dsyncd child process. */
+export class DaemonProcess {
+  child: ChildProcess | null = null;
+  output = "";
+  constructor(
+    readonly spec: NodeSpec,
+    readonly env: Record<string, string>,
+  ) {}
+
+  get clientAddr(): string {
+    return `127.0.0.1:${this.spec.clientPort}`;
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.spec.httpPort}`;
+  }
+
+  /** Starts the process and resolves once its /health answers. */
+  async start(): Promise<void> {
+    this.output = "";
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
+      cwd: ROOT,
+      env: { ...process.env, ...this.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child = child;
+    child.stdout!.on("data", (d: Buffer) => (this.output += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (this.output += d.toString()));
+    await waitFor(async () => {
+      if (child.exitCode !== null) throw new Error(`dsyncd ${this.spec.id} exited with ${child.exitCode}:\n${this.output}`);
+      const res = await fetch(`${this.httpUrl}/health`).catch(() => null);
+      return res !== null;
+    }, `dsyncd ${this.spec.id} to listen`);
+  }
+
+  get alive(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Sends `signal` and, unless it is SIGSTOP/SIGCONT, waits for the exit. */
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const child = this.child;
+    if (!child || !this.alive) return;
+    if (signal === "SIGSTOP" || signal === "SIGCONT") {
+      child.kill(signal);
+      return;
+    }
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    child.kill(signal);
+    await exited;
+  }
+}
+
+/** N dsyncd processes on free loopback ports, each peered with the others, in a temp folder. */
+export class TestCluster {
+  constructor(
+    readonly nodes: DaemonProcess[],
+    readonly dir: string,
+  ) {}
+
+  static async create(n: number, extraEnv: Record<string, string> = {}): Promise<TestCluster> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-test-"));
+    const specs: NodeSpec[] = [];
+    for (let i = 0; i < n; i++) {
+      specs.push({ id: `node_${i}`, clientPort: await freePort(), peerPort: await freePort(), httpPort: await freePort(), dataDir: path.join(dir, `node_${i}`) });
+    }
+    const nodes = specs.map(
+      (s) =>
+        new DaemonProcess(s, {
+          NODE_ID: s.id,
+          NODE_HOST: "127.0.0.1",
+          API_PORT: String(s.clientPort),
+          NODE_PORT: String(s.peerPort),
+          HTTP_PORT: String(s.httpPort),
+          PEER_NODES: specs.filter((o) => o !== s).map((o) => `${o.id}:127.0.0.1:${o.peerPort}`).join(","),
+          DATA_DIR: s.dataDir,
+          LOG_LEVEL: "warn",
+          ...extraEnv,
+        }),
+    );
+    const cluster = new TestCluster(nodes, dir);
+    try {
+      await Promise.all(nodes.map((d) => d.start()));
+    } catch (err) {
+      await cluster.destroy();
+      throw err;
+    }
+    return cluster;
+  }
+
+  get clientAddrs(): string[] {
+    return this.nodes.map((n) => n.clientAddr);
+  }
+
+  /** SIGKILLs every node and removes the data folder. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.kill("SIGCONT").then(() => n.kill("SIGKILL"))));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
