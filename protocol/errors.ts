@@ -62,6 +62,14 @@ export class NotLeaderError extends DsyncError {
   }
 }
 
+/** The message type is unknown or not accepted here. */
+export class UnknownTypeError extends DsyncError {
+  override name = "UnknownTypeError";
+  constructor(message: string) {
+    super(ErrorCode.UNKNOWN_TYPE, message);
+  }
+}
+
 /** No quorum is reachable; retry with backoff. */
 export class UnavailableError extends DsyncError {
   override name = "UnavailableError";

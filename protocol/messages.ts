@@ -50,6 +50,16 @@ export interface NodeStatus {
   readonly appliedIndex: number;
   readonly uptimeMs: number;
   readonly serving: boolean;
+  /** First and last index of the log this node holds (entries before firstIndex are in a snapshot). */
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  /** Index of the last snapshot taken or installed (0 if none). */
+  readonly snapshotIndex: number;
+  /** Bytes of write-ahead log on disk. */
+  readonly logBytes: number;
+  /** Group 0's membership as this node knows it. */
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
   readonly peers: readonly PeerStatus[];
 }
 

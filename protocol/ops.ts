@@ -10,9 +10,21 @@ export const Op = {
   HELLO: 2,
   PING: 3,
   STATUS: 4,
+  /** Write a key in the replicated key-value register (group 0). */
+  KV_PUT: 16,
+  /** Read a key; linearizable (ReadIndex) unless `stale: true`. */
+  KV_GET: 17,
+  KV_DELETE: 18,
+  /** Ask the leader to hand leadership to another voter. */
+  ADMIN_TRANSFER_LEADER: 24,
+  /** Add a node: it joins as a learner and is promoted to voter once caught up. */
+  ADMIN_ADD_NODE: 25,
+  ADMIN_REMOVE_NODE: 26,
   PEER_HELLO: 96,
   /** A batch of Raft messages between peers; one-way (id 0). */
   RAFT: 97,
+  /** A follower hands a client's write to the leader. */
+  FORWARD: 98,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 

@@ -70,9 +70,12 @@ process.stdout.write(
 const seeds = nodes.split(",");
 for (let tries = 0; tries < 100 && !stopping; tries++) {
   const reports = await clusterStatus(seeds, { timeoutMs: 1000 });
-  if (reports.every((r) => r.reachable) || tries === 99) {
+  if (reports.every((r) => r.reachable && r.status?.leader) || tries === 99) {
     const rows = reports.map((r) => [r.status?.nodeId ?? "?", r.addr, r.reachable ? "yes" : "no", r.status?.role ?? "-", String(r.status?.term ?? "-"), r.status?.leader ?? "-"]);
-    process.stdout.write(`\n$ ./bin/dsync status\n${table(["NODE", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER"], rows)}\n\nThe cluster is up. Press Ctrl-C to stop it.\n`);
+    process.stdout.write(
+      `\n$ ./bin/dsync status\n${table(["NODE", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER"], rows)}\n\n` +
+        `The cluster is up. Try:\n  ./bin/dsync kv put greeting hello\n  ./bin/dsync kv get greeting\n  ./bin/dsync admin transfer-leader\n\nPress Ctrl-C to stop it.\n`,
+    );
     break;
   }
   await new Promise((r) => setTimeout(r, 200));

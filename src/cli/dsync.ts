@@ -1,5 +1,5 @@
 import { Command } from "commander";
-import { DsyncError } from "../../protocol/index.ts";
+import { DsyncError, Op } from "../../protocol/index.ts";
 import { DsyncClient } from "../client/client.ts";
 import { clusterStatus } from "./cluster-status.ts";
 import { table } from "./output.ts";
@@ -78,12 +78,88 @@ program
     const reports = await clusterStatus(seeds, { timeoutMs: timeoutMs(g), ...(g.token !== undefined && { token: g.token }) });
     const rows = reports.map((r) =>
       r.status
-        ? [r.status.nodeId, r.addr, "yes", r.status.role, String(r.status.term), r.status.leader ?? "-", String(r.status.commitIndex), String(r.status.appliedIndex), fmtUptime(r.status.uptimeMs)]
-        : ["?", r.addr, "no", "-", "-", "-", "-", "-", r.error ?? ""],
+        ? [
+            r.status.nodeId,
+            r.addr,
+            "yes",
+            r.status.role,
+            String(r.status.term),
+            r.status.leader ?? "-",
+            String(r.status.commitIndex),
+            String(r.status.appliedIndex),
+            `${r.status.firstIndex}-${r.status.lastIndex}`,
+            fmtBytes(r.status.logBytes),
+            r.status.snapshotIndex > 0 ? String(r.status.snapshotIndex) : "-",
+            fmtUptime(r.status.uptimeMs),
+          ]
+        : ["?", r.addr, "no", "-", "-", "-", "-", "-", "-", "-", "-", r.error ?? ""],
     );
-    print(g, reports, table(["NODE", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "UPTIME"], rows));
+    print(g, reports, table(["NODE", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LOG", "LOG SIZE", "SNAPSHOT", "UPTIME"], rows));
     if (reports.every((r) => !r.reachable)) process.exitCode = 1;
   });
+
+const kv = program.command("kv").description("the replicated key-value register (a write survives any minority of nodes failing)");
+kv.command("put <key> <value>")
+  .description("write a value; prints the revision (log index) it was committed at")
+  .action(async (key: string, value: string) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.KV_PUT, { key, value: new TextEncoder().encode(value) })) as { revision: number; existed: boolean };
+      print(g, r, `OK revision ${r.revision}${r.existed ? " (replaced)" : ""}`);
+    });
+  });
+kv.command("get <key>")
+  .description("read a value (linearizable unless --stale)")
+  .option("--stale", "answer from the connected node's copy without confirming with the leader")
+  .action(async (key: string, o: { stale?: boolean }) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.KV_GET, { key, stale: o.stale === true }, { idempotent: true })) as { found: boolean; value: Uint8Array | null; revision: number };
+      const text = r.value ? new TextDecoder().decode(r.value) : null;
+      print(g, { ...r, value: text }, r.found ? `${text}    (revision ${r.revision})` : `(not found)`);
+      if (!r.found) process.exitCode = 3;
+    });
+  });
+kv.command("delete <key>")
+  .description("delete a key")
+  .action(async (key: string) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.KV_DELETE, { key })) as { revision: number; existed: boolean };
+      print(g, r, r.existed ? `deleted at revision ${r.revision}` : `(not found) revision ${r.revision}`);
+    });
+  });
+
+const admin = program.command("admin").description("cluster membership and leadership");
+admin
+  .command("transfer-leader [node-id]")
+  .description("hand leadership to another voter (default: the most caught-up one)")
+  .action(async (to: string | undefined) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.ADMIN_TRANSFER_LEADER, to ? { to } : {}, { timeoutMs: 15_000 })) as { leader: string; term: number };
+      print(g, r, `leader is now ${r.leader} (term ${r.term})`);
+    });
+  });
+admin
+  .command("add-node <node-id> <peer-addr>")
+  .description("add a node started with --join: it catches up as a learner, then becomes a voter")
+  .action(async (nodeId: string, peerAddr: string) => {
+    await withClient(async (c, g) => {
+      if (!g.json) process.stderr.write(`adding ${nodeId} (${peerAddr}): joining as a learner, catching up, then promoting…\n`);
+      const r = (await c.call(Op.ADMIN_ADD_NODE, { nodeId, peerAddr }, { timeoutMs: 90_000 })) as { nodeId: string; conf: { voters: string[]; learners: string[] } };
+      print(g, r, `${r.nodeId} is a voter; voters: ${r.conf.voters.join(", ")}`);
+    });
+  });
+admin
+  .command("remove-node <node-id>")
+  .description("remove a node from the cluster")
+  .action(async (nodeId: string) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.ADMIN_REMOVE_NODE, { nodeId }, { timeoutMs: 15_000 })) as { nodeId: string; conf: { voters: string[] } };
+      print(g, r, `${r.nodeId} removed; voters: ${r.conf.voters.join(", ")}`);
+    });
+  });
+
+function fmtBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
 
 function fmtUptime(ms: number): string {
   const s = Math.floor(ms / 1000);

@@ -26,6 +26,7 @@ const program = new Command("dsyncd")
   .option("--election-timeout-ms <ms>", "Raft election timeout base [env ELECTION_TIMEOUT_MS] (default 150)")
   .option("--heartbeat-interval-ms <ms>", "Raft heartbeat interval [env HEARTBEAT_INTERVAL_MS] (default 50)")
   .option("--snapshot-threshold <n>", "entries between snapshots [env SNAPSHOT_THRESHOLD] (default 1000)")
+  .option("--join", "start as a new, empty member of an existing cluster; then run `dsync admin add-node` [env JOIN=true]")
   .option("--no-fsync", "do not fsync the log (unsafe: for throwaway test clusters only) [env FSYNC=false]")
   .action(async (opts: Record<string, string | boolean | undefined>) => {
     const flags: RawConfig = {
@@ -46,6 +47,7 @@ const program = new Command("dsyncd")
       snapshotThreshold: opts.snapshotThreshold,
       // commander sets fsync=true unless --no-fsync; only an explicit flag should override env/file.
       fsync: opts.fsync === false ? false : undefined,
+      join: opts.join === true ? true : undefined,
     };
     let config;
     try {

@@ -28,6 +28,8 @@ export interface NodeConfig {
   readonly heartbeatIntervalMs: number;
   readonly snapshotThreshold: number;
   readonly fsync: boolean;
+  /** Start with no membership and wait to be added by `dsync admin add-node` (a new node). */
+  readonly join: boolean;
 }
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -62,6 +64,7 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   HEARTBEAT_INTERVAL_MS: "heartbeatIntervalMs",
   SNAPSHOT_THRESHOLD: "snapshotThreshold",
   FSYNC: "fsync",
+  JOIN: "join",
 };
 
 /** Reads the fields set in `env`; REDIS_HOST/REDIS_PORT form a redis URL when REDIS_URL is absent. */
@@ -122,6 +125,7 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     heartbeatIntervalMs: v.int("heartbeatIntervalMs", "HEARTBEAT_INTERVAL_MS", 50, 1, 10_000),
     snapshotThreshold: v.int("snapshotThreshold", "SNAPSHOT_THRESHOLD", 1000, 10, 100_000_000),
     fsync: v.bool("fsync", "FSYNC", true),
+    join: v.bool("join", "JOIN", false),
   };
   if (config.nodeId === "") problems.push("NODE_ID (--node-id) is required: a unique name for this node, e.g. node_0");
   if (config.heartbeatIntervalMs * 2 > config.electionTimeoutMs) {

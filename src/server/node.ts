@@ -1,17 +1,24 @@
 import { mkdir } from "node:fs/promises";
-import { Op, asFields, type NodeStatus, type PingReply } from "../../protocol/index.ts";
+import { Op, UnknownTypeError, asFields, type NodeStatus, type PingReply } from "../../protocol/index.ts";
+import { ConfChangeType } from "../raft/index.ts";
+import { ClusterMachine } from "../services/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
+import { registerAdminHandlers } from "./admin-handlers.ts";
 import { ClientListener } from "./client-listener.ts";
 import { clientAddrOf, type NodeConfig } from "./config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { registerKvHandlers } from "./kv-handlers.ts";
 import { NodeMetrics } from "./metrics.ts";
+import { Proposer } from "./proposer.ts";
+import type { RaftGroup } from "./raft-group.ts";
+import { RaftHost } from "./raft-host.ts";
 import { RequestRouter } from "./request-router.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
 /** What the consensus layer tells the rest of the node about itself. */
-export interface ConsensusView {
+interface ConsensusView {
   readonly role: string;
   readonly term: number;
   readonly leader: string | null;
@@ -34,7 +41,9 @@ export class DsyncNode {
   readonly #clients: ClientListener;
   readonly #http: HttpSidePort;
   readonly #startedAt = Date.now();
-  #consensus: () => ConsensusView = () => ({ role: "standalone", term: 0, leader: null, commitIndex: 0, appliedIndex: 0, serving: true });
+  readonly machine: ClusterMachine;
+  #host: RaftHost | null = null;
+  #group0: RaftGroup | null = null;
   #stopping: Promise<void> | null = null;
 
   constructor(config: NodeConfig, opts: { log?: Logger } = {}) {
@@ -52,7 +61,11 @@ export class DsyncNode {
       token: config.authToken,
       observer: this.metrics.observer("peer"),
       log: this.log,
-      onMessage: () => {},
+      onMessage: (from, env) => this.#host?.onPeerMessage(from, env),
+      onRequest: async (_from, env) => {
+        if (env.type !== Op.FORWARD || !this.#proposer) throw new UnknownTypeError(`peer request type ${env.type} is not handled`);
+        return this.#proposer.onForward(env);
+      },
       onLinkChange: () => this.metrics.peersConnected.set(this.peers.status().filter((p) => p.connected).length),
     });
     this.#clients = new ClientListener(
@@ -62,7 +75,7 @@ export class DsyncNode {
         maxFrameBytes: config.maxFrameBytes,
         authToken: config.authToken,
         hello: () => {
-          const c = this.#consensus();
+          const c = this.#consensusView();
           return { nodeId: config.nodeId, leader: c.leader, leaderAddr: this.#leaderAddr(c.leader), server: SERVER_VERSION };
         },
       },
@@ -79,29 +92,61 @@ export class DsyncNode {
       asFields(body, "STATUS");
       return this.status();
     });
+    this.machine = new ClusterMachine((id, peerAddr) => {
+      if (id !== config.nodeId) this.peers.addPeer(id, peerAddr);
+    });
   }
 
-  /** Installs the consensus layer's view (role, term, leader, indexes). */
-  setConsensusView(view: () => ConsensusView): void {
-    this.#consensus = view;
+  #proposer: Proposer | null = null;
+
+  /** Group 0, once started. */
+  get group0(): RaftGroup | null {
+    return this.#group0;
   }
 
   async start(): Promise<void> {
     await mkdir(this.config.dataDir, { recursive: true });
+    const c = this.config;
+    const host = await RaftHost.open({
+      nodeId: c.nodeId,
+      dataDir: c.dataDir,
+      fsync: c.fsync,
+      // A joining node starts with no membership and learns it from the leader's log.
+      voters: c.join ? [] : [c.nodeId, ...c.peers.map((p) => p.id)],
+      electionTimeoutMs: c.electionTimeoutMs,
+      heartbeatIntervalMs: c.heartbeatIntervalMs,
+      snapshotThreshold: c.snapshotThreshold,
+      peers: this.peers,
+      log: this.log,
+      onConfChange: (_group, cc) => {
+        if (cc.type === ConfChangeType.RemoveNode && cc.node !== c.nodeId) this.peers.removePeer(cc.node);
+      },
+    });
+    this.#host = host;
+    this.#group0 = await host.addGroup(0, this.machine);
+    this.#proposer = new Proposer(host, this.peers);
+    registerKvHandlers(this.router, this.#proposer, this.machine.kv);
+    registerAdminHandlers(this.router, this.#group0, this.peers, c.nodeId);
     await this.peers.listen();
     await this.#clients.listen();
     await this.#http.listen();
+    host.start();
     this.log.info(
       { clientAddr: clientAddrOf(this.config), peerPort: this.config.peerPort, httpPort: this.config.httpPort, peers: this.config.peers.map((p) => p.id), dataDir: this.config.dataDir },
       "dsyncd started",
     );
   }
 
-  /** Graceful stop: refuse new connections, flush replies, close links. Idempotent. */
+  /**
+   * Graceful stop: hand leadership to another voter (so the cluster does not wait an election
+   * timeout), refuse new connections, flush replies, close the log. Idempotent.
+   */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
+      await this.#handOverLeadership();
       await this.#clients.close();
+      await this.#host?.close();
       await this.peers.close();
       await this.#http.close();
       this.log.info("dsyncd stopped");
@@ -109,8 +154,29 @@ export class DsyncNode {
     return this.#stopping;
   }
 
+  async #handOverLeadership(): Promise<void> {
+    const g = this.#group0;
+    if (!g?.isLeader) return;
+    const s = g.status();
+    const to = s.conf.voters.filter((v) => v !== this.config.nodeId && this.peers.isConnected(v)).sort((a, b) => (s.progress?.[b]?.match ?? 0) - (s.progress?.[a]?.match ?? 0))[0];
+    if (to === undefined) return;
+    g.transferLeader(to);
+    const deadline = Date.now() + 3 * this.config.electionTimeoutMs;
+    while (Date.now() < deadline && g.isLeader) await new Promise((r) => setTimeout(r, 10));
+    this.log.info({ to, moved: !g.isLeader }, "handed over leadership before stopping");
+  }
+
+  #consensusView(): ConsensusView {
+    const g = this.#group0;
+    if (!g) return { role: "starting", term: 0, leader: null, commitIndex: 0, appliedIndex: 0, serving: false };
+    const s = g.status();
+    return { role: s.role, term: s.term, leader: s.leader, commitIndex: s.commit, appliedIndex: g.applied, serving: s.leader !== null && g.failure === null };
+  }
+
   status(): NodeStatus {
-    const c = this.#consensus();
+    const c = this.#consensusView();
+    const g = this.#group0?.status();
+    const wal = this.#host?.wal.stats();
     return {
       nodeId: this.config.nodeId,
       clientAddr: clientAddrOf(this.config),
@@ -122,6 +188,12 @@ export class DsyncNode {
       appliedIndex: c.appliedIndex,
       uptimeMs: Date.now() - this.#startedAt,
       serving: c.serving && this.#stopping === null,
+      firstIndex: g?.firstIndex ?? 0,
+      lastIndex: g?.lastIndex ?? 0,
+      snapshotIndex: g?.snapshotIndex ?? 0,
+      logBytes: wal?.bytes ?? 0,
+      voters: [...(g?.conf.voters ?? [])],
+      learners: [...(g?.conf.learners ?? [])],
       peers: this.peers.status(),
     };
   }

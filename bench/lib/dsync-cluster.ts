@@ -1,0 +1,98 @@
+/**
+ * A fresh dsync cluster (3 dsyncd processes by default) on free loopback ports, each node with its
+ * own temp data dir, fsync on. Nodes are killed by PID and dirs removed by `destroy()` (and on
+ * exit / SIGINT).
+ */
+import { mkdtemp } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Child, ROOT, freePorts, removeTempDir, trackTempDir, waitFor } from "./proc.ts";
+
+/** Environment variables dsyncd reads; stripped from the inherited env so the bench sets them all. */
+const DSYNC_ENV = [
+  "NODE_ID", "NODE_HOST", "API_PORT", "NODE_PORT", "HTTP_PORT", "PEER_NODES", "DATA_DIR", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
+  "LOG_LEVEL", "CACHE_CAPACITY", "AUTH_TOKEN", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC",
+];
+
+interface Spec {
+  readonly id: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly httpPort: number;
+}
+
+export class DsyncCluster {
+  private constructor(
+    readonly nodes: Child[],
+    readonly specs: Spec[],
+    readonly dir: string,
+  ) {}
+
+  /** Client addresses (`127.0.0.1:port`) of every node. */
+  get clientAddrs(): string[] {
+    return this.specs.map((s) => `127.0.0.1:${s.clientPort}`);
+  }
+
+  get pids(): number[] {
+    return this.nodes.map((n) => n.pid);
+  }
+
+  /** `extraEnv` overrides (e.g. { FSYNC: "false" } — not for fair comparisons). */
+  static async start(n = 3, extraEnv: Record<string, string> = {}, timeoutMs = 30_000): Promise<DsyncCluster> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-bench-dsync-"));
+    trackTempDir(dir);
+    const ports = await freePorts(n * 3);
+    const specs: Spec[] = Array.from({ length: n }, (_, i) => ({ id: `node_${i}`, clientPort: ports[i * 3]!, peerPort: ports[i * 3 + 1]!, httpPort: ports[i * 3 + 2]! }));
+    const base: NodeJS.ProcessEnv = { ...process.env };
+    for (const k of DSYNC_ENV) delete base[k];
+    const nodes = specs.map(
+      (s) =>
+        new Child(`dsyncd ${s.id}`, process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
+          cwd: ROOT,
+          env: {
+            ...base,
+            NODE_ID: s.id,
+            NODE_HOST: "127.0.0.1",
+            API_PORT: String(s.clientPort),
+            NODE_PORT: String(s.peerPort),
+            HTTP_PORT: String(s.httpPort),
+            PEER_NODES: specs.filter((o) => o !== s).map((o) => `${o.id}:127.0.0.1:${o.peerPort}`).join(","),
+            DATA_DIR: path.join(dir, s.id),
+            LOG_LEVEL: "warn",
+            FSYNC: "true",
+            ...extraEnv,
+          },
+        }),
+    );
+    const cluster = new DsyncCluster(nodes, specs, dir);
+    try {
+      // /health is 200 only while the node is serving, i.e. knows a leader.
+      await Promise.all(
+        specs.map((s, i) =>
+          waitFor(
+            async () => {
+              nodes[i]!.assertAlive();
+              const res = await fetch(`http://127.0.0.1:${s.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
+              await res.body?.cancel();
+              return res.status === 200;
+            },
+            `dsyncd ${s.id} /health to return 200`,
+            timeoutMs,
+            50,
+          ),
+        ),
+      );
+    } catch (err) {
+      const logs = nodes.map((m) => `--- ${m.name} ---\n${m.output.slice(-2000)}`).join("\n");
+      await cluster.destroy();
+      throw new Error(`${(err as Error).message}\n${logs}`);
+    }
+    return cluster;
+  }
+
+  /** Kills every node by PID (SIGKILL: no graceful shutdown needed for a throwaway cluster) and removes the data dirs. */
+  async destroy(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop(0)));
+    removeTempDir(this.dir);
+  }
+}

@@ -1,0 +1,20 @@
+import type { Message, MessageType } from "./types.ts";
+
+/** The fields a sender fills in; everything else defaults to 0/empty. */
+export type MessageInit = Partial<Message> & { readonly type: MessageType };
+
+/** Builds a complete {@link Message} with zero/empty defaults for the fields not given. */
+export function makeMessage(init: MessageInit & Pick<Message, "group" | "from" | "to" | "term">): Message {
+  return {
+    logTerm: 0,
+    index: 0,
+    entries: [],
+    commit: 0,
+    reject: false,
+    rejectHint: 0,
+    ...init,
+  };
+}
+
+/** Context carried by Vote messages of a campaign triggered by TimeoutNow: it overrides the leader lease. */
+export const CAMPAIGN_TRANSFER_CONTEXT = "raft:transfer";

@@ -1,0 +1,93 @@
+import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str } from "../../protocol/index.ts";
+import { ConfChangeType } from "../raft/index.ts";
+import { encodeMemberCommand } from "../services/cluster-machine.ts";
+import { formatAddr, parseAddr } from "../transport/dial.ts";
+import type { PeerLinks } from "../transport/peer-links.ts";
+import type { RaftGroup } from "./raft-group.ts";
+import type { RequestRouter } from "./request-router.ts";
+
+const ADMIN_TIMEOUT_MS = 10_000;
+/** How far behind the leader's log a learner may be and still be promoted. */
+const PROMOTE_LAG_ENTRIES_MAX = 10;
+
+/** Registers the membership and leadership admin requests on the client port. */
+export function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: PeerLinks, selfId: string): void {
+  const requireLeader = (): void => {
+    if (!group0.isLeader) {
+      const leader = group0.leader;
+      throw new NotLeaderError(leader, leader === null ? null : leader === selfId ? null : peers.clientAddrOf(leader));
+    }
+  };
+
+  router.register(Op.ADMIN_TRANSFER_LEADER, async (body) => {
+    const f = asFields(body, "ADMIN_TRANSFER_LEADER");
+    requireLeader();
+    const status = group0.status();
+    let to = str(f, "to", "ADMIN_TRANSFER_LEADER", { optional: true, maxBytes: 128 });
+    if (to === undefined) {
+      // The most caught-up other voter loses the least time catching up before it takes over.
+      const candidates = status.conf.voters.filter((v) => v !== selfId);
+      to = candidates.sort((a, b) => (status.progress?.[b]?.match ?? 0) - (status.progress?.[a]?.match ?? 0))[0];
+      if (to === undefined) throw new DsyncError(ErrorCode.UNAVAILABLE, "there is no other voter to hand leadership to");
+    }
+    if (to === selfId) return { leader: selfId, term: status.term };
+    if (!status.conf.voters.includes(to)) throw new InvalidArgumentError(`${to} is not a voting member (voters: ${status.conf.voters.join(", ")})`);
+    group0.transferLeader(to);
+    const deadline = Date.now() + ADMIN_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      await sleep(20);
+      const s = group0.status();
+      if (s.leader === to) return { leader: to, term: s.term };
+    }
+    throw new DsyncError(ErrorCode.TIMEOUT, `leadership did not move to ${to} within ${ADMIN_TIMEOUT_MS} ms`);
+  });
+
+  router.register(Op.ADMIN_ADD_NODE, async (body) => {
+    const f = asFields(body, "ADMIN_ADD_NODE");
+    const nodeId = str(f, "nodeId", "ADMIN_ADD_NODE", { maxBytes: 64 });
+    const peerAddrRaw = str(f, "peerAddr", "ADMIN_ADD_NODE", { maxBytes: 300 });
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(nodeId)) throw new InvalidArgumentError(`nodeId "${nodeId}" must be 1-64 letters, digits, '_', '.' or '-'`);
+    let peerAddr: string;
+    try {
+      const { host, port } = parseAddr(peerAddrRaw);
+      peerAddr = formatAddr(host, port);
+    } catch (err) {
+      throw new InvalidArgumentError(`peerAddr: ${(err as Error).message}`);
+    }
+    requireLeader();
+    const conf = group0.status().conf;
+    if (conf.voters.includes(nodeId)) return { nodeId, role: "voter", conf };
+    // 1. Every node learns the address, 2. the node joins as a learner and catches up,
+    // 3. it is promoted to voter. One membership change at a time, as the core requires.
+    await group0.propose(encodeMemberCommand({ op: "member", id: nodeId, peerAddr }), ADMIN_TIMEOUT_MS);
+    if (!conf.learners.includes(nodeId)) await group0.proposeConfChange({ type: ConfChangeType.AddLearner, node: nodeId }, ADMIN_TIMEOUT_MS);
+    const deadline = Date.now() + 6 * ADMIN_TIMEOUT_MS;
+    for (;;) {
+      const s = group0.status();
+      const match = s.progress?.[nodeId]?.match ?? 0;
+      if (s.lastIndex - match <= PROMOTE_LAG_ENTRIES_MAX) break;
+      if (Date.now() > deadline) {
+        throw new DsyncError(ErrorCode.TIMEOUT, `${nodeId} joined as a learner but has not caught up (match ${match} of ${s.lastIndex}); is it running with --join and reachable at ${peerAddr}?`);
+      }
+      await sleep(50);
+    }
+    requireLeader();
+    const finalConf = await group0.proposeConfChange({ type: ConfChangeType.AddVoter, node: nodeId }, ADMIN_TIMEOUT_MS);
+    return { nodeId, role: "voter", conf: finalConf };
+  });
+
+  router.register(Op.ADMIN_REMOVE_NODE, async (body) => {
+    const f = asFields(body, "ADMIN_REMOVE_NODE");
+    const nodeId = str(f, "nodeId", "ADMIN_REMOVE_NODE", { maxBytes: 64 });
+    requireLeader();
+    const conf = group0.status().conf;
+    if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId)) throw new InvalidArgumentError(`${nodeId} is not a member (voters: ${conf.voters.join(", ")})`);
+    if (conf.voters.length === 1 && conf.voters[0] === nodeId) throw new InvalidArgumentError("cannot remove the last voter");
+    const finalConf = await group0.proposeConfChange({ type: ConfChangeType.RemoveNode, node: nodeId }, ADMIN_TIMEOUT_MS);
+    return { nodeId, conf: finalConf };
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

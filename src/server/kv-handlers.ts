@@ -1,0 +1,43 @@
+import { InvalidArgumentError, Op, asFields, kindOf, str, type Fields } from "../../protocol/index.ts";
+import { encodeKvCommand, type KvMachine } from "../services/kv/kv-machine.ts";
+import type { Proposer } from "./proposer.ts";
+import type { RequestRouter } from "./request-router.ts";
+
+/** Longest key, in UTF-8 bytes. */
+export const KV_KEY_BYTES_MAX = 1024;
+/** Largest value, in bytes. */
+export const KV_VALUE_BYTES_MAX = 1024 * 1024;
+
+/** Registers KV_PUT, KV_GET and KV_DELETE on the client port. */
+export function registerKvHandlers(router: RequestRouter, proposer: Proposer, kv: KvMachine): void {
+  router.register(Op.KV_PUT, async (body) => {
+    const f = asFields(body, "KV_PUT");
+    const key = str(f, "key", "KV_PUT", { maxBytes: KV_KEY_BYTES_MAX });
+    const value = bin(f, "value", "KV_PUT", KV_VALUE_BYTES_MAX);
+    return proposer.propose(0, encodeKvCommand({ op: "put", key, value }));
+  });
+  router.register(Op.KV_DELETE, async (body) => {
+    const f = asFields(body, "KV_DELETE");
+    const key = str(f, "key", "KV_DELETE", { maxBytes: KV_KEY_BYTES_MAX });
+    return proposer.propose(0, encodeKvCommand({ op: "delete", key }));
+  });
+  router.register(Op.KV_GET, async (body) => {
+    const f = asFields(body, "KV_GET");
+    const key = str(f, "key", "KV_GET", { maxBytes: KV_KEY_BYTES_MAX });
+    const stale = f.stale === true;
+    if (!stale) await proposer.readBarrier(0);
+    const hit = kv.get(key);
+    return hit ? { found: true, value: hit.value, revision: hit.revision } : { found: false, value: null, revision: 0 };
+  });
+}
+
+function bin(f: Fields, name: string, what: string, maxBytes: number): Uint8Array {
+  const v = f[name];
+  if (!(v instanceof Uint8Array)) {
+    if (typeof v === "string") return bin({ [name]: new TextEncoder().encode(v) }, name, what, maxBytes);
+    throw new InvalidArgumentError(`${what}: field "${name}" must be bin (or str), got ${kindOf(v)}`);
+  }
+  if (v.length > maxBytes) throw new InvalidArgumentError(`${what}: field "${name}" is ${v.length} bytes, above the limit of ${maxBytes}`);
+  return v;
+}
+

@@ -1,0 +1,434 @@
+import {
+  DsyncError,
+  ErrorCode,
+  NotLeaderError,
+  TimeoutError,
+  UnavailableError,
+} from "../../protocol/index.ts";
+import {
+  ConfChangeType,
+  EntryType,
+  MemoryStorage,
+  RawNode,
+  Role,
+  createRng,
+  decodeConfChange,
+  encodeConfChange,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type GroupId,
+  type HardState,
+  type Message,
+  type NodeId,
+  type RaftStatus,
+  type Ready,
+  type Snapshot,
+} from "../raft/index.ts";
+import type { StateMachine } from "../services/state-machine.ts";
+import type { Wal } from "../storage/wal.ts";
+import type { Logger } from "./logger.ts";
+
+/** How a group hands its outgoing messages to the network. */
+export interface RaftSender {
+  /** Sends `msgs` (all for peer `to`); returns false when the link is down. */
+  send(to: NodeId, msgs: Message[]): boolean;
+}
+
+export interface RaftGroupOptions {
+  readonly group: GroupId;
+  readonly nodeId: NodeId;
+  /**
+   * The voters a brand-new group starts with, written as the first log entries; empty for a node
+   * that joins an existing group (it learns the membership from the leader).
+   */
+  readonly bootstrapVoters: readonly NodeId[];
+  readonly wal: Wal;
+  readonly machine: StateMachine;
+  readonly sender: RaftSender;
+  readonly log: Logger;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  /** Applied entries between snapshots. */
+  readonly snapshotThreshold: number;
+  /** Entries kept behind a snapshot so a briefly lagging follower needs no InstallSnapshot. */
+  readonly catchUpEntries: number;
+  /** Seed of the election-timeout jitter. */
+  readonly seed: number;
+  /** Called after a membership change is applied. */
+  readonly onConfChange?: (cc: ConfChange, conf: ConfState) => void;
+  /** Called on every role or leader change. */
+  readonly onRoleChange?: (role: Role, leader: NodeId | null, term: number) => void;
+}
+
+interface Waiter {
+  readonly term: number;
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface ReadWaiter {
+  index: number;
+  resolve(): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One member of one Raft group on this node: the pure core, its durable log in the shared WAL,
+ * and the state machine it drives.
+ *
+ * The Ready loop runs one Ready at a time, in this order: persist (snapshot, entries, hard
+ * state) → send → apply → advance. Persist before send: a vote or an append must be durable
+ * before it is announced. Everything proposed while one Ready is being fsynced lands in the
+ * next, so one fsync serves a whole batch of proposals (group commit).
+ */
+export class RaftGroup {
+  readonly group: GroupId;
+  readonly raw: RawNode;
+  readonly storage: MemoryStorage;
+  readonly #o: RaftGroupOptions;
+  readonly #waiters = new Map<number, Waiter>();
+  readonly #reads = new Map<string, ReadWaiter>();
+  readonly #readyIndexed: ReadWaiter[] = [];
+  #applied: number;
+  #snapshotIndex: number;
+  #scheduled = false;
+  #processing = false;
+  #readSeq = 0;
+  #stopped = false;
+  #role: Role = Role.Follower;
+  #leader: NodeId | null = null;
+  #failure: Error | null = null;
+
+  private constructor(o: RaftGroupOptions, storage: MemoryStorage, applied: number) {
+    this.#o = o;
+    this.group = o.group;
+    this.storage = storage;
+    this.#applied = applied;
+    this.#snapshotIndex = applied;
+    this.raw = new RawNode({
+      id: o.nodeId,
+      group: o.group,
+      electionTicks: o.electionTicks,
+      heartbeatTicks: o.heartbeatTicks,
+      storage,
+      rng: createRng(o.seed),
+      applied,
+      preVote: true,
+      checkQuorum: true,
+    });
+  }
+
+  /**
+   * Restores a group from the WAL: the latest snapshot into the state machine, then the log and
+   * hard state into the core's storage. Committed entries after the snapshot are re-applied by
+   * the first Ready loops.
+   */
+  static async open(o: RaftGroupOptions): Promise<RaftGroup> {
+    let saved = o.wal.state(o.group);
+    const snap = o.wal.loadSnapshot(o.group);
+    if (!saved.hardState && saved.entries.length === 0 && !saved.snapshotMeta && o.bootstrapVoters.length > 0) {
+      saved = await bootstrap(o);
+    }
+    // Membership lives in the log (bootstrap entries and later changes) or in the snapshot, so
+    // a node that joins later learns the full voter set the same way as everyone else.
+    const storage = new MemoryStorage({ voters: [], learners: [] });
+    let applied = 0;
+    if (snap && saved.snapshotMeta && snap.meta.index === saved.snapshotMeta.index) {
+      storage.applySnapshot({ meta: snap.meta, data: snap.data });
+      o.machine.restore(snap.data);
+      applied = snap.meta.index;
+    } else if (saved.snapshotMeta) {
+      throw new Error(`group ${o.group}: the log refers to snapshot ${saved.snapshotMeta.index} but its file is missing`);
+    }
+    if (saved.entries.length > 0) storage.append(saved.entries as Entry[]);
+    if (saved.hardState) storage.setHardState(saved.hardState);
+    return new RaftGroup(o, storage, applied);
+  }
+
+  get applied(): number {
+    return this.#applied;
+  }
+
+  get isLeader(): boolean {
+    return this.#role === Role.Leader;
+  }
+
+  get leader(): NodeId | null {
+    return this.#leader;
+  }
+
+  /** The error that stopped this group's Ready loop (a failed fsync), or null. */
+  get failure(): Error | null {
+    return this.#failure;
+  }
+
+  status(): RaftStatus {
+    return this.raw.status();
+  }
+
+  tick(): void {
+    this.raw.tick();
+    this.#schedule();
+  }
+
+  /** Feeds a message from a peer. Malformed messages are refused by the codec before this. */
+  step(msg: Message): void {
+    this.raw.step(msg);
+    this.#schedule();
+  }
+
+  /**
+   * Proposes `data` and resolves with the state machine's result once it is committed and
+   * applied here.
+   * @throws NotLeaderError when this node is not the leader; UnavailableError when leadership
+   * changed before the entry committed (it was not applied); TimeoutError after `timeoutMs`
+   * (outcome unknown).
+   */
+  propose(data: Uint8Array, timeoutMs: number): Promise<unknown> {
+    this.#checkRunning();
+    const r = this.raw.propose(data);
+    if (!r.ok) return Promise.reject(new NotLeaderError(r.leader, null));
+    this.#schedule();
+    return this.#wait(r.index, r.term, timeoutMs);
+  }
+
+  /** Proposes a membership change; resolves once it is applied. */
+  proposeConfChange(cc: ConfChange, timeoutMs: number): Promise<unknown> {
+    this.#checkRunning();
+    const r = this.raw.proposeConfChange(cc);
+    if (!r.ok) {
+      return Promise.reject(r.leader === this.#o.nodeId ? new DsyncError(ErrorCode.UNAVAILABLE, "another membership change is still in progress") : new NotLeaderError(r.leader, null));
+    }
+    this.#schedule();
+    return this.#wait(r.index, r.term, timeoutMs);
+  }
+
+  /**
+   * Resolves once this node's state machine reflects every write committed before the call
+   * (ReadIndex): a linearizable read point without a log write.
+   */
+  readBarrier(timeoutMs: number): Promise<void> {
+    this.#checkRunning();
+    const context = `${this.#o.nodeId}/${++this.#readSeq}`;
+    if (!this.raw.readIndex(context)) return Promise.reject(new NotLeaderError(null, null));
+    this.#schedule();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#reads.delete(context);
+        const i = this.#readyIndexed.findIndex((w) => w.timer === timer);
+        if (i >= 0) this.#readyIndexed.splice(i, 1);
+        reject(new TimeoutError(`linearizable read got no quorum confirmation within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#reads.set(context, { index: -1, resolve, reject, timer });
+    });
+  }
+
+  transferLeader(to: NodeId): void {
+    this.raw.transferLeader(to);
+    this.#schedule();
+  }
+
+  /** Stops the loop; pending proposals and reads fail with UNAVAILABLE. */
+  stop(): void {
+    this.#stopped = true;
+    this.#failAll(new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down"));
+  }
+
+  #checkRunning(): void {
+    if (this.#failure) throw new UnavailableError(`this node's log is unavailable: ${this.#failure.message}`);
+    if (this.#stopped) throw new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down");
+  }
+
+  #wait(index: number, term: number, timeoutMs: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(index);
+        reject(new TimeoutError(`write at log index ${index} was not applied within ${timeoutMs} ms; it may still be`));
+      }, timeoutMs);
+      this.#waiters.set(index, { term, resolve, reject, timer });
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#processing || this.#stopped) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#loop();
+    });
+  }
+
+  async #loop(): Promise<void> {
+    if (this.#processing || this.#stopped) return;
+    this.#processing = true;
+    try {
+      while (!this.#stopped && this.raw.hasReady()) {
+        const rd = this.raw.ready();
+        await this.#persist(rd);
+        this.#send(rd.messages);
+        this.#noteSoftState(rd);
+        this.#apply(rd);
+        this.raw.advance(rd);
+        await this.#maybeSnapshot();
+      }
+    } catch (err) {
+      // A failed fsync leaves the durable state unknown: stop serving rather than guess.
+      this.#failure = err as Error;
+      this.#o.log.fatal({ err, group: this.group }, "raft group stopped: storage failure");
+      this.#failAll(new UnavailableError(`storage failure: ${(err as Error).message}`));
+      this.#stopped = true;
+    } finally {
+      this.#processing = false;
+    }
+    if (!this.#stopped && this.raw.hasReady()) this.#schedule();
+  }
+
+  async #persist(rd: Ready): Promise<void> {
+    if (rd.snapshot) await this.#installSnapshot(rd.snapshot);
+    const records = [];
+    if (rd.entries.length > 0) records.push({ kind: "entries" as const, group: this.group, entries: rd.entries });
+    if (rd.hardState) records.push({ kind: "hardState" as const, group: this.group, hardState: rd.hardState });
+    if (records.length > 0) await this.#o.wal.append(records);
+    if (rd.entries.length > 0) this.storage.append(rd.entries);
+    if (rd.hardState) this.storage.setHardState(rd.hardState);
+  }
+
+  async #installSnapshot(snap: Snapshot): Promise<void> {
+    // Snapshot file first, then the marker record: a crash in between replays the old log.
+    await this.#o.wal.saveSnapshot(this.group, snap.meta, snap.data);
+    this.storage.applySnapshot(snap);
+    this.#o.machine.restore(snap.data);
+    this.#applied = snap.meta.index;
+    this.#snapshotIndex = snap.meta.index;
+    this.#o.log.info({ group: this.group, index: snap.meta.index, bytes: snap.data.length }, "installed snapshot from leader");
+  }
+
+  #send(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    const byPeer = new Map<NodeId, Message[]>();
+    for (const m of messages) {
+      const list = byPeer.get(m.to);
+      if (list) list.push(m);
+      else byPeer.set(m.to, [m]);
+    }
+    for (const [to, msgs] of byPeer) {
+      if (!this.#o.sender.send(to, msgs)) {
+        this.raw.reportUnreachable(to);
+        if (msgs.some((m) => m.snapshot !== undefined)) this.raw.reportSnapshot(to, false);
+      }
+    }
+  }
+
+  #noteSoftState(rd: Ready): void {
+    if (!rd.softState) return;
+    const { role, leader } = rd.softState;
+    if (role === this.#role && leader === this.#leader) return;
+    this.#role = role;
+    this.#leader = leader;
+    this.#o.log.info({ group: this.group, role, leader, term: this.raw.status().term }, "raft role changed");
+    this.#o.onRoleChange?.(role, leader, this.raw.status().term);
+    if (role !== Role.Leader) {
+      // Reads waiting for this node's leadership confirmation will never get it.
+      for (const [ctx, r] of this.#reads) {
+        if (r.index < 0) {
+          clearTimeout(r.timer);
+          r.reject(new NotLeaderError(leader, null));
+          this.#reads.delete(ctx);
+        }
+      }
+    }
+  }
+
+  #apply(rd: Ready): void {
+    for (const e of rd.committedEntries) {
+      if (e.index <= this.#applied) continue; // Covered by an installed snapshot.
+      let result: unknown = null;
+      if (e.type === EntryType.ConfChange) {
+        const cc = decodeConfChange(e.data);
+        const conf = this.raw.applyConfChange(cc);
+        this.#o.log.info({ group: this.group, change: cc, conf }, "membership changed");
+        this.#o.onConfChange?.(cc, conf);
+        result = conf;
+      } else {
+        result = this.#o.machine.apply({ index: e.index, term: e.term, data: e.data });
+      }
+      this.#applied = e.index;
+      const w = this.#waiters.get(e.index);
+      if (w) {
+        this.#waiters.delete(e.index);
+        clearTimeout(w.timer);
+        // Another leader's entry took this index: ours was never committed, so a retry is safe.
+        if (w.term === e.term) w.resolve(result);
+        else w.reject(new UnavailableError("leadership changed before the write committed; it was not applied"));
+      }
+    }
+    for (const rs of rd.readStates) {
+      const r = this.#reads.get(rs.context);
+      if (!r) continue;
+      this.#reads.delete(rs.context);
+      r.index = rs.index;
+      this.#readyIndexed.push(r);
+    }
+    if (this.#readyIndexed.length > 0) {
+      for (let i = this.#readyIndexed.length - 1; i >= 0; i--) {
+        const r = this.#readyIndexed[i]!;
+        if (r.index <= this.#applied) {
+          this.#readyIndexed.splice(i, 1);
+          clearTimeout(r.timer);
+          r.resolve();
+        }
+      }
+    }
+  }
+
+  async #maybeSnapshot(): Promise<void> {
+    if (this.#applied - this.#snapshotIndex < this.#o.snapshotThreshold) return;
+    const index = this.#applied;
+    const conf = this.raw.status().conf;
+    const data = this.#o.machine.snapshot();
+    const snap = this.storage.createSnapshot(index, conf, data);
+    await this.#o.wal.saveSnapshot(this.group, snap.meta, data);
+    this.#snapshotIndex = index;
+    const compactTo = index - this.#o.catchUpEntries;
+    if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+    await this.#o.wal.compact();
+  }
+
+  #failAll(err: Error): void {
+    for (const w of this.#waiters.values()) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+    this.#waiters.clear();
+    for (const r of [...this.#reads.values(), ...this.#readyIndexed]) {
+      clearTimeout(r.timer);
+      r.reject(err);
+    }
+    this.#reads.clear();
+    this.#readyIndexed.length = 0;
+  }
+}
+
+/**
+ * Writes the initial membership of a brand-new group as committed log entries 1..n (etcd's
+ * bootstrap): every founding node writes the same entries, so their logs agree from the start.
+ */
+async function bootstrap(o: RaftGroupOptions): Promise<{ hardState: HardState; entries: Entry[]; snapshotMeta: null }> {
+  const voters = [...new Set(o.bootstrapVoters)].sort();
+  const entries: Entry[] = voters.map((node, i) => ({
+    term: 1,
+    index: i + 1,
+    type: EntryType.ConfChange,
+    data: encodeConfChange({ type: ConfChangeType.AddVoter, node }),
+  }));
+  const hardState: HardState = { term: 1, vote: null, commit: entries.length };
+  await o.wal.append([
+    { kind: "entries", group: o.group, entries },
+    { kind: "hardState", group: o.group, hardState },
+  ]);
+  o.log.info({ group: o.group, voters }, "bootstrapped a new raft group");
+  return { hardState, entries, snapshotMeta: null };
+}

@@ -1,0 +1,124 @@
+import { Op, type Envelope } from "../../protocol/index.ts";
+import type { ConfChange, ConfState, GroupId, Message, NodeId, Role } from "../raft/index.ts";
+import type { StateMachine } from "../services/state-machine.ts";
+import { Wal } from "../storage/index.ts";
+import type { PeerLinks } from "../transport/peer-links.ts";
+import type { Logger } from "./logger.ts";
+import { parseRaftBatch } from "./raft-codec.ts";
+import { RaftGroup } from "./raft-group.ts";
+
+/** Length of one Raft tick; election and heartbeat timeouts are whole numbers of ticks. */
+export const TICK_MS = 10;
+
+export interface RaftHostOptions {
+  readonly nodeId: NodeId;
+  readonly dataDir: string;
+  readonly fsync: boolean;
+  readonly voters: readonly NodeId[];
+  readonly electionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly snapshotThreshold: number;
+  readonly peers: PeerLinks;
+  readonly log: Logger;
+  readonly onConfChange?: (group: GroupId, cc: ConfChange, conf: ConfState) => void;
+  readonly onRoleChange?: (group: GroupId, role: Role, leader: NodeId | null, term: number) => void;
+}
+
+/**
+ * Hosts this node's Raft groups over one WAL and one peer transport: drives their ticks from a
+ * timer and routes RAFT batches from peers to the group each message names.
+ */
+export class RaftHost {
+  readonly wal: Wal;
+  readonly #o: RaftHostOptions;
+  readonly #groups = new Map<GroupId, RaftGroup>();
+  #ticker: NodeJS.Timeout | null = null;
+  #lastTickAt = 0;
+
+  private constructor(o: RaftHostOptions, wal: Wal) {
+    this.#o = o;
+    this.wal = wal;
+  }
+
+  static async open(o: RaftHostOptions): Promise<RaftHost> {
+    const wal = await Wal.open(`${o.dataDir}/wal`, { fsync: o.fsync });
+    if (wal.recovery.truncatedBytes > 0) {
+      o.log.warn({ segment: wal.recovery.segment, truncatedBytes: wal.recovery.truncatedBytes }, "cut a torn record from the end of the log (a crash mid-write)");
+    }
+    return new RaftHost(o, wal);
+  }
+
+  /** Opens group `group` with `machine` as its state machine. */
+  async addGroup(group: GroupId, machine: StateMachine): Promise<RaftGroup> {
+    const ticks = (ms: number): number => Math.max(1, Math.round(ms / TICK_MS));
+    const g = await RaftGroup.open({
+      group,
+      nodeId: this.#o.nodeId,
+      bootstrapVoters: this.#o.voters,
+      wal: this.wal,
+      machine,
+      sender: { send: (to, msgs) => this.#o.peers.send(to, Op.RAFT, { msgs }) },
+      log: this.#o.log,
+      electionTicks: ticks(this.#o.electionTimeoutMs),
+      heartbeatTicks: ticks(this.#o.heartbeatIntervalMs),
+      snapshotThreshold: this.#o.snapshotThreshold,
+      catchUpEntries: Math.min(1000, Math.max(10, Math.floor(this.#o.snapshotThreshold / 2))),
+      seed: seedOf(this.#o.nodeId, group),
+      onConfChange: (cc, conf) => this.#o.onConfChange?.(group, cc, conf),
+      onRoleChange: (role, leader, term) => this.#o.onRoleChange?.(group, role, leader, term),
+    });
+    this.#groups.set(group, g);
+    return g;
+  }
+
+  group(id: GroupId): RaftGroup | undefined {
+    return this.#groups.get(id);
+  }
+
+  start(): void {
+    this.#lastTickAt = performance.now();
+    this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+  }
+
+  /** A RAFT envelope from peer `from`. Bad batches are logged and dropped, never fatal. */
+  onPeerMessage(from: NodeId, env: Envelope): void {
+    if (env.type !== Op.RAFT) return;
+    let msgs: Message[];
+    try {
+      msgs = parseRaftBatch(env.body);
+    } catch (err) {
+      this.#o.log.warn({ peer: from, err: (err as Error).message }, "dropped a malformed RAFT batch");
+      return;
+    }
+    for (const m of msgs) {
+      if (m.from !== from || m.to !== this.#o.nodeId) {
+        this.#o.log.warn({ peer: from, claimedFrom: m.from, to: m.to }, "dropped a RAFT message with a wrong sender or recipient");
+        continue;
+      }
+      this.#groups.get(m.group)?.step(m);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#ticker) clearInterval(this.#ticker);
+    for (const g of this.#groups.values()) g.stop();
+    await this.wal.close();
+  }
+
+  #tick(): void {
+    // A blocked event loop delivers one late timer, not the missed ones; catch up (bounded) so
+    // timeouts stay in wall-clock time, but never fire a burst that would start an election
+    // just because this process was paused.
+    const now = performance.now();
+    const due = Math.min(3, Math.max(1, Math.floor((now - this.#lastTickAt) / TICK_MS)));
+    this.#lastTickAt = now;
+    for (const g of this.#groups.values()) for (let i = 0; i < due; i++) g.tick();
+  }
+}
+
+/** A per-node, per-group seed, so nodes draw different election timeouts. */
+function seedOf(nodeId: string, group: number): number {
+  let h = 2166136261 ^ group;
+  for (let i = 0; i < nodeId.length; i++) h = Math.imul(h ^ nodeId.charCodeAt(i), 16777619);
+  return (h ^ Date.now()) >>> 0;
+}

@@ -1,0 +1,13 @@
+/** The storage layer's public surface: the WAL, its value types and its errors. */
+export { Wal, SEGMENT_BYTES_DEFAULT, type WalOptions } from "./wal.ts";
+export { WalClosedError, WalCorruptionError, WalInvalidArgumentError, WalIoError } from "./errors.ts";
+export type {
+  WalConfState,
+  WalEntry,
+  WalGroupState,
+  WalHardState,
+  WalRecord,
+  WalRecoveryInfo,
+  WalSnapshotMeta,
+  WalStats,
+} from "./types.ts";

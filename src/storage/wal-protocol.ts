@@ -1,0 +1,44 @@
+/**
+ * Messages between the WAL (main thread) and its fsync worker. Explicit acks, no sleeps: the
+ * main thread resolves appends only on an `ack` whose `seq` covers them.
+ */
+
+/** `workerData` of the worker: where to write and whether to fdatasync. */
+export interface WorkerInit {
+  readonly dir: string;
+  /** The segment to append to; it exists (created and dir-fsynced by the main thread at open). */
+  readonly segment: number;
+  readonly fsync: boolean;
+}
+
+/** One step of a batch, executed in order. */
+export type WorkerOp =
+  /**
+   * Append `buf` to `segment`. If `segment` is the current segment + 1, the worker first
+   * fdatasyncs and closes the current one, creates the new file and fsyncs the directory.
+   */
+  | { readonly op: "write"; readonly segment: number; readonly buf: Uint8Array }
+  /**
+   * Delete segments `[from, below)`, oldest first, fsyncing the directory after each so the live
+   * segments stay a contiguous range even across a crash. Everything written before is
+   * fdatasynced first: the deletion is only safe once the records that supersede them are durable.
+   */
+  | { readonly op: "deleteSegments"; readonly from: number; readonly below: number };
+
+/** Main thread → worker. */
+export type ToWorker =
+  /** Run `ops`, fdatasync once at the end, reply `ack` (or `error`) with `seq`. */
+  | { readonly type: "batch"; readonly seq: number; readonly ops: readonly WorkerOp[] }
+  /** fdatasync, close the segment, reply `closed` and exit. */
+  | { readonly type: "close" };
+
+/** Worker → main thread. */
+export type FromWorker =
+  /** The segment is open; batches may be sent. */
+  | { readonly type: "ready" }
+  /** Batch `seq` is durable. `fsyncs` were issued for it, the last taking `lastFsyncMs`. */
+  | { readonly type: "ack"; readonly seq: number; readonly fsyncs: number; readonly lastFsyncMs: number }
+  /** Batch `seq` (or start-up, seq -1) failed; the worker processes nothing more. */
+  | { readonly type: "error"; readonly seq: number; readonly message: string; readonly code: string | null }
+  /** Closed cleanly after a `close`. */
+  | { readonly type: "closed" };

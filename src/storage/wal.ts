@@ -1,0 +1,627 @@
+/**
+ * The write-ahead log: one segmented log shared by every Raft group on a node.
+ *
+ * Threads. The main thread validates, encodes and orders records and tracks per-group state; a
+ * worker (`wal-worker.ts`) owns the segment file and does write + fdatasync, so the event loop
+ * never blocks on the disk.
+ *
+ * Group commit. Every `append()` made in one event-loop turn joins one batch, flushed on
+ * `setImmediate` as one write and one fdatasync. While a batch is in flight, new appends gather
+ * in the next batch, which is sent the moment the ack arrives. At most one batch is in flight,
+ * so a busy disk turns into bigger batches rather than a queue of fsyncs.
+ *
+ * Segments and garbage collection. When the current segment has reached `segmentBytes`, the next
+ * record goes to a new segment, which starts with a checkpoint record: every group's latest hard
+ * state and snapshot marker. So hard states and snapshot markers in older segments are always
+ * superseded, and a segment only matters for the live entries (after the group's snapshot) whose
+ * latest write it holds. GC deletes the oldest segments, as a prefix, below the oldest segment
+ * that holds a live entry of any group (and below the current one). Replay starts from the first
+ * surviving checkpoint; entries in it that follow a garbage-collected prefix are accepted because
+ * that prefix was entirely covered by snapshots (see `GroupLog.appendEntries`), and at the end
+ * every group's live entries must start right after its snapshot, or open fails. Regular
+ * snapshots therefore keep the log bounded to the live entries plus about one segment. Rewriting
+ * live entries into new segments is not needed; a group that never snapshots pins its segments.
+ */
+import { ok as assert } from "node:assert";
+import { readFileSync } from "node:fs";
+import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { WalClosedError, WalCorruptionError, WalInvalidArgumentError, WalIoError } from "./errors.ts";
+import { GroupLog } from "./group-log.ts";
+import { RECORD_BODY_BYTES_MAX, FRAME_HEADER_BYTES, encodeRecord, type CheckpointGroup, type LogRecord } from "./record.ts";
+import { recoverWal } from "./recovery.ts";
+import { fsyncDir, parseSnapshotFileName, segmentFileName, snapshotFileName, snapshotTempFileName } from "./segment-files.ts";
+import { decodeSnapshotFile, encodeSnapshotFile } from "./snapshot-file.ts";
+import { checkEntries, checkGroup, checkHardState, checkSnapshotMeta } from "./validate.ts";
+import type { FromWorker, ToWorker, WorkerInit, WorkerOp } from "./wal-protocol.ts";
+import type { WalGroupState, WalRecord, WalRecoveryInfo, WalSnapshotMeta, WalStats } from "./types.ts";
+
+/** Default segment size: 64 MiB. */
+export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
+
+/** Options of {@link Wal.open}. */
+export interface WalOptions {
+  /** Rotate to a new segment once the current one holds at least this many bytes. Default 64 MiB. */
+  segmentBytes?: number;
+  /** fdatasync every batch (and fsync the directory on create/rename/unlink). Default true; false only for tests and benchmarks. */
+  fsync?: boolean;
+  /**
+   * Decode every record back before writing it (the write half of the paired CRC assertion).
+   * Default: on unless `NODE_ENV === "production"`.
+   */
+  verifyWrites?: boolean;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+type Chunk =
+  | { op: "write"; segment: number; parts: Uint8Array[] }
+  | { op: "deleteSegments"; from: number; below: number };
+
+/** Work gathered for one worker round trip: one write (two when it rotates) and one fdatasync. */
+interface Batch {
+  chunks: Chunk[];
+  waiters: Waiter[];
+  appends: number;
+}
+
+const EMPTY_STATE: WalGroupState = { hardState: null, entries: [], snapshotMeta: null };
+
+/** A segmented, CRC-framed write-ahead log with group commit and worker-thread fsync. */
+export class Wal {
+  /** The data directory. */
+  readonly dir: string;
+  /** What recovery did at open: how many bytes of a torn tail were cut, and from which segment. */
+  readonly recovery: WalRecoveryInfo;
+
+  readonly #segmentBytesMax: number;
+  readonly #fsync: boolean;
+  readonly #verify: boolean;
+  readonly #worker: Worker;
+  readonly #exited: Promise<void>;
+  /** Per-group state in log order, including records not yet durable. Ranges only, no entries. */
+  readonly #groups: Map<number, GroupLog>;
+  readonly #replayed: Map<number, WalGroupState>;
+  /** Bytes of every live segment by id, including queued writes; ids ascend from #oldestSegment. */
+  readonly #segmentSizes = new Map<number, number>();
+  #segment: number;
+  #oldestSegment: number;
+
+  #pending: Batch | null = null;
+  #inFlight: (Batch & { seq: number }) | null = null;
+  #flushScheduled = false;
+  #seq = 0;
+  #failure: Error | null = null;
+  #closing: Promise<void> | null = null;
+  #idleWaiters: (() => void)[] = [];
+  #closedAck: (() => void) | null = null;
+  readonly #savingSnapshot = new Set<number>();
+
+  #fsyncs = 0;
+  #lastFsyncMs = 0;
+  #appendsBatched = 0;
+  #batches = 0;
+
+  private constructor(dir: string, opts: Required<WalOptions>, worker: Worker, groups: Map<number, GroupLog>, segments: { id: number; bytes: number }[], recovery: WalRecoveryInfo) {
+    this.dir = dir;
+    this.recovery = recovery;
+    this.#segmentBytesMax = opts.segmentBytes;
+    this.#fsync = opts.fsync;
+    this.#verify = opts.verifyWrites;
+    this.#worker = worker;
+    this.#groups = groups;
+    this.#replayed = new Map();
+    for (const [group, log] of groups) {
+      this.#replayed.set(group, { hardState: log.hardState, entries: log.entries ?? [], snapshotMeta: log.snapshotMeta });
+      log.dropEntries();
+    }
+    for (const s of segments) this.#segmentSizes.set(s.id, s.bytes);
+    this.#oldestSegment = segments[0]!.id;
+    this.#segment = segments.at(-1)!.id;
+
+    this.#exited = new Promise((resolve) => worker.once("exit", () => resolve()));
+    worker.on("message", (msg: FromWorker) => this.#onWorkerMessage(msg));
+    worker.on("error", (error) => this.#fail(new WalIoError("WAL worker crashed", { cause: error })));
+    worker.on("exit", (code) => {
+      if (this.#closedAck === null) this.#fail(new WalIoError(`WAL worker exited unexpectedly (code ${code})`));
+    });
+    worker.unref(); // Referenced only while a batch is in flight: an idle WAL must not keep the process alive.
+  }
+
+  /**
+   * Opens (creating if needed) the WAL in `dir`: replays every segment, truncates a torn tail,
+   * removes snapshot files no marker refers to, starts the fsync worker and garbage-collects
+   * superseded segments.
+   * @throws WalCorruptionError if the log is damaged other than by a torn tail.
+   * @throws WalIoError if the directory cannot be used or the worker does not start.
+   */
+  static async open(dir: string, opts: WalOptions = {}): Promise<Wal> {
+    const options: Required<WalOptions> = {
+      segmentBytes: opts.segmentBytes ?? SEGMENT_BYTES_DEFAULT,
+      fsync: opts.fsync ?? true,
+      verifyWrites: opts.verifyWrites ?? process.env.NODE_ENV !== "production",
+    };
+    if (!Number.isSafeInteger(options.segmentBytes) || options.segmentBytes < 1) {
+      throw new WalInvalidArgumentError(`segmentBytes ${options.segmentBytes} is not a positive integer`);
+    }
+    await mkdir(dir, { recursive: true });
+    const found = await recoverWal(dir);
+    const segments = found.segments;
+    if (segments.length === 0) {
+      await createSegment(dir, 1, options.fsync);
+      segments.push({ id: 1, bytes: 0 });
+    }
+    await removeUnreferencedSnapshots(dir, found.groups);
+
+    const worker = await startWorker({ dir, segment: segments.at(-1)!.id, fsync: options.fsync });
+    const wal = new Wal(dir, options, worker, found.groups, segments, found.recovery);
+    try {
+      // Every segment starts with a checkpoint; the last one may have been created (or cut back
+      // to nothing by recovery) before its checkpoint was written.
+      if (found.lastSegmentRecords === 0) wal.#enqueueWrite(wal.#segment, wal.#encode(wal.#checkpoint()));
+      wal.#maybeCollect();
+      await wal.#barrier();
+    } catch (error) {
+      await worker.terminate();
+      throw error;
+    }
+    return wal;
+  }
+
+  /** Ids of every group the log knows, ascending. */
+  groups(): number[] {
+    return [...this.#groups.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * The state of `group` as replayed at open (not updated by later appends; the Raft storage on
+   * top keeps its own log). Entries are `snapshotIndex + 1 ..` in order without gaps. Unknown
+   * groups have an empty state.
+   */
+  state(group: number): WalGroupState {
+    return this.#replayed.get(group) ?? EMPTY_STATE;
+  }
+
+  /**
+   * Appends `records` in order; resolves once they (and everything appended before) are durable.
+   * Records are validated and encoded synchronously, so the caller may reuse entry buffers as soon
+   * as this returns. Appends of one event-loop turn share one write and one fdatasync.
+   * @throws (rejects) WalInvalidArgumentError if a record breaks its contract (see {@link WalRecord});
+   *   nothing of this call is written then.
+   * @throws (rejects) WalIoError if the write or fsync failed; the WAL is failed from then on.
+   * @throws (rejects) WalClosedError after `close()`.
+   */
+  append(records: readonly WalRecord[]): Promise<void> {
+    const blocked = this.#blocked();
+    if (blocked !== null) return Promise.reject(blocked);
+    let prepared: { record: LogRecord; frame: Uint8Array }[];
+    try {
+      prepared = this.#prepare(records);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    for (const p of prepared) this.#place(p.record, p.frame);
+    return this.#barrier(1);
+  }
+
+  /**
+   * Writes a snapshot image: `snap-<group>-<index>.tmp`, fdatasync, rename to
+   * `snap-<group>-<index>.snap`, fsync the directory, then appends the snapshot record (which
+   * discards the group's entries up to `meta.index`), then removes the group's older images.
+   * The marker is only written once the image is durable under its final name, so a marker
+   * always has its image. `data` is copied before this returns its promise.
+   * @throws (rejects) WalInvalidArgumentError if `meta.index` is not beyond the group's snapshot, or
+   *   a snapshot of the group is already being saved.
+   * @throws (rejects) WalIoError if the image cannot be written (the WAL itself stays usable), or
+   *   if appending the marker fails (the WAL is failed).
+   */
+  async saveSnapshot(group: number, meta: WalSnapshotMeta, data: Uint8Array): Promise<void> {
+    const blocked = this.#blocked();
+    if (blocked !== null) throw blocked;
+    checkGroup(group);
+    const checked = checkSnapshotMeta(group, meta, this.#groups.get(group));
+    if (!(data instanceof Uint8Array)) throw new WalInvalidArgumentError(`group ${group}: snapshot data is not a Uint8Array`);
+    if (this.#savingSnapshot.has(group)) throw new WalInvalidArgumentError(`group ${group}: a snapshot is already being saved`);
+    this.#savingSnapshot.add(group);
+    const image = encodeSnapshotFile(checked, data);
+    const tmp = join(this.dir, snapshotTempFileName(group, checked.index));
+    const final = join(this.dir, snapshotFileName(group, checked.index));
+    try {
+      try {
+        const handle = await open(tmp, "w");
+        try {
+          await handle.writeFile(image);
+          if (this.#fsync) await handle.datasync();
+        } finally {
+          await handle.close();
+        }
+        await rename(tmp, final);
+        if (this.#fsync) await fsyncDir(this.dir); // The rename must be durable before the marker.
+      } catch (error) {
+        await unlink(tmp).catch(() => undefined);
+        throw new WalIoError(`saving snapshot ${final} failed`, { cause: error });
+      }
+      try {
+        await this.append([{ kind: "snapshot", group, meta: checked }]);
+      } catch (error) {
+        // Only a rejected record is certainly not on disk; after an I/O error it might be, and
+        // then the image is needed. Leftovers are removed at the next open either way.
+        if (error instanceof WalInvalidArgumentError) await unlink(final).catch(() => undefined);
+        throw error;
+      }
+    } finally {
+      this.#savingSnapshot.delete(group);
+    }
+    // Best effort: the durable marker supersedes older images, and open removes any that remain.
+    await removeSnapshotFiles(this.dir, (g, index) => g === group && index < checked.index);
+  }
+
+  /**
+   * The snapshot image matching `group`'s latest snapshot marker, or null if it has none. Reads
+   * synchronously (meant for start-up). Never falls back to an older image: entries it would need
+   * were discarded when the marker was written.
+   * @throws WalCorruptionError if the image is missing, damaged or does not match the marker.
+   * @throws WalIoError if it cannot be read.
+   */
+  loadSnapshot(group: number): { meta: WalSnapshotMeta; data: Uint8Array } | null {
+    const marker = this.#groups.get(group)?.snapshotMeta ?? null;
+    if (marker === null) return null;
+    const file = join(this.dir, snapshotFileName(group, marker.index));
+    let buf: Uint8Array;
+    try {
+      buf = readFileSync(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new WalCorruptionError(file, -1, `snapshot image for the marker at index ${marker.index} is missing`);
+      }
+      throw new WalIoError(`reading snapshot ${file} failed`, { cause: error });
+    }
+    const snap = decodeSnapshotFile(buf, file);
+    if (snap.meta.index !== marker.index || snap.meta.term !== marker.term) {
+      throw new WalCorruptionError(file, 0, `snapshot image (${snap.meta.index}, ${snap.meta.term}) does not match its marker (${marker.index}, ${marker.term})`);
+    }
+    return snap;
+  }
+
+  /**
+   * Deletes every segment, oldest first, that holds no live entry and is not the current one.
+   * Also runs automatically at every rotation. Resolves once the deletion is durable.
+   * @throws (rejects) WalIoError, WalClosedError as {@link append}.
+   */
+  compact(): Promise<void> {
+    const blocked = this.#blocked();
+    if (blocked !== null) return Promise.reject(blocked);
+    this.#maybeCollect();
+    return this.#barrier();
+  }
+
+  /** Counters for metrics; see {@link WalStats}. */
+  stats(): WalStats {
+    let bytes = 0;
+    for (const size of this.#segmentSizes.values()) bytes += size;
+    return {
+      segments: this.#segmentSizes.size,
+      bytes,
+      fsyncs: this.#fsyncs,
+      lastFsyncMs: this.#lastFsyncMs,
+      appendsBatched: this.#appendsBatched,
+      batches: this.#batches,
+    };
+  }
+
+  /**
+   * Flushes everything appended so far, fdatasyncs and closes the segment and stops the worker.
+   * Idempotent. Appends after this reject with WalClosedError. After a failure it only stops the
+   * worker.
+   * @throws (rejects) WalIoError if the final flush fails.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutDown();
+    return this.#closing;
+  }
+
+  async #shutDown(): Promise<void> {
+    await new Promise<void>((resolve) => this.#whenIdle(resolve));
+    if (this.#failure !== null) {
+      this.#closedAck = () => undefined;
+      await this.#worker.terminate();
+      return;
+    }
+    this.#worker.ref();
+    const closed = new Promise<void>((resolve) => (this.#closedAck = resolve));
+    this.#post({ type: "close" });
+    await Promise.race([closed, this.#exited]);
+    await this.#exited;
+    if (this.#failure !== null) throw this.#failure;
+  }
+
+  #blocked(): Error | null {
+    if (this.#failure !== null) return this.#failure;
+    if (this.#closing !== null) return new WalClosedError();
+    return null;
+  }
+
+  /**
+   * Validates and encodes `records` against scratch copies of the touched groups, so a bad
+   * record leaves no trace. Snapshot records learn here whether the log matches them.
+   */
+  #prepare(records: readonly WalRecord[]): { record: LogRecord; frame: Uint8Array }[] {
+    if (!Array.isArray(records)) throw new WalInvalidArgumentError("records is not an array");
+    const scratch = new Map<number, GroupLog>();
+    const out: { record: LogRecord; frame: Uint8Array }[] = [];
+    for (const r of records) {
+      const group = checkGroup(r?.group);
+      let log = scratch.get(group);
+      if (log === undefined) scratch.set(group, (log = this.#groups.get(group)?.clone() ?? new GroupLog(false)));
+      let record: LogRecord;
+      switch (r.kind) {
+        case "entries": {
+          const entries = checkEntries(group, r.entries, log);
+          log.appendEntries(entries, 0);
+          record = { kind: "entries", group, entries };
+          break;
+        }
+        case "hardState":
+          record = { kind: "hardState", group, hardState: checkHardState(group, r.hardState) };
+          log.hardState = record.hardState;
+          break;
+        case "snapshot": {
+          const meta = checkSnapshotMeta(group, r.meta, log);
+          // etcd's rule: the entries after the snapshot survive only if the log agrees with it at
+          // its index; otherwise the log diverged (an installed snapshot) and all of it goes.
+          const keepSuffix = log.termAt(meta.index) === meta.term;
+          log.applySnapshot(meta, keepSuffix);
+          record = { kind: "snapshot", group, meta, keepSuffix };
+          break;
+        }
+        default:
+          throw new WalInvalidArgumentError(`unknown record kind ${String((r as { kind?: unknown }).kind)}`);
+      }
+      const frame = this.#encode(record);
+      if (frame.length - FRAME_HEADER_BYTES > RECORD_BODY_BYTES_MAX) {
+        throw new WalInvalidArgumentError(`group ${group}: record of ${frame.length} bytes exceeds ${RECORD_BODY_BYTES_MAX}`);
+      }
+      out.push({ record, frame });
+    }
+    return out;
+  }
+
+  /** Puts a validated record in the log order: rotates if due, queues it, updates group state. */
+  #place(record: LogRecord, frame: Uint8Array): void {
+    if (this.#segmentSizes.get(this.#segment)! >= this.#segmentBytesMax) this.#rotate();
+    this.#enqueueWrite(this.#segment, frame);
+    // Invariant: checkpoints are written by #rotate and open only, never placed as caller records.
+    assert(record.kind !== "checkpoint", "checkpoint placed as a caller record");
+    let log = this.#groups.get(record.group);
+    if (log === undefined) this.#groups.set(record.group, (log = new GroupLog(false)));
+    if (record.kind === "entries") log.appendEntries(record.entries, this.#segment);
+    else if (record.kind === "hardState") log.hardState = record.hardState;
+    else log.applySnapshot(record.meta, record.keepSuffix);
+  }
+
+  /** Starts the next segment with a checkpoint of the state at this point of the log, then GCs. */
+  #rotate(): void {
+    const next = this.#segment + 1;
+    this.#segment = next;
+    this.#segmentSizes.set(next, 0);
+    this.#enqueueWrite(next, this.#encode(this.#checkpoint()));
+    this.#maybeCollect();
+  }
+
+  #checkpoint(): LogRecord {
+    const groups: CheckpointGroup[] = [];
+    for (const group of this.groups()) {
+      const log = this.#groups.get(group)!;
+      if (log.hardState !== null || log.snapshotMeta !== null) groups.push({ group, hardState: log.hardState, snapshotMeta: log.snapshotMeta });
+    }
+    return { kind: "checkpoint", groups };
+  }
+
+  /**
+   * Queues deletion of the segments below both the current segment and the oldest segment any
+   * group still has a live entry in. Queued after everything written so far: the worker
+   * fdatasyncs those writes (the snapshot markers and the checkpoint that supersede the doomed
+   * segments) before it unlinks anything.
+   */
+  #maybeCollect(): void {
+    let below = this.#segment;
+    for (const log of this.#groups.values()) {
+      const oldest = log.oldestLiveSegment;
+      if (oldest !== null && oldest < below) below = oldest;
+    }
+    if (below <= this.#oldestSegment) return;
+    this.#batch().chunks.push({ op: "deleteSegments", from: this.#oldestSegment, below });
+    for (let id = this.#oldestSegment; id < below; id++) this.#segmentSizes.delete(id);
+    this.#oldestSegment = below;
+  }
+
+  #encode(record: LogRecord): Uint8Array {
+    return encodeRecord(record, this.#verify);
+  }
+
+  #enqueueWrite(segment: number, frame: Uint8Array): void {
+    const chunks = this.#batch().chunks;
+    const last = chunks.at(-1);
+    if (last?.op === "write" && last.segment === segment) last.parts.push(frame);
+    else chunks.push({ op: "write", segment, parts: [frame] });
+    this.#segmentSizes.set(segment, this.#segmentSizes.get(segment)! + frame.length);
+  }
+
+  #batch(): Batch {
+    this.#pending ??= { chunks: [], waiters: [], appends: 0 };
+    return this.#pending;
+  }
+
+  /** A promise that resolves when everything queued so far is durable. */
+  #barrier(appends = 0): Promise<void> {
+    const batch = this.#batch();
+    batch.appends += appends;
+    const done = new Promise<void>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    this.#scheduleFlush();
+    return done;
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#inFlight !== null) return;
+    this.#flushScheduled = true;
+    // setImmediate, not a microtask: appends made anywhere in this turn (including after awaits
+    // that resolve within it) join the same batch.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#inFlight !== null || this.#pending === null || this.#failure !== null) return;
+    const batch = this.#pending;
+    this.#pending = null;
+    const ops: WorkerOp[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const c of batch.chunks) {
+      if (c.op === "write") {
+        const buf = concat(c.parts);
+        ops.push({ op: "write", segment: c.segment, buf });
+        transfer.push(buf.buffer as ArrayBuffer);
+      } else {
+        ops.push(c);
+      }
+    }
+    const seq = ++this.#seq;
+    this.#inFlight = { ...batch, seq };
+    this.#batches++;
+    this.#appendsBatched += batch.appends;
+    this.#worker.ref();
+    this.#post({ type: "batch", seq, ops }, transfer);
+  }
+
+  #post(msg: ToWorker, transfer: ArrayBuffer[] = []): void {
+    this.#worker.postMessage(msg, transfer);
+  }
+
+  #onWorkerMessage(msg: FromWorker): void {
+    switch (msg.type) {
+      case "ack": {
+        const batch = this.#inFlight;
+        // Invariant: the worker acks batches one at a time, in order.
+        assert(batch !== null && batch.seq === msg.seq, `unexpected ack ${msg.seq}`);
+        this.#inFlight = null;
+        this.#fsyncs += msg.fsyncs;
+        if (msg.fsyncs > 0) this.#lastFsyncMs = msg.lastFsyncMs;
+        for (const w of batch.waiters) w.resolve();
+        if (this.#pending !== null) this.#flush(); // The next batch goes right after.
+        else this.#becameIdle();
+        return;
+      }
+      case "error":
+        this.#fail(new WalIoError(`WAL write failed: ${msg.message}`, { cause: msg.code }));
+        return;
+      case "closed":
+        this.#closedAck?.();
+        return;
+      case "ready":
+        return;
+    }
+  }
+
+  #whenIdle(resolve: () => void): void {
+    if (this.#failure !== null || (this.#inFlight === null && this.#pending === null)) resolve();
+    else this.#idleWaiters.push(resolve);
+  }
+
+  #becameIdle(): void {
+    this.#worker.unref();
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Fail-stop: after a failed write or fsync nothing can be known to be durable (fsyncgate). */
+  #fail(error: Error): void {
+    if (this.#failure !== null) return;
+    this.#failure = error;
+    for (const batch of [this.#inFlight, this.#pending]) for (const w of batch?.waiters ?? []) w.reject(error);
+    this.#inFlight = null;
+    this.#pending = null;
+    this.#becameIdle();
+  }
+}
+
+/** Concatenates frames into one buffer that owns its ArrayBuffer, so it can be transferred. */
+function concat(parts: Uint8Array[]): Uint8Array {
+  const only = parts[0]!;
+  if (parts.length === 1 && only.byteOffset === 0 && only.byteLength === only.buffer.byteLength) return only;
+  let total = 0;
+  for (const p of parts) total += p.length;
+  // Never Buffer.concat: small Buffers come from a shared pool, and transferring it would detach it.
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+async function createSegment(dir: string, id: number, fsync: boolean): Promise<void> {
+  const handle = await open(join(dir, segmentFileName(id)), "wx");
+  await handle.close();
+  if (fsync) await fsyncDir(dir);
+}
+
+/**
+ * Removes temp snapshot files and images no marker refers to: older ones are superseded, newer
+ * ones were renamed into place but their marker never became durable (a crash in saveSnapshot).
+ */
+async function removeUnreferencedSnapshots(dir: string, groups: Map<number, GroupLog>): Promise<void> {
+  await removeSnapshotFiles(dir, (group, index, isTemp) => isTemp || groups.get(group)?.snapshotIndex !== index);
+}
+
+async function removeSnapshotFiles(dir: string, doomed: (group: number, index: number, isTemp: boolean) => boolean): Promise<void> {
+  for (const name of await readdir(dir)) {
+    const snap = parseSnapshotFileName(name);
+    if (snap !== null && doomed(snap.group, snap.index, snap.isTemp)) await unlink(join(dir, name)).catch(() => undefined);
+  }
+}
+
+/** Starts the fsync worker and waits for its `ready` (explicit handshake, no sleep). */
+function startWorker(init: WorkerInit): Promise<Worker> {
+  const url = new URL("./wal-worker.ts", import.meta.url).href;
+  // The worker is TypeScript. On Node 20, loader hooks registered by `--import tsx` do not reach
+  // a worker's entry module, so a tiny eval'd bootstrap loads it through tsx's own API. execArgv
+  // is emptied: the worker needs none of the parent's flags (e.g. --test).
+  const api = import.meta.resolve("tsx/esm/api");
+  const bootstrap = `import(${JSON.stringify(api)}).then((tsx) => tsx.tsImport(${JSON.stringify(url)}, ${JSON.stringify(import.meta.url)}))`;
+  const worker = new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+    const onMessage = (msg: FromWorker) => {
+      cleanup();
+      if (msg.type === "ready") {
+        resolve(worker);
+      } else {
+        void worker.terminate();
+        reject(new WalIoError(`WAL worker failed to start: ${msg.type === "error" ? msg.message : msg.type}`));
+      }
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(new WalIoError("WAL worker failed to start", { cause: error }));
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new WalIoError(`WAL worker exited during start-up (code ${code})`));
+    };
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.on("exit", onExit);
+  });
+}
