@@ -143,3 +143,23 @@ test("raft cluster - a paused old leader that wakes up does not disrupt the clus
     await cluster.destroy();
   }
 });
+
+test("raft cluster - /health turns 503 on a node cut off from its quorum", { timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.create(3);
+  try {
+    await leaderOf(cluster);
+    const [survivor, a, b] = cluster.nodes as [DaemonProcess, DaemonProcess, DaemonProcess];
+    assert.equal((await fetch(`${survivor.httpUrl}/health`)).status, 200);
+    await a.kill("SIGKILL");
+    await b.kill("SIGKILL");
+    const res = await waitFor(async () => {
+      const r = await fetch(`${survivor.httpUrl}/health`);
+      return r.status === 503 ? r : null;
+    }, "the lone node to stop serving");
+    const body = (await res.json()) as { status: string; leader: string | null };
+    assert.equal(body.status, "not_serving");
+    assert.equal(body.leader, null);
+  } finally {
+    await cluster.destroy();
+  }
+});

@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { connect } from "../../src/client/index.ts";
-import { TestCluster } from "../helpers/daemon.ts";
+import { TestCluster, waitFor } from "../helpers/daemon.ts";
 
 function hasCommand(cmd: string): boolean {
   return spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
@@ -27,8 +27,11 @@ test("observability - /health and /metrics answer, and the metrics parse", { tim
     await client.status();
     await client.close();
 
-    const health = await fetch(`${node.httpUrl}/health`);
-    assert.equal(health.status, 200);
+    // A single node serves once it has elected itself.
+    const health = await waitFor(async () => {
+      const r = await fetch(`${node.httpUrl}/health`);
+      return r.status === 200 ? r : null;
+    }, "the node to serve");
     const h = (await health.json()) as Record<string, unknown>;
     assert.equal(h.status, "serving");
     assert.equal(h.nodeId, "node_0");
