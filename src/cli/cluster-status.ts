@@ -40,5 +40,15 @@ export async function clusterStatus(seeds: readonly string[], opts: { token?: st
     }
     frontier = next;
   }
+  // Peers no reachable node could give a client address for still deserve a line.
+  const seen = new Set([...reports.values()].map((r) => r.status?.nodeId).filter(Boolean));
+  for (const r of [...reports.values()]) {
+    for (const p of r.status?.peers ?? []) {
+      if (!p.clientAddr && !seen.has(p.id)) {
+        seen.add(p.id);
+        reports.set(`peer:${p.id}`, { addr: `(peer ${p.peerAddr})`, reachable: false, status: null, error: `${p.id}: no link yet, client address unknown` });
+      }
+    }
+  }
   return [...reports.values()];
 }

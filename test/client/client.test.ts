@@ -4,11 +4,13 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { ConnectionClosedError, DsyncError, ErrorCode, TimeoutError, connect } from "../../src/client/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
-import { ROOT, TestCluster, freePort } from "../helpers/daemon.ts";
+import { ROOT, TestCluster, freePort, waitFor } from "../helpers/daemon.ts";
 
 test("client - three nodes answer dsync status, pipelined pings, failover to another seed", { timeout: 180_000 }, async () => {
   const cluster = await TestCluster.create(3);
   try {
+    // Every node serving means a leader is elected, so every peer link is up.
+    await waitFor(async () => (await Promise.all(cluster.nodes.map((n) => fetch(`${n.httpUrl}/health`)))).every((r) => r.status === 200), "the cluster to serve");
     // The CLI, as a newcomer runs it, sees every node (discovering peers from one seed).
     const cli = spawnSync(path.join(ROOT, "bin/dsync"), ["--nodes", cluster.clientAddrs[0]!, "status", "--json"], { encoding: "utf8", timeout: 60_000 });
     assert.equal(cli.status, 0, cli.stderr);
