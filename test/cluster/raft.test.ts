@@ -123,7 +123,13 @@ test("raft cluster - a paused old leader that wakes up does not disrupt the clus
       const l = st.find((s) => s?.role === "leader");
       return l && st.every((s) => s?.leader === l.nodeId) ? l : null;
     }, "the others to elect a new leader");
-    await put(client, "during", "2");
+    // A write is not resent after a timeout (it may have applied), so write through the others.
+    const others = new DsyncClient({ nodes: cluster.nodes.filter((n) => n !== old.node).map((n) => n.clientAddr), requestTimeoutMs: 3000, maxAttempts: 20 });
+    try {
+      await put(others, "during", "2");
+    } finally {
+      await others.close();
+    }
     await old.node.kill("SIGCONT");
     // Let the old leader run for many election timeouts; the leader and term must not change.
     await new Promise((r) => setTimeout(r, 2000));
