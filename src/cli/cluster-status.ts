@@ -11,7 +11,7 @@ export interface NodeReport {
 
 async function probe(addr: string, opts: { token?: string; timeoutMs: number }): Promise<NodeReport> {
   // One node, one attempt: status must show each node as it is, not follow redirects.
-  const client = new DsyncClient({ nodes: [addr], maxAttempts: 1, connectTimeoutMs: opts.timeoutMs, requestTimeoutMs: opts.timeoutMs, ...(opts.token !== undefined && { token: opts.token }) });
+  const client = new DsyncClient({ nodes: [addr], maxAttempts: 1, preferLeader: false, connectTimeoutMs: opts.timeoutMs, requestTimeoutMs: opts.timeoutMs, ...(opts.token !== undefined && { token: opts.token }) });
   try {
     const status = await client.status();
     return { addr, reachable: true, status, error: null };

@@ -139,7 +139,17 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
       const addr = this.#preferredAddr ?? this.#opts.nodes[this.#nextSeed++ % this.#opts.nodes.length]!;
       this.#preferredAddr = null;
       try {
-        return await this.#open(addr);
+        const conn = await this.#open(addr);
+        const leaderAddr = this.#hello?.leaderAddr ?? null;
+        if (!this.#opts.preferLeader || leaderAddr === null || leaderAddr === addr) return conn;
+        // One hop to the leader; if it cannot be reached, the first node serves (it forwards).
+        try {
+          const toLeader = await this.#open(leaderAddr);
+          conn.close();
+          return toLeader;
+        } catch {
+          return conn;
+        }
       } catch (err) {
         if (err instanceof DsyncError && !err.retryable && err.code !== ErrorCode.CONNECTION_CLOSED) throw err;
         errors.push(`${addr}: ${(err as Error).message}`);

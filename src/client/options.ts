@@ -18,6 +18,11 @@ export interface ClientOptions {
   readonly pendingRequestsMax?: number;
   readonly backoff?: BackoffOptions;
   readonly maxFrameBytes?: number;
+  /**
+   * Move to the leader when the node first reached names another one (default true): writes then
+   * skip the follower-to-leader hop. Off, any node serves (followers forward writes).
+   */
+  readonly preferLeader?: boolean;
 }
 
 export type ResolvedClientOptions = Required<Omit<ClientOptions, "nodes" | "token" | "clientName">> & {
@@ -40,5 +45,6 @@ export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
     pendingRequestsMax: o.pendingRequestsMax ?? 10_000,
     backoff: o.backoff ?? BACKOFF_DEFAULT,
     maxFrameBytes: o.maxFrameBytes ?? FRAME_BYTES_MAX_DEFAULT,
+    preferLeader: o.preferLeader ?? true,
   };
 }

@@ -9,6 +9,7 @@ import {
   ConfChangeType,
   EntryType,
   MemoryStorage,
+  MessageType,
   RawNode,
   Role,
   createRng,
@@ -267,8 +268,14 @@ export class RaftGroup {
     try {
       while (!this.#stopped && this.raw.hasReady()) {
         const rd = this.raw.ready();
+        // A leader's appends and heartbeats may go out before its own fsync (Raft §10.2.1, as
+        // etcd does): the leader counts its own entries toward commit only once persisted, so
+        // its disk write and the followers' overlap. Everything else (votes, acks) reflects
+        // state that must be durable first.
+        const early = rd.messages.filter(isLeaderBroadcast);
+        this.#send(early);
         await this.#persist(rd);
-        this.#send(rd.messages);
+        this.#send(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderBroadcast(m)));
         this.#noteSoftState(rd);
         this.#apply(rd);
         this.raw.advance(rd);
@@ -410,6 +417,10 @@ export class RaftGroup {
     this.#reads.clear();
     this.#readyIndexed.length = 0;
   }
+}
+
+function isLeaderBroadcast(m: Message): boolean {
+  return m.type === MessageType.App || m.type === MessageType.Heartbeat || m.type === MessageType.Snap;
 }
 
 /**

@@ -6,7 +6,7 @@ import { TestCluster, waitFor, type DaemonProcess } from "../helpers/daemon.ts";
 
 /** A client bound to one node, no redirects: to read that node's own view. */
 function direct(node: DaemonProcess): DsyncClient {
-  return new DsyncClient({ nodes: [node.clientAddr], maxAttempts: 1, requestTimeoutMs: 2000, connectTimeoutMs: 1000 });
+  return new DsyncClient({ nodes: [node.clientAddr], maxAttempts: 1, preferLeader: false, requestTimeoutMs: 2000, connectTimeoutMs: 1000 });
 }
 
 async function statusOf(node: DaemonProcess): Promise<NodeStatus | null> {
@@ -111,7 +111,8 @@ test("raft cluster - a follower whose log was compacted away catches up through 
 });
 
 test("raft cluster - a paused old leader that wakes up does not disrupt the cluster", { timeout: 180_000 }, async () => {
-  const cluster = await TestCluster.create(3);
+  // Long timeouts: on a loaded machine a stalled event loop must not pass for a real election.
+  const cluster = await TestCluster.create(3, { ELECTION_TIMEOUT_MS: "800", HEARTBEAT_INTERVAL_MS: "100" });
   const client = new DsyncClient({ nodes: cluster.clientAddrs, requestTimeoutMs: 3000, maxAttempts: 20 });
   try {
     const old = await leaderOf(cluster);

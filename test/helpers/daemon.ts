@@ -63,7 +63,9 @@ export class DaemonProcess {
   /** Starts the process and resolves once its /health answers. */
   async start(): Promise<void> {
     this.output = "";
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
+    // DSYNC_TEST_NODE_ARGS passes extra node flags to every daemon, e.g. "--cpu-prof".
+    const extra = (process.env.DSYNC_TEST_NODE_ARGS ?? "").split(" ").filter(Boolean);
+    const child = spawn(process.execPath, [...extra, "--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdio: ["ignore", "pipe", "pipe"],
