@@ -135,6 +135,25 @@ export class TestCluster {
     return cluster;
   }
 
+  /** Starts one more node (not in the others' PEER_NODES), e.g. to join with JOIN=true. */
+  async addNode(id: string, extraEnv: Record<string, string> = {}): Promise<DaemonProcess> {
+    const spec: NodeSpec = { id, clientPort: await freePort(), peerPort: await freePort(), httpPort: await freePort(), dataDir: path.join(this.dir, id) };
+    const node = new DaemonProcess(spec, {
+      NODE_ID: id,
+      NODE_HOST: "127.0.0.1",
+      API_PORT: String(spec.clientPort),
+      NODE_PORT: String(spec.peerPort),
+      HTTP_PORT: String(spec.httpPort),
+      PEER_NODES: this.nodes.map((o) => `${o.spec.id}:127.0.0.1:${o.spec.peerPort}`).join(","),
+      DATA_DIR: spec.dataDir,
+      LOG_LEVEL: "warn",
+      ...extraEnv,
+    });
+    this.nodes.push(node);
+    await node.start();
+    return node;
+  }
+
   get clientAddrs(): string[] {
     return this.nodes.map((n) => n.clientAddr);
   }

@@ -1,0 +1,71 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { Op, type NodeStatus } from "../../protocol/index.ts";
+import { DsyncClient } from "../../src/client/client.ts";
+import { ROOT, TestCluster, waitFor, type DaemonProcess } from "../helpers/daemon.ts";
+
+async function statusOf(node: DaemonProcess): Promise<NodeStatus | null> {
+  const c = new DsyncClient({ nodes: [node.clientAddr], maxAttempts: 1, preferLeader: false, requestTimeoutMs: 2000 });
+  try {
+    return await c.status();
+  } catch {
+    return null;
+  } finally {
+    await c.close();
+  }
+}
+
+function cli(cluster: TestCluster, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(path.join(ROOT, "bin/dsync"), ["--nodes", cluster.nodes.filter((n) => n.alive).map((n) => n.clientAddr).join(","), "--timeout", "60000", ...args], { encoding: "utf8", timeout: 120_000 });
+}
+
+test("membership - a node joins as learner, is promoted, serves data; a node is removed; leadership moves on request", { timeout: 240_000 }, async () => {
+  const cluster = await TestCluster.create(3);
+  const client = new DsyncClient({ nodes: cluster.clientAddrs, requestTimeoutMs: 5000, maxAttempts: 20 });
+  try {
+    await waitFor(async () => (await Promise.all(cluster.nodes.map(statusOf))).every((s) => s?.leader), "a leader");
+    for (let i = 0; i < 50; i++) await client.call(Op.KV_PUT, { key: `m${i}`, value: new TextEncoder().encode(`v${i}`) });
+
+    const joiner = await cluster.addNode("node_3", { JOIN: "true" });
+    const joined = cli(cluster, "--json", "admin", "add-node", "node_3", `127.0.0.1:${joiner.spec.peerPort}`);
+    assert.equal(joined.status, 0, joined.stderr);
+    assert.deepEqual((JSON.parse(joined.stdout) as { conf: { voters: string[] } }).conf.voters.slice().sort(), ["node_0", "node_1", "node_2", "node_3"]);
+    await waitFor(async () => {
+      const all = await Promise.all(cluster.nodes.map(statusOf));
+      return all.every((s) => s && s.voters.length === 4 && s.voters.includes("node_3"));
+    }, "every node to see four voters");
+    const direct = new DsyncClient({ nodes: [joiner.clientAddr], maxAttempts: 1, preferLeader: false });
+    try {
+      const r = (await direct.call(Op.KV_GET, { key: "m49", stale: true })) as { found: boolean; value: Uint8Array };
+      assert.ok(r.found, "the new node has the data written before it joined");
+      assert.equal(new TextDecoder().decode(r.value), "v49");
+    } finally {
+      await direct.close();
+    }
+
+    // Leadership moves on request.
+    const moved = cli(cluster, "--json", "admin", "transfer-leader", "node_3");
+    assert.equal(moved.status, 0, moved.stderr);
+    assert.equal((JSON.parse(moved.stdout) as { leader: string }).leader, "node_3");
+
+    // Remove one of the founders; the cluster keeps committing without it.
+    const victim = cluster.nodes.find((n) => n.spec.id === "node_1")!;
+    const removed = cli(cluster, "--json", "admin", "remove-node", "node_1");
+    assert.equal(removed.status, 0, removed.stderr);
+    assert.deepEqual((JSON.parse(removed.stdout) as { conf: { voters: string[] } }).conf.voters.slice().sort(), ["node_0", "node_2", "node_3"]);
+    await victim.kill("SIGKILL");
+    await client.call(Op.KV_PUT, { key: "after-remove", value: new TextEncoder().encode("ok") });
+    const r = (await client.call(Op.KV_GET, { key: "after-remove" })) as { found: boolean };
+    assert.ok(r.found);
+
+    // Bad requests get clear errors.
+    const bad = cli(cluster, "admin", "remove-node", "nobody");
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /nobody is not a member/);
+  } finally {
+    await client.close();
+    await cluster.destroy();
+  }
+});
