@@ -22,6 +22,7 @@ export class HttpSidePort {
     readonly port: number,
     health: () => HealthReport,
     registry: Registry,
+    beforeScrape: () => void = () => {},
   ) {
     this.#server = http.createServer((req, res) => {
       const url = (req.url ?? "/").split("?")[0];
@@ -38,6 +39,7 @@ export class HttpSidePort {
         res.writeHead(report.status === "serving" ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(report) + "\n");
         return;
       }
+      beforeScrape();
       registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${err.message}\n`),

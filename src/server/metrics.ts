@@ -21,6 +21,17 @@ export class NodeMetrics {
   });
   readonly errors = new Counter({ name: "dsync_errors_total", help: "Error replies sent, per error code name.", labelNames: ["code"] as const, registers: [this.registry] });
 
+  readonly raftTerm = new Gauge({ name: "dsync_raft_term", help: "Current Raft term, per group.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly raftIsLeader = new Gauge({ name: "dsync_raft_is_leader", help: "1 when this node leads the group.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly raftCommitIndex = new Gauge({ name: "dsync_raft_commit_index", help: "Highest log index known committed, per group.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly raftAppliedIndex = new Gauge({ name: "dsync_raft_applied_index", help: "Highest log index applied to the state machine, per group.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly raftSnapshotIndex = new Gauge({ name: "dsync_raft_snapshot_index", help: "Index of the last snapshot, per group.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly raftLeaderChanges = new Counter({ name: "dsync_raft_leader_changes_total", help: "Times this node saw the group's leader change.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly walFsyncs = new Gauge({ name: "dsync_wal_fsyncs", help: "fdatasync calls of the write-ahead log since start.", registers: [this.registry] });
+  readonly walBytes = new Gauge({ name: "dsync_wal_bytes", help: "Bytes of write-ahead log on disk.", registers: [this.registry] });
+  readonly walSegments = new Gauge({ name: "dsync_wal_segments", help: "Write-ahead log segment files on disk.", registers: [this.registry] });
+  readonly walLastFsyncSeconds = new Gauge({ name: "dsync_wal_last_fsync_seconds", help: "Duration of the most recent fdatasync.", registers: [this.registry] });
+
   constructor(nodeId: string) {
     this.registry.setDefaultLabels({ node: nodeId });
     // Includes nodejs_eventloop_lag_seconds and its percentiles, the first sign of a blocked loop.

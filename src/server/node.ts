@@ -83,7 +83,7 @@ export class DsyncNode {
       this.metrics,
       this.log,
     );
-    this.#http = new HttpSidePort(config.host, config.httpPort, () => this.health(), this.metrics.registry);
+    this.#http = new HttpSidePort(config.host, config.httpPort, () => this.health(), this.metrics.registry, () => this.#refreshGauges());
     this.router.register(Op.PING, (body): PingReply => {
       asFields(body, "PING");
       return { nodeId: config.nodeId };
@@ -118,6 +118,7 @@ export class DsyncNode {
       snapshotThreshold: c.snapshotThreshold,
       peers: this.peers,
       log: this.log,
+      onRoleChange: (group) => this.metrics.raftLeaderChanges.labels(String(group)).inc(),
       onConfChange: (_group, cc) => {
         if (cc.type === ConfChangeType.RemoveNode && cc.node !== c.nodeId) this.peers.removePeer(cc.node);
       },
@@ -164,6 +165,28 @@ export class DsyncNode {
     const deadline = Date.now() + 3 * this.config.electionTimeoutMs;
     while (Date.now() < deadline && g.isLeader) await new Promise((r) => setTimeout(r, 10));
     this.log.info({ to, moved: !g.isLeader }, "handed over leadership before stopping");
+  }
+
+  /** Copies consensus and log state into the gauges right before a scrape. */
+  #refreshGauges(): void {
+    const g = this.#group0;
+    const m = this.metrics;
+    if (g) {
+      const s = g.status();
+      const label = String(g.group);
+      m.raftTerm.labels(label).set(s.term);
+      m.raftIsLeader.labels(label).set(s.role === "leader" ? 1 : 0);
+      m.raftCommitIndex.labels(label).set(s.commit);
+      m.raftAppliedIndex.labels(label).set(g.applied);
+      m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
+    }
+    const w = this.#host?.wal.stats();
+    if (w) {
+      m.walFsyncs.set(w.fsyncs);
+      m.walBytes.set(w.bytes);
+      m.walSegments.set(w.segments);
+      m.walLastFsyncSeconds.set(w.lastFsyncMs / 1000);
+    }
   }
 
   #consensusView(): ConsensusView {

@@ -43,7 +43,7 @@ test("observability - /health and /metrics answer, and the metrics parse", { tim
     const text = await res.text();
     const families = parsePrometheusTextFormat(text) as Family[];
     const byName = new Map(families.map((f) => [f.name, f]));
-    for (const name of ["dsync_client_connections", "dsync_frames_total", "dsync_bytes_total", "dsync_request_duration_seconds", "dsync_errors_total", "nodejs_eventloop_lag_seconds"]) {
+    for (const name of ["dsync_client_connections", "dsync_frames_total", "dsync_bytes_total", "dsync_request_duration_seconds", "dsync_errors_total", "nodejs_eventloop_lag_seconds", "dsync_raft_term", "dsync_raft_commit_index", "dsync_wal_fsyncs"]) {
       assert.ok(byName.has(name), `metric ${name} is exported`);
     }
     const latency = byName.get("dsync_request_duration_seconds")!;
@@ -54,6 +54,7 @@ test("observability - /health and /metrics answer, and the metrics parse", { tim
     const framesIn = byName.get("dsync_frames_total")!.metrics.find((m) => m.labels?.direction === "in" && m.labels?.port === "client");
     assert.ok(Number(framesIn?.value) >= 22, "frames in counted (HELLO + 20 PING + STATUS)");
 
+    assert.match(text, /^dsync_raft_is_leader\{group="0",node="node_0"\} 1$/m, "the single node leads group 0");
     assert.equal((await fetch(`${node.httpUrl}/`)).status, 404, "nothing else is served over HTTP");
     assert.equal((await fetch(`${node.httpUrl}/health`, { method: "POST" })).status, 405);
 
