@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 /**
  * Replicated-write benchmark: dsync vs etcd 3.4, both 3 members on loopback, fsync on.
  *
@@ -87,6 +88,11 @@ let peers = (["etcd", "dsync"] as const).filter((p) => requested.includes(p));
 if (peers.length === 0) throw new Error("--peers selects nothing");
 
 const notes: string[] = [];
+if (peers.includes("etcd") && !etcdAvailable() && process.getuid?.() === 0 && !process.env.ETCD_BIN) {
+  // The peer is Debian's etcd-server: install it when we can (root, apt), as CI machines are fresh.
+  process.stderr.write("bench:raft: installing Debian's etcd-server (apt-get install -y etcd-server)…\n");
+  spawnSync("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null"], { stdio: "inherit", timeout: 600_000 });
+}
 if (peers.includes("etcd") && !etcdAvailable()) {
   if (process.env.CI === "true") {
     process.stderr.write(`bench:raft: etcd not found at ${ETCD_BIN} and CI=true: install it (apt-get install -y etcd-server) or set ETCD_BIN.\n`);
