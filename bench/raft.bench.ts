@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 /**
  * Replicated-write benchmark: dsync vs etcd 3.4, both 3 members on loopback, fsync on.
  *
@@ -13,7 +12,7 @@ import { spawnSync } from "node:child_process";
  *
  * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
