@@ -170,3 +170,23 @@ test("raft cluster - /health turns 503 on a node cut off from its quorum", { tim
     await cluster.destroy();
   }
 });
+
+test("raft cluster - SIGTERM on the leader hands leadership over and exits cleanly", { timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.create(3, { LOG_LEVEL: "info" });
+  const client = new DsyncClient({ nodes: cluster.clientAddrs, requestTimeoutMs: 3000, maxAttempts: 20 });
+  try {
+    const first = await leaderOf(cluster);
+    await put(client, "x", "1");
+    const exited = new Promise<number | null>((r) => first.node.child!.once("exit", (code) => r(code)));
+    first.node.child!.kill("SIGTERM");
+    assert.equal(await exited, 0, first.node.output);
+    assert.match(first.node.output, /handed over leadership before stopping/);
+    assert.match(first.node.output, /"moved":true/, "leadership moved before the node stopped");
+    const second = await leaderOf(cluster, "the successor");
+    assert.notEqual(second.node.spec.id, first.node.spec.id);
+    assert.equal(await get(client, "x"), "1");
+  } finally {
+    await client.close();
+    await cluster.destroy();
+  }
+});
