@@ -39,6 +39,38 @@ export class DsyncCluster {
 
   /** `extraEnv` overrides (e.g. { FSYNC: "false" } — not for fair comparisons). */
   static async start(n = 3, extraEnv: Record<string, string> = {}, timeoutMs = 30_000): Promise<DsyncCluster> {
+    const cluster = await DsyncCluster.spawn(n, extraEnv);
+    const { nodes, specs } = cluster;
+    try {
+      // /health is 200 only while the node is serving, i.e. knows a leader.
+      await Promise.all(
+        specs.map((s, i) =>
+          waitFor(
+            async () => {
+              nodes[i]!.assertAlive();
+              const res = await fetch(`http://127.0.0.1:${s.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
+              await res.body?.cancel();
+              return res.status === 200;
+            },
+            `dsyncd ${s.id} /health to return 200`,
+            timeoutMs,
+            50,
+          ),
+        ),
+      );
+    } catch (err) {
+      const logs = nodes.map((m) => `--- ${m.name} ---\n${m.output.slice(-2000)}`).join("\n");
+      await cluster.destroy();
+      throw new Error(`${(err as Error).message}\n${logs}`);
+    }
+    return cluster;
+  }
+
+  /**
+   * Sets up ports and data dirs and spawns the nodes, without waiting for them (`start()` also
+   * waits for every /health to return 200). The caller must `destroy()` the cluster.
+   */
+  static async spawn(n = 3, extraEnv: Record<string, string> = {}): Promise<DsyncCluster> {
     const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-bench-dsync-"));
     trackTempDir(dir);
     const ports = await freePorts(n * 3);
@@ -64,30 +96,7 @@ export class DsyncCluster {
           },
         }),
     );
-    const cluster = new DsyncCluster(nodes, specs, dir);
-    try {
-      // /health is 200 only while the node is serving, i.e. knows a leader.
-      await Promise.all(
-        specs.map((s, i) =>
-          waitFor(
-            async () => {
-              nodes[i]!.assertAlive();
-              const res = await fetch(`http://127.0.0.1:${s.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
-              await res.body?.cancel();
-              return res.status === 200;
-            },
-            `dsyncd ${s.id} /health to return 200`,
-            timeoutMs,
-            50,
-          ),
-        ),
-      );
-    } catch (err) {
-      const logs = nodes.map((m) => `--- ${m.name} ---\n${m.output.slice(-2000)}`).join("\n");
-      await cluster.destroy();
-      throw new Error(`${(err as Error).message}\n${logs}`);
-    }
-    return cluster;
+    return new DsyncCluster(nodes, specs, dir);
   }
 
   /** Kills every node by PID (SIGKILL: no graceful shutdown needed for a throwaway cluster) and removes the data dirs. */

@@ -10,7 +10,7 @@ import {
   type PeerHelloReply,
   type PeerStatus,
 } from "../../protocol/index.ts";
-import { BACKOFF_DEFAULT, backoffDelayMs } from "./backoff.ts";
+import { backoffDelayMs, type BackoffOptions } from "./backoff.ts";
 import { dial, parseAddr } from "./dial.ts";
 import type { FrameObserver } from "./framed-socket.ts";
 import { tokensEqual } from "./token.ts";
@@ -45,6 +45,11 @@ interface Peer {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 2000;
+/**
+ * Peers retry sooner and cap lower than clients: a link that stays down a whole second delays
+ * the first election of a cluster whose nodes start a moment apart.
+ */
+const PEER_BACKOFF: BackoffOptions = { baseMs: 20, maxMs: 500, factor: 2 };
 
 /**
  * Links to every peer over the peer port: one connection per pair (the node with the smaller id
@@ -164,7 +169,7 @@ export class PeerLinks {
       this.#attach(peer, conn, reply.clientAddr);
     } catch (err) {
       conn?.close();
-      const delay = backoffDelayMs(peer.attempt++, BACKOFF_DEFAULT, Math.random);
+      const delay = backoffDelayMs(peer.attempt++, PEER_BACKOFF, Math.random);
       if (peer.attempt === 1 || peer.attempt % 20 === 0) {
         this.#opts.log.debug({ peer: peer.id, addr: peer.addr, err: (err as Error).message, retryInMs: Math.round(delay) }, "peer dial failed");
       }
@@ -185,7 +190,7 @@ export class PeerLinks {
       if (peer.conn !== conn) return;
       peer.conn = null;
       this.#opts.onLinkChange?.(peer.id, false);
-      if (this.#isDialer(peer.id)) this.#scheduleDial(peer, backoffDelayMs(peer.attempt++, BACKOFF_DEFAULT, Math.random));
+      if (this.#isDialer(peer.id)) this.#scheduleDial(peer, backoffDelayMs(peer.attempt++, PEER_BACKOFF, Math.random));
     });
     this.#opts.log.info({ peer: peer.id, addr: peer.addr }, "peer link up");
     this.#opts.onLinkChange?.(peer.id, true);
