@@ -30,6 +30,18 @@ export const ErrorCode = {
   SHUTTING_DOWN: 13,
   /** Client side only, never sent: the connection closed before the reply arrived. */
   CONNECTION_CLOSED: 14,
+  /** Try-lock (waitMs 0): the lock is held in a conflicting mode. */
+  LOCK_HELD: 20,
+  /** Release of a lock this session does not hold (or with a stale fencing token). */
+  NOT_HELD: 21,
+  /** The request would complete a wait-for cycle; it was refused to break the deadlock. */
+  DEADLOCK: 22,
+  /** The lock session expired (no keep-alive within its TTL); its locks were released. */
+  SESSION_EXPIRED: 23,
+  /** A shared holder asked for exclusive: release the shared lock first. */
+  UPGRADE_REFUSED: 24,
+  /** A wait for a lock ended at its waitMs deadline. */
+  LOCK_WAIT_TIMEOUT: 25,
   /** An unexpected failure inside the node. */
   INTERNAL: 99,
 } as const;

@@ -94,6 +94,46 @@ export class ConnectionClosedError extends DsyncError {
   }
 }
 
+/** Try-lock found the lock held in a conflicting mode. Not retried. */
+export class LockHeldError extends DsyncError {
+  override name = "LockHeldError";
+  constructor(message: string) {
+    super(ErrorCode.LOCK_HELD, message);
+  }
+}
+
+/** A release of a lock this session does not hold (or a stale fencing token). Not retried. */
+export class NotHeldError extends DsyncError {
+  override name = "NotHeldError";
+  constructor(message: string) {
+    super(ErrorCode.NOT_HELD, message);
+  }
+}
+
+/** The request was refused to break a wait-for cycle. Release what you hold, then retry. */
+export class DeadlockError extends DsyncError {
+  override name = "DeadlockError";
+  constructor(message: string) {
+    super(ErrorCode.DEADLOCK, message);
+  }
+}
+
+/** The lock session expired; every lock it held was released. Open a new session. */
+export class SessionExpiredError extends DsyncError {
+  override name = "SessionExpiredError";
+  constructor(message: string) {
+    super(ErrorCode.SESSION_EXPIRED, message);
+  }
+}
+
+/** The wait for a lock reached its waitMs deadline. */
+export class LockWaitTimeoutError extends DsyncError {
+  override name = "LockWaitTimeoutError";
+  constructor(message: string) {
+    super(ErrorCode.LOCK_WAIT_TIMEOUT, message);
+  }
+}
+
 /** Rebuilds the most specific error class for an ERROR frame's body. */
 export function errorFromBody(body: ErrorBody): DsyncError {
   switch (body.code) {
@@ -108,6 +148,16 @@ export function errorFromBody(body: ErrorBody): DsyncError {
       return new UnavailableError(body.message);
     case ErrorCode.TIMEOUT:
       return new TimeoutError(body.message);
+    case ErrorCode.LOCK_HELD:
+      return new LockHeldError(body.message);
+    case ErrorCode.NOT_HELD:
+      return new NotHeldError(body.message);
+    case ErrorCode.DEADLOCK:
+      return new DeadlockError(body.message);
+    case ErrorCode.SESSION_EXPIRED:
+      return new SessionExpiredError(body.message);
+    case ErrorCode.LOCK_WAIT_TIMEOUT:
+      return new LockWaitTimeoutError(body.message);
     default:
       return new DsyncError(body.code, body.message);
   }

@@ -20,6 +20,18 @@ export const Op = {
   /** Add a node: it joins as a learner and is promoted to voter once caught up. */
   ADMIN_ADD_NODE: 25,
   ADMIN_REMOVE_NODE: 26,
+  /** Open a lock session (a lease kept alive by the client); binds it to this connection. */
+  LOCK_SESSION_OPEN: 32,
+  LOCK_KEEPALIVE: 33,
+  LOCK_SESSION_CLOSE: 34,
+  LOCK_ACQUIRE: 35,
+  LOCK_RELEASE: 36,
+  /** Holders and waiters of one resource (linearizable). */
+  LOCK_STATUS: 37,
+  /** Every resource with holders or waiters, and the service's counters. */
+  LOCK_LIST: 38,
+  /** Push: a lock event for a session bound to this connection (grant, refusal, loss, expiry). */
+  LOCK_EVENT: 64,
   PEER_HELLO: 96,
   /** A batch of Raft messages between peers; one-way (id 0). */
   RAFT: 97,

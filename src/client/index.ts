@@ -4,6 +4,7 @@
  */
 export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./client.ts";
 export type { ClientOptions } from "./options.ts";
+export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";
 export {
   DsyncError,
   ProtocolError,
@@ -12,6 +13,11 @@ export {
   UnavailableError,
   TimeoutError,
   ConnectionClosedError,
+  LockHeldError,
+  NotHeldError,
+  DeadlockError,
+  SessionExpiredError,
+  LockWaitTimeoutError,
   ErrorCode,
   type NodeStatus,
   type PeerStatus,

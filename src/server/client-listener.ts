@@ -72,6 +72,8 @@ export class ClientListener {
     }
     const conn = new FramedSocket(socket, { maxFrameBytes: this.opts.maxFrameBytes, observer: this.metrics.observer("client") });
     const connState = new Map<string, unknown>();
+    const closeHandlers: (() => void)[] = [];
+    const ctx = { conn, connState, onClose: (fn: () => void) => void closeHandlers.push(fn) };
     const inflightMax = this.opts.inflightMax ?? 4096;
     let handshaken = false;
     let inflight = 0;
@@ -83,8 +85,7 @@ export class ClientListener {
     conn.onClose(() => {
       this.#conns.delete(conn);
       this.metrics.connections.dec();
-      const cleanup = connState.get("onClose");
-      if (typeof cleanup === "function") (cleanup as () => void)();
+      for (const fn of closeHandlers) fn();
     });
     conn.onMessage((env: Envelope) => {
       if (env.type === Op.HELLO) {
@@ -100,7 +101,7 @@ export class ClientListener {
         return;
       }
       inflight++;
-      this.router.dispatch(env, { conn, connState }, release);
+      this.router.dispatch(env, ctx, release);
     });
   }
 

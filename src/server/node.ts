@@ -9,6 +9,7 @@ import { clientAddrOf, type NodeConfig } from "./config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { registerKvHandlers } from "./kv-handlers.ts";
+import { LockService } from "./lock-service.ts";
 import { NodeMetrics } from "./metrics.ts";
 import { Proposer } from "./proposer.ts";
 import type { RaftGroup } from "./raft-group.ts";
@@ -98,6 +99,7 @@ export class DsyncNode {
   }
 
   #proposer: Proposer | null = null;
+  #locks: LockService | null = null;
 
   /** Group 0, once started. */
   get group0(): RaftGroup | null {
@@ -127,11 +129,15 @@ export class DsyncNode {
     this.#group0 = await host.addGroup(0, this.machine);
     this.#proposer = new Proposer(host, this.peers);
     registerKvHandlers(this.router, this.#proposer, this.machine.kv);
+    this.#locks = new LockService(this.machine.locks, this.#group0, this.#proposer, this.metrics, this.log);
+    this.machine.setLockEventListener((e) => this.#locks?.onEvent(e));
+    this.#locks.register(this.router);
     registerAdminHandlers(this.router, this.#group0, this.peers, c.nodeId);
     await this.peers.listen();
     await this.#clients.listen();
     await this.#http.listen();
     host.start();
+    this.#locks.start();
     this.log.info(
       { clientAddr: clientAddrOf(this.config), peerPort: this.config.peerPort, httpPort: this.config.httpPort, peers: this.config.peers.map((p) => p.id), dataDir: this.config.dataDir },
       "dsyncd started",
@@ -146,6 +152,7 @@ export class DsyncNode {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
       await this.#handOverLeadership();
+      this.#locks?.stop();
       await this.#clients.close();
       await this.#host?.close();
       await this.peers.close();
@@ -180,6 +187,7 @@ export class DsyncNode {
       m.raftAppliedIndex.labels(label).set(g.applied);
       m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
     }
+    this.#locks?.refreshGauges();
     const w = this.#host?.wal.stats();
     if (w) {
       m.walFsyncs.set(w.fsyncs);

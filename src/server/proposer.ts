@@ -1,5 +1,6 @@
 import { InvalidArgumentError, NotLeaderError, Op, UnavailableError, asFields, int, type Envelope } from "../../protocol/index.ts";
 import type { GroupId } from "../raft/index.ts";
+import { encodeCommand } from "../services/command-codec.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
 import type { RaftHost } from "./raft-host.ts";
 
@@ -29,6 +30,28 @@ export class Proposer {
     return this.peers.request(leader, Op.FORWARD, { group, data }, PROPOSE_TIMEOUT_MS + 500);
   }
 
+  /**
+   * Proposes a command object that the leader stamps with its own clock (`now`, ms) and encodes:
+   * time-based state (lock TTLs, sessions) then follows one clock, the leader's, never a
+   * replica's.
+   */
+  async proposeStamped(group: GroupId, cmd: Record<string, unknown>): Promise<unknown> {
+    const g = this.#group(group);
+    if (g.isLeader) return g.propose(this.#stamp(cmd), PROPOSE_TIMEOUT_MS);
+    const leader = g.leader;
+    if (leader === null) throw new UnavailableError("no leader is elected yet; retry shortly");
+    if (!this.peers.isConnected(leader)) throw new NotLeaderError(leader, this.peers.clientAddrOf(leader));
+    return this.peers.request(leader, Op.FORWARD, { group, cmd }, PROPOSE_TIMEOUT_MS + 500);
+  }
+
+  #lastStampMs = 0;
+
+  #stamp(cmd: Record<string, unknown>): Uint8Array {
+    // Never hand the state machine a clock that runs backwards on this leader.
+    this.#lastStampMs = Math.max(this.#lastStampMs, Date.now());
+    return encodeCommand({ ...cmd, now: this.#lastStampMs });
+  }
+
   /** Resolves once reads on this node reflect every write committed before the call. */
   async readBarrier(group: GroupId): Promise<void> {
     const g = this.#group(group);
@@ -40,10 +63,14 @@ export class Proposer {
   async onForward(env: Envelope): Promise<unknown> {
     const f = asFields(env.body, "FORWARD");
     const group = int(f, "group", "FORWARD", { max: 0xffff });
-    const data = f.data;
-    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError("FORWARD: data must be bin");
     const g = this.#group(group);
     if (!g.isLeader) throw new NotLeaderError(g.leader, g.leader ? this.peers.clientAddrOf(g.leader) : null);
+    if (f.cmd !== undefined && f.cmd !== null) {
+      if (typeof f.cmd !== "object" || Array.isArray(f.cmd)) throw new InvalidArgumentError("FORWARD: cmd must be a map");
+      return g.propose(this.#stamp(f.cmd as Record<string, unknown>), PROPOSE_TIMEOUT_MS);
+    }
+    const data = f.data;
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError("FORWARD: data must be bin");
     return g.propose(data, PROPOSE_TIMEOUT_MS);
   }
 

@@ -14,8 +14,10 @@ import type { NodeMetrics } from "./metrics.ts";
 /** What a handler knows of the connection a request came on. */
 export interface RequestContext {
   readonly conn: FramedSocket;
-  /** Per-connection state a handler may keep (e.g. a client session); dropped on close. */
+  /** Per-connection state a handler may keep; dropped on close. */
   readonly connState: Map<string, unknown>;
+  /** Runs `fn` once when the connection closes (e.g. to unbind a lock session). */
+  onClose(fn: () => void): void;
 }
 
 /**

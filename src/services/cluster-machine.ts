@@ -1,8 +1,8 @@
-import { Packr } from "msgpackr";
+import { decodeCommand, encodeCommand } from "./command-codec.ts";
 import { KvMachine } from "./kv/kv-machine.ts";
+import { LockMachine } from "./lock/lock-machine.ts";
+import type { LockEvent } from "./lock/types.ts";
 import type { AppliedEntry, StateMachine } from "./state-machine.ts";
-
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
 
 /** A group-0 command that records a member's peer address before it joins. */
 export interface MemberCommand {
@@ -13,18 +13,29 @@ export interface MemberCommand {
 
 /** Encodes a member command as a log entry payload. */
 export function encodeMemberCommand(cmd: MemberCommand): Uint8Array {
-  return packr.pack(cmd);
+  return encodeCommand(cmd);
 }
+
+const LOCK_OPS: ReadonlySet<unknown> = new Set(["session.open", "session.keepalive", "session.close", "expire", "acquire", "release"]);
 
 /**
  * The state machine of group 0, the cluster's control group: the member address book that
- * every node needs to reach a new member, and the key-value register.
+ * every node needs to reach a new member, the lock manager, and the key-value register.
  */
 export class ClusterMachine implements StateMachine {
   readonly kv = new KvMachine();
+  readonly locks: LockMachine;
   #members = new Map<string, string>();
+  #onLockEvent: (e: LockEvent) => void = () => {};
 
-  constructor(readonly onMember: (id: string, peerAddr: string) => void = () => {}) {}
+  constructor(readonly onMember: (id: string, peerAddr: string) => void = () => {}) {
+    this.locks = new LockMachine({ onEvent: (e) => this.#onLockEvent(e) });
+  }
+
+  /** Routes lock events (grants, refusals, losses) to the node's push channel. */
+  setLockEventListener(fn: (e: LockEvent) => void): void {
+    this.#onLockEvent = fn;
+  }
 
   /** Peer addresses learnt through the log, by node id. */
   members(): ReadonlyMap<string, string> {
@@ -33,7 +44,8 @@ export class ClusterMachine implements StateMachine {
 
   apply(entry: AppliedEntry): unknown {
     if (entry.data.length === 0) return null;
-    const cmd = packr.unpack(entry.data) as { op?: unknown };
+    const cmd = decodeCommand(entry.data) as { op?: unknown };
+    if (LOCK_OPS.has(cmd.op)) return this.locks.apply(entry);
     if (cmd.op === "member") {
       const m = cmd as MemberCommand;
       this.#members.set(m.id, m.peerAddr);
@@ -44,13 +56,15 @@ export class ClusterMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return packr.pack({ members: [...this.#members.entries()], kv: this.kv.snapshot() });
+    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot() });
   }
 
   restore(data: Uint8Array): void {
-    const s = packr.unpack(data) as { members: [string, string][]; kv: Uint8Array };
+    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array };
     this.#members = new Map(s.members);
     for (const [id, addr] of this.#members) this.onMember(id, addr);
     this.kv.restore(s.kv);
+    // A snapshot from before the lock service existed has no lock state: start empty.
+    if (s.locks) this.locks.restore(s.locks);
   }
 }

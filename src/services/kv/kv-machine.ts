@@ -1,4 +1,4 @@
-import { Packr } from "msgpackr";
+import { decodeCommand, encodeCommand } from "../command-codec.ts";
 import type { AppliedEntry, StateMachine } from "../state-machine.ts";
 
 /** Commands of the replicated key-value register. */
@@ -14,11 +14,9 @@ export interface KvResult {
   readonly existed: boolean;
 }
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
-
 /** Encodes a KV command as a log entry payload. */
 export function encodeKvCommand(cmd: KvCommand): Uint8Array {
-  return packr.pack(cmd);
+  return encodeCommand(cmd);
 }
 
 /**
@@ -39,7 +37,7 @@ export class KvMachine implements StateMachine {
 
   apply(entry: AppliedEntry): KvResult | null {
     if (entry.data.length === 0) return null; // A leader's no-op.
-    const cmd = packr.unpack(entry.data) as KvCommand;
+    const cmd = decodeCommand(entry.data) as KvCommand;
     if (cmd.op === "put") {
       const existed = this.#data.has(cmd.key);
       this.#data.set(cmd.key, { value: cmd.value, revision: entry.index });
@@ -52,11 +50,11 @@ export class KvMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return packr.pack([...this.#data.entries()].map(([k, v]) => [k, v.value, v.revision]));
+    return encodeCommand([...this.#data.entries()].map(([k, v]) => [k, v.value, v.revision]));
   }
 
   restore(data: Uint8Array): void {
-    const rows = packr.unpack(data) as [string, Uint8Array, number][];
+    const rows = decodeCommand(data) as [string, Uint8Array, number][];
     this.#data = new Map(rows.map(([k, value, revision]) => [k, { value, revision }]));
   }
 }

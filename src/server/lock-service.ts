@@ -1,0 +1,225 @@
+import { Histogram, Gauge, Counter } from "prom-client";
+import {
+  DeadlockError,
+  DsyncError,
+  ErrorCode,
+  InvalidArgumentError,
+  LockHeldError,
+  NotHeldError,
+  Op,
+  SessionExpiredError,
+  asFields,
+  int,
+  str,
+  type Fields,
+} from "../../protocol/index.ts";
+import type { LockMachine } from "../services/lock/lock-machine.ts";
+import type { LockEvent, LockMode, LockResult } from "../services/lock/types.ts";
+import type { FramedSocket } from "../transport/framed-socket.ts";
+import type { Logger } from "./logger.ts";
+import type { NodeMetrics } from "./metrics.ts";
+import type { Proposer } from "./proposer.ts";
+import type { RaftGroup } from "./raft-group.ts";
+import type { RequestContext, RequestRouter } from "./request-router.ts";
+
+/** Lock session TTL when the client does not ask for one. */
+export const SESSION_TTL_MS_DEFAULT = 10_000;
+/** How often the leader checks for sessions, holds and waits past their deadline. */
+const EXPIRY_CHECK_MS = 20;
+
+const RESOURCE_BYTES_MAX = 512;
+
+/**
+ * The lock service's node side: validates requests, proposes them through group 0 (stamped
+ * with the leader's clock), binds sessions to the connections that use them so grants and
+ * losses are pushed (LOCK_EVENT) rather than polled, and — on the leader — proposes expiry
+ * when a session, hold or wait passes its deadline.
+ */
+export class LockService {
+  readonly #bound = new Map<number, Set<FramedSocket>>();
+  /** When a queued acquire arrived, by waitId, for the wait-time histogram. */
+  readonly #waitStarted = new Map<number, number>();
+  readonly #waitSeconds: Histogram<string>;
+  readonly #gauges: { held: Gauge<string>; waiters: Gauge<string>; sessions: Gauge<string>; grants: Gauge<string>; deadlocks: Gauge<string>; expiries: Gauge<string> };
+  readonly #pushes: Counter<string>;
+  #expiryTimer: NodeJS.Timeout | null = null;
+  #expiryInFlight = false;
+
+  constructor(
+    readonly machine: LockMachine,
+    readonly group0: RaftGroup,
+    readonly proposer: Proposer,
+    readonly metrics: NodeMetrics,
+    readonly log: Logger,
+  ) {
+    const registers = [metrics.registry];
+    this.#waitSeconds = new Histogram({
+      name: "dsync_lock_wait_seconds",
+      help: "Time from a queued acquire to its grant, as seen by the node the client is connected to.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#gauges = {
+      held: new Gauge({ name: "dsync_lock_held", help: "Locks held (holder count over all resources).", registers }),
+      waiters: new Gauge({ name: "dsync_lock_waiters", help: "Acquire requests waiting in a queue.", registers }),
+      sessions: new Gauge({ name: "dsync_lock_sessions", help: "Open lock sessions.", registers }),
+      grants: new Gauge({ name: "dsync_lock_grants", help: "Locks granted since the state began (replicated count).", registers }),
+      deadlocks: new Gauge({ name: "dsync_lock_deadlocks", help: "Deadlocks detected and broken (replicated count).", registers }),
+      expiries: new Gauge({ name: "dsync_lock_session_expiries", help: "Sessions expired for lack of keep-alive (replicated count).", registers }),
+    };
+    this.#pushes = new Counter({ name: "dsync_lock_events_pushed_total", help: "LOCK_EVENT pushes sent to clients.", labelNames: ["kind"] as const, registers });
+  }
+
+  /** Pushes a machine event to every connection bound to its session. Runs on every replica. */
+  onEvent(e: LockEvent): void {
+    if (e.kind === "granted") {
+      const started = this.#waitStarted.get(e.waitId);
+      if (started !== undefined) {
+        this.#waitStarted.delete(e.waitId);
+        this.#waitSeconds.observe((performance.now() - started) / 1000);
+      }
+    } else if (e.kind === "refused") {
+      this.#waitStarted.delete(e.waitId);
+    }
+    const conns = this.#bound.get(e.sessionId);
+    if (!conns) return;
+    for (const c of conns) c.send({ type: Op.LOCK_EVENT, id: 0, body: e });
+    this.#pushes.labels(e.kind).inc(conns.size);
+  }
+
+  /** Copies the replicated counters into gauges before a scrape. */
+  refreshGauges(): void {
+    const s = this.machine.stats();
+    this.#gauges.held.set(s.locksHeld);
+    this.#gauges.waiters.set(s.waiters);
+    this.#gauges.sessions.set(s.sessions);
+    this.#gauges.grants.set(s.grants);
+    this.#gauges.deadlocks.set(s.deadlocks);
+    this.#gauges.expiries.set(s.sessionExpiries);
+  }
+
+  register(router: RequestRouter): void {
+    router.register(Op.LOCK_SESSION_OPEN, async (body, ctx) => {
+      const f = asFields(body, "LOCK_SESSION_OPEN");
+      const clientId = str(f, "clientId", "LOCK_SESSION_OPEN", { optional: true, maxBytes: 256 }) ?? "anonymous";
+      const ttlMs = int(f, "ttlMs", "LOCK_SESSION_OPEN", { optional: true, min: 1000, max: 300_000 }) ?? SESSION_TTL_MS_DEFAULT;
+      const r = await this.#propose({ op: "session.open", clientId, ttlMs });
+      if (r.ok && r.kind === "session") this.#bind(r.sessionId, ctx);
+      return r.ok && r.kind === "session" ? { sessionId: r.sessionId, expiresAt: r.expiresAt, ttlMs } : r;
+    });
+    router.register(Op.LOCK_KEEPALIVE, async (body, ctx) => {
+      const f = asFields(body, "LOCK_KEEPALIVE");
+      const sessionId = int(f, "sessionId", "LOCK_KEEPALIVE");
+      // Binding first: a client that reconnected here hears its events from now on.
+      this.#bind(sessionId, ctx);
+      const r = await this.#propose({ op: "session.keepalive", sessionId });
+      return r.ok && r.kind === "session" ? { sessionId, expiresAt: r.expiresAt } : r;
+    });
+    router.register(Op.LOCK_SESSION_CLOSE, async (body) => {
+      const f = asFields(body, "LOCK_SESSION_CLOSE");
+      const sessionId = int(f, "sessionId", "LOCK_SESSION_CLOSE");
+      await this.#propose({ op: "session.close", sessionId });
+      this.#bound.delete(sessionId);
+      return { sessionId, closed: true };
+    });
+    router.register(Op.LOCK_ACQUIRE, async (body, ctx) => {
+      const f = asFields(body, "LOCK_ACQUIRE");
+      const sessionId = int(f, "sessionId", "LOCK_ACQUIRE");
+      const seq = int(f, "seq", "LOCK_ACQUIRE", { min: 1 });
+      const resource = str(f, "resource", "LOCK_ACQUIRE", { maxBytes: RESOURCE_BYTES_MAX });
+      if (resource.length === 0) throw new InvalidArgumentError("LOCK_ACQUIRE: field \"resource\" must not be empty");
+      const mode = modeOf(f);
+      const ttlMs = int(f, "ttlMs", "LOCK_ACQUIRE", { optional: true, min: 1, max: 24 * 3600_000 }) ?? null;
+      const waitMs = int(f, "waitMs", "LOCK_ACQUIRE", { optional: true, min: -1, max: 24 * 3600_000 }) ?? -1;
+      this.#bind(sessionId, ctx);
+      const started = performance.now();
+      const r = await this.#propose({ op: "acquire", sessionId, seq, resource, mode, ttlMs, waitMs });
+      if (r.ok && r.kind === "queued" && !this.#waitStarted.has(r.waitId)) this.#waitStarted.set(r.waitId, started);
+      return r;
+    });
+    router.register(Op.LOCK_RELEASE, async (body) => {
+      const f = asFields(body, "LOCK_RELEASE");
+      const sessionId = int(f, "sessionId", "LOCK_RELEASE");
+      const seq = int(f, "seq", "LOCK_RELEASE", { min: 1 });
+      const resource = str(f, "resource", "LOCK_RELEASE", { maxBytes: RESOURCE_BYTES_MAX });
+      const token = int(f, "token", "LOCK_RELEASE");
+      return this.#propose({ op: "release", sessionId, seq, resource, token });
+    });
+    router.register(Op.LOCK_STATUS, async (body) => {
+      const f = asFields(body, "LOCK_STATUS");
+      const resource = str(f, "resource", "LOCK_STATUS", { maxBytes: RESOURCE_BYTES_MAX });
+      if (f.stale !== true) await this.proposer.readBarrier(0);
+      return { resource, ...(this.machine.resource(resource) ?? { mode: null, holders: [], waiters: [] }) };
+    });
+    router.register(Op.LOCK_LIST, async (body) => {
+      const f = asFields(body, "LOCK_LIST");
+      if (f.stale !== true) await this.proposer.readBarrier(0);
+      const resources = this.machine.resources().map((name) => ({ resource: name, ...this.machine.resource(name)! }));
+      return { resources, stats: this.machine.stats() };
+    });
+  }
+
+  /** Starts the leader's expiry loop (a no-op on followers). */
+  start(): void {
+    this.#expiryTimer = setInterval(() => this.#maybeExpire(), EXPIRY_CHECK_MS);
+    this.#expiryTimer.unref();
+  }
+
+  stop(): void {
+    if (this.#expiryTimer) clearInterval(this.#expiryTimer);
+  }
+
+  #maybeExpire(): void {
+    if (this.#expiryInFlight || !this.group0.isLeader) return;
+    const deadline = this.machine.nextDeadline();
+    if (deadline === null || deadline > Date.now()) return;
+    this.#expiryInFlight = true;
+    this.proposer
+      .proposeStamped(0, { op: "expire" })
+      .catch((err: unknown) => this.log.debug({ err: (err as Error).message }, "expiry proposal failed; will retry"))
+      .finally(() => {
+        this.#expiryInFlight = false;
+      });
+  }
+
+  /** Proposes a lock command and turns a refusal into its typed error. */
+  async #propose(cmd: Record<string, unknown>): Promise<Extract<LockResult, { ok: true }>> {
+    const r = (await this.proposer.proposeStamped(0, cmd)) as LockResult;
+    if (r.ok) return r;
+    throw errorOf(r.code, r.message);
+  }
+
+  #bind(sessionId: number, ctx: RequestContext): void {
+    let set = this.#bound.get(sessionId);
+    if (!set) this.#bound.set(sessionId, (set = new Set()));
+    if (set.has(ctx.conn)) return;
+    set.add(ctx.conn);
+    ctx.onClose(() => {
+      set.delete(ctx.conn);
+      if (set.size === 0 && this.#bound.get(sessionId) === set) this.#bound.delete(sessionId);
+    });
+  }
+}
+
+function modeOf(f: Fields): LockMode {
+  const mode = f.mode ?? "exclusive";
+  if (mode !== "exclusive" && mode !== "shared") throw new InvalidArgumentError(`LOCK_ACQUIRE: field "mode" must be "exclusive" or "shared", got ${JSON.stringify(mode)}`);
+  return mode;
+}
+
+function errorOf(code: string, message: string): DsyncError {
+  switch (code) {
+    case "LOCK_HELD":
+      return new LockHeldError(message);
+    case "NOT_HELD":
+      return new NotHeldError(message);
+    case "DEADLOCK":
+      return new DeadlockError(message);
+    case "SESSION_EXPIRED":
+      return new SessionExpiredError(message);
+    case "UPGRADE_REFUSED":
+      return new DsyncError(ErrorCode.UPGRADE_REFUSED, message);
+    default:
+      return new InvalidArgumentError(message);
+  }
+}
