@@ -2,30 +2,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { DeadlockError, Op, type NodeStatus } from "../../protocol/index.ts";
+import { DeadlockError, Op } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
 import { LockClient, type Lock, type LockMode } from "../../src/client/locks.ts";
-import { ROOT, TestCluster, waitFor, type DaemonProcess } from "../helpers/daemon.ts";
-
-async function statusOf(node: DaemonProcess): Promise<NodeStatus | null> {
-  const c = new DsyncClient({ nodes: [node.clientAddr], maxAttempts: 1, preferLeader: false, requestTimeoutMs: 1000 });
-  try {
-    return await c.status();
-  } catch {
-    return null;
-  } finally {
-    await c.close();
-  }
-}
-
-async function leaderOf(cluster: TestCluster): Promise<DaemonProcess> {
-  return waitFor(async () => {
-    const live = cluster.nodes.filter((n) => n.alive);
-    const st = await Promise.all(live.map(statusOf));
-    const l = st.find((s) => s?.role === "leader");
-    return l && st.every((s) => s?.leader === l.nodeId) ? live.find((n) => n.spec.id === l.nodeId)! : null;
-  }, "a leader", 30_000);
-}
+import { ROOT, TestCluster, waitFor } from "../helpers/daemon.ts";
+import { leaderOf } from "../helpers/cluster-view.ts";
 
 /** One grant as the client saw it; times are performance.now() in this process. */
 interface Grant {
@@ -115,7 +96,7 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
     // Kill the leader three times while the clients hammer away, restarting it each time.
     for (let k = 0; k < 3; k++) {
       await new Promise((r) => setTimeout(r, 1500));
-      const leader = await leaderOf(cluster);
+      const { node: leader } = await leaderOf(cluster);
       await leader.kill("SIGKILL");
       await new Promise((r) => setTimeout(r, 700));
       await leader.start();

@@ -2,20 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
-import { Op, type NodeStatus } from "../../protocol/index.ts";
+import { Op } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
-import { ROOT, TestCluster, waitFor, type DaemonProcess } from "../helpers/daemon.ts";
-
-async function statusOf(node: DaemonProcess): Promise<NodeStatus | null> {
-  const c = new DsyncClient({ nodes: [node.clientAddr], maxAttempts: 1, preferLeader: false, requestTimeoutMs: 2000 });
-  try {
-    return await c.status();
-  } catch {
-    return null;
-  } finally {
-    await c.close();
-  }
-}
+import { ROOT, TestCluster, waitFor } from "../helpers/daemon.ts";
+import { statusOf } from "../helpers/cluster-view.ts";
 
 function cli(cluster: TestCluster, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
   return spawnSync(path.join(ROOT, "bin/dsync"), ["--nodes", cluster.nodes.filter((n) => n.alive).map((n) => n.clientAddr).join(","), "--timeout", "60000", ...args], { encoding: "utf8", timeout: 120_000 });

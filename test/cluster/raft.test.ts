@@ -1,37 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Op, type NodeStatus } from "../../protocol/index.ts";
+import { Op } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
 import { TestCluster, waitFor, type DaemonProcess } from "../helpers/daemon.ts";
-
-/** A client bound to one node, no redirects: to read that node's own view. */
-function direct(node: DaemonProcess): DsyncClient {
-  return new DsyncClient({ nodes: [node.clientAddr], maxAttempts: 1, preferLeader: false, requestTimeoutMs: 2000, connectTimeoutMs: 1000 });
-}
-
-async function statusOf(node: DaemonProcess): Promise<NodeStatus | null> {
-  const c = direct(node);
-  try {
-    return await c.status();
-  } catch {
-    return null;
-  } finally {
-    await c.close();
-  }
-}
-
-/** Waits until the live nodes agree on one leader; returns it. */
-async function leaderOf(cluster: TestCluster, what = "a leader"): Promise<{ node: DaemonProcess; status: NodeStatus }> {
-  return waitFor(async () => {
-    const live = cluster.nodes.filter((n) => n.alive);
-    const statuses = await Promise.all(live.map(statusOf));
-    const leaders = statuses.filter((s) => s?.role === "leader");
-    if (leaders.length !== 1) return null;
-    const leader = leaders[0]!;
-    if (!statuses.every((s) => s?.leader === leader.nodeId)) return null;
-    return { node: live.find((n) => n.spec.id === leader.nodeId)!, status: leader };
-  }, what, 30_000, 50);
-}
+import { direct, leaderOf, statusOf } from "../helpers/cluster-view.ts";
 
 async function put(client: DsyncClient, key: string, value: string): Promise<number> {
   const r = (await client.call(Op.KV_PUT, { key, value: new TextEncoder().encode(value) })) as { revision: number };
