@@ -6,7 +6,7 @@ import { CAMPAIGN_TRANSFER_CONTEXT, makeMessage, type MessageInit } from "./mess
 import { Progress } from "./progress.ts";
 import { committedIndex, hasQuorum, voteResult } from "./quorum.ts";
 import { ReadOnly } from "./read-only.ts";
-import { SNAPSHOT_STALL_HEARTBEATS_MAX, SnapshotReceiver, SnapshotSender } from "./snapshot-transfer.ts";
+import { SNAPSHOT_RESTART_HEARTBEATS, SNAPSHOT_STALL_HEARTBEATS_MAX, SnapshotReceiver, SnapshotSender } from "./snapshot-transfer.ts";
 import {
   CompactedError,
   ConfChangeType,
@@ -61,6 +61,11 @@ export class Raft {
   /** ReadIndex requests waiting for the leader to commit an entry of its own term. */
   #pendingReadIndex: Message[] = [];
   #snapSenders = new Map<NodeId, SnapshotSender>();
+  /**
+   * Id of the last snapshot transfer attempt started by this node. Never reset: together with the
+   * term (a node leads a term at most once) it identifies an attempt for the receiver.
+   */
+  #snapAttempt = 0;
   #snapReceiver = new SnapshotReceiver();
 
   constructor(cfg: ResolvedConfig) {
@@ -209,7 +214,7 @@ export class Raft {
     if (this.#heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.#heartbeatElapsed = 0;
       this.#bcastHeartbeat(this.#readOnly.lastPendingKey());
-      this.#retryStalledSnapshots();
+      this.#tickSnapshotSenders();
     }
   }
 
@@ -464,13 +469,18 @@ export class Raft {
       this.#send({ to: m.from, type: MessageType.AppResp, index: this.log.committed });
       return;
     }
-    const r = this.#snapReceiver.offer(chunk);
+    const attempt = m.snapshotAttempt;
+    const echo = attempt !== undefined ? { snapshotAttempt: attempt } : {};
+    const r = this.#snapReceiver.offer(chunk, m.term, attempt ?? 0);
     switch (r.kind) {
+      case "stale":
+        // A reordered or duplicated chunk of an attempt the leader has already abandoned.
+        return;
       case "progress":
-        this.#send({ to: m.from, type: MessageType.SnapResp, index: chunk.meta.index, rejectHint: r.received });
+        this.#send({ to: m.from, type: MessageType.SnapResp, index: chunk.meta.index, rejectHint: r.received, ...echo });
         return;
       case "mismatch":
-        this.#send({ to: m.from, type: MessageType.SnapResp, index: chunk.meta.index, reject: true });
+        this.#send({ to: m.from, type: MessageType.SnapResp, index: chunk.meta.index, reject: true, ...echo });
         return;
       case "complete":
         if (this.#restore(r.snapshot)) this.#send({ to: m.from, type: MessageType.AppResp, index: this.log.lastIndex() });
@@ -487,7 +497,17 @@ export class Raft {
       this.becomeFollower(this.term + 1, null);
       return false;
     }
-    if (!s.meta.conf.voters.includes(this.id) && !s.meta.conf.learners.includes(this.id)) return false;
+    // No "the snapshot's membership must include us" check (etcd has one, as defense in depth,
+    // where node ids are never reused). Here a removed node can be re-added, and the leader's newest
+    // snapshot may predate the re-add: refusing it would leave the node stuck forever, as nothing
+    // makes the leader take a newer one on a quiet log. Installing it is safe: a snapshot holds
+    // only committed state and comes from the leader of our current term, which sends it only to
+    // members of its (applied) configuration. That configuration adds us at an index above the
+    // snapshot's, and the leader still holds that entry in its log (it only compacts up to its
+    // snapshot), so we receive and apply it next. Until then our membership is the snapshot's,
+    // exactly as for any follower whose log ends there: without us as a voter we are not
+    // promotable, so we never campaign on it, and votes we grant count only where the candidate's
+    // own configuration makes us a voter — as they would anyway.
     if (this.log.matchTerm(s.meta.index, s.meta.term)) {
       // Our log already contains the snapshot's last entry: just fast-forward the commit index.
       this.log.commitTo(s.meta.index);
@@ -591,9 +611,16 @@ export class Raft {
     pr.recentActive = true;
     const sender = this.#snapSenders.get(m.from);
     if (!sender || pr.state !== "snapshot" || sender.snapshot.meta.index !== m.index) return;
-    if (m.reject) sender.restart();
-    else sender.onAck(m.rejectHint);
-    this.#sendSnapshotChunks(m.from, sender);
+    // A response to a chunk of an earlier attempt says nothing about the current one. (A peer
+    // without attempt ids echoes none: take its response as it comes.)
+    if (m.snapshotAttempt !== undefined && m.snapshotAttempt !== sender.attempt) return;
+    if (m.reject) {
+      // Never restart on the spot: duplicated rejects would each start a new window. Restart at
+      // the next heartbeat, so at most one new attempt per heartbeat interval.
+      sender.restartRequested = true;
+      return;
+    }
+    if (sender.onAck(m.rejectHint)) this.#sendSnapshotChunks(m.from, sender);
   }
 
   #handleReadIndex(m: Message): void {
@@ -708,31 +735,51 @@ export class Raft {
   #sendSnapshot(to: NodeId, pr: Progress): boolean {
     // Streaming a snapshot to a peer we have not heard from is likely wasted bandwidth.
     if (!pr.recentActive) return false;
+    this.#startSnapshot(to, pr);
+    return true;
+  }
+
+  /** Starts a new transfer attempt of our newest snapshot to `to`, from offset 0. */
+  #startSnapshot(to: NodeId, pr: Progress): void {
     const snap = this.log.snapshot();
     // Invariant: entries are only compacted into a snapshot, so one exists.
     assert(snap.meta.index > 0, "sendSnapshot: log compacted but no snapshot");
     pr.becomeSnapshot(snap.meta.index);
-    const sender = new SnapshotSender(snap, this.cfg.snapshotChunkBytes);
+    const sender = new SnapshotSender(snap, this.cfg.snapshotChunkBytes, ++this.#snapAttempt);
     this.#snapSenders.set(to, sender);
     this.#sendSnapshotChunks(to, sender);
-    return true;
   }
 
   #sendSnapshotChunks(to: NodeId, sender: SnapshotSender): void {
     for (const chunk of sender.nextChunks()) {
-      this.#send({ to, type: MessageType.Snap, index: chunk.meta.index, logTerm: chunk.meta.term, snapshot: chunk });
+      this.#send({ to, type: MessageType.Snap, index: chunk.meta.index, logTerm: chunk.meta.term, snapshot: chunk, snapshotAttempt: sender.attempt });
     }
   }
 
-  /** A snapshot transfer without acks for a while lost its tail: start it over. */
-  #retryStalledSnapshots(): void {
+  /**
+   * Once per heartbeat: repairs stalled transfers. Without ack progress for a few heartbeats a
+   * chunk or ack was lost: resend from the last acked offset. If that does not help either (the
+   * follower lost its assembly, e.g. it restarted), or the follower rejected the attempt, start a
+   * new attempt with the newest snapshot (the log may have been compacted further).
+   *
+   * Deliberately not gated on `recentActive` (unlike the first send from {@link #sendAppend}): with
+   * CheckQuorum that mark is cleared at every election-timeout boundary, just before this runs in
+   * the same tick, so a gated retry could be skipped every time and the follower stay in snapshot
+   * state forever. The cost of retrying to a dead follower is one window per few heartbeats.
+   */
+  #tickSnapshotSenders(): void {
     for (const [to, sender] of this.#snapSenders) {
-      sender.stalledHeartbeats++;
       const pr = this.prs.get(to);
-      if (sender.stalledHeartbeats >= SNAPSHOT_STALL_HEARTBEATS_MAX && pr) {
-        // Start over, with the newest snapshot: the log may have been compacted further.
-        sender.restart();
-        this.#sendSnapshot(to, pr);
+      if (!pr || pr.state !== "snapshot") {
+        this.#snapSenders.delete(to);
+        continue;
+      }
+      sender.stalledHeartbeats++;
+      if (sender.restartRequested || sender.stalledHeartbeats >= SNAPSHOT_RESTART_HEARTBEATS) {
+        this.#startSnapshot(to, pr);
+      } else if (sender.stalledHeartbeats % SNAPSHOT_STALL_HEARTBEATS_MAX === 0) {
+        sender.rewind();
+        this.#sendSnapshotChunks(to, sender);
       }
     }
   }

@@ -121,6 +121,11 @@ export interface Message {
   /** AppResp on reject: the term at rejectHint, for term-based fast backtracking. 0 if unknown. */
   readonly rejectTerm?: number;
   readonly snapshot?: SnapshotChunk;
+  /**
+   * Snap: the leader's transfer attempt the chunk belongs to (unique among one leader's attempts
+   * in one term); SnapResp: echoed from the chunk answered. Absent from peers that predate it.
+   */
+  readonly snapshotAttempt?: number;
   /** ReadIndex request context, echoed in the response; heartbeat context for ReadIndex rounds. */
   readonly context?: string;
 }

@@ -29,6 +29,7 @@ function parseMessage(v: unknown): Message {
     rejectHint: uint(m.rejectHint, "rejectHint"),
     ...(m.rejectTerm !== undefined && m.rejectTerm !== null && { rejectTerm: uint(m.rejectTerm, "rejectTerm") }),
     ...(m.snapshot !== undefined && m.snapshot !== null && { snapshot: parseChunk(m.snapshot) }),
+    ...(m.snapshotAttempt !== undefined && m.snapshotAttempt !== null && { snapshotAttempt: uint(m.snapshotAttempt, "snapshotAttempt") }),
     ...(m.context !== undefined && m.context !== null && { context: text(m.context, "context") }),
   } as Message;
   return msg;

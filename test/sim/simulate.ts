@@ -1,0 +1,128 @@
+/**
+ * One seed, end to end: a safety phase with every fault the scenario enables, then a liveness
+ * phase (VOPR) that heals everything and requires, within 50 election timeouts, a leader, a newly
+ * committed proposal, and every member of the leader's configuration having applied the leader's
+ * whole committed log (convergence).
+ */
+import { Invariant, SimViolation } from "./checkers.ts";
+import { Cluster, type Sabotage, type SimStats } from "./cluster.ts";
+import type { NetworkStats } from "./network.ts";
+import { drawScenario, type Scenario, type ScenarioOverrides } from "./scenario.ts";
+
+/** What to run for one seed. */
+export interface RunOptions {
+  readonly seed: number;
+  /** Steps of the fault (safety) phase. */
+  readonly steps: number;
+  readonly overrides?: ScenarioOverrides;
+  /** Draw a nonzero rate for every fault kind (see {@link drawScenario}). */
+  readonly allFaults?: boolean;
+  readonly sabotage?: Sabotage;
+  /** Election timeouts the liveness phase may take; default 50. */
+  readonly livenessTimeouts?: number;
+}
+
+/** The outcome of a clean run (a failing run throws {@link SimViolation}). */
+export interface RunResult {
+  readonly scenario: Scenario;
+  readonly stats: SimStats;
+  readonly elections: number;
+  /** Highest committed-and-applied index reached. */
+  readonly commitIndex: number;
+  /** Steps the liveness phase needed. */
+  readonly livenessSteps: number;
+  readonly messages: NetworkStats;
+}
+
+/**
+ * Run one seed. Throws {@link SimViolation} on any broken invariant (including liveness), and wraps
+ * an exception thrown by the core itself (an assertion) into a {@link SimViolation} naming the seed.
+ */
+export function runSeed(opts: RunOptions): RunResult {
+  const scenario = drawScenario(opts.seed, opts.overrides, { allFaults: opts.allFaults ?? false });
+  const replay = replayCommand(opts);
+  const cluster = new Cluster(scenario, opts.sabotage, replay);
+  const guard = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof SimViolation) throw err;
+      const e = err as Error;
+      throw new SimViolation(scenario.seed, cluster.clock.now, Invariant.CoreException, [],
+        `the core threw ${e.name}: ${e.message}\n  cluster: ${cluster.describe()}\n${e.stack ?? ""}\n`, replay);
+    }
+  };
+
+  guard(() => {
+    for (let i = 0; i < opts.steps; i++) cluster.step();
+  });
+
+  // Liveness: heal, restart, and require a leader plus a fresh commit that every member applies.
+  guard(() => cluster.healAll());
+  const budget = (opts.livenessTimeouts ?? 50) * 2 * scenario.electionTicks;
+  const retryEvery = 4 * scenario.electionTicks;
+  const proposed: string[] = [];
+  let lastProposal = -Infinity;
+  let livenessSteps = -1;
+  guard(() => {
+    for (let i = 0; i < budget; i++) {
+      cluster.step();
+      if (proposed.some((c) => cluster.appliedCommands.has(c)) && isConverged(cluster)) {
+        livenessSteps = i + 1;
+        return;
+      }
+      if (cluster.leader() && i - lastProposal >= retryEvery) {
+        const cmd = `live${proposed.length}`;
+        if (cluster.propose(cmd)) {
+          proposed.push(cmd);
+          lastProposal = i;
+        }
+      }
+    }
+  });
+  if (livenessSteps < 0) {
+    const leader = cluster.leader();
+    const snap = leader?.live?.snapshot().meta;
+    const snapNote = snap ? `\n  leader ${leader!.id} snapshot: index=${snap.index} voters=[${snap.conf.voters}] learners=[${snap.conf.learners}]` : "";
+    throw new SimViolation(scenario.seed, cluster.clock.now, Invariant.Liveness, cluster.nodes.map((n) => n.id),
+      `no leader with a newly committed proposal applied by every member within ${budget} steps after healing (${proposed.length} proposals accepted)\n  cluster: ${cluster.describe()}${snapNote}\n`, replay);
+  }
+
+  const net = cluster.network.stats;
+  return {
+    scenario,
+    stats: cluster.stats,
+    elections: cluster.checkers.elections,
+    commitIndex: cluster.checkers.maxAppliedIndex,
+    livenessSteps,
+    messages: { ...net },
+  };
+}
+
+/**
+ * Convergence: a leader exists and every member of its configuration (voters and learners) has
+ * applied everything the leader has committed. Removed nodes are not required to follow.
+ */
+function isConverged(cluster: Cluster): boolean {
+  const leader = cluster.leader();
+  const st = leader?.lastStatus;
+  if (!leader || !st) return false;
+  for (const id of [...leader.conf.voters, ...leader.conf.learners]) {
+    const n = cluster.byId.get(id);
+    if (!n?.isUp || n.sm.index < st.commit) return false;
+  }
+  return true;
+}
+
+/** The CLI command that replays `opts` (test-only overrides beyond `nodes` are noted, not encoded). */
+export function replayCommand(opts: RunOptions): string {
+  const { nodes, ...rest } = opts.overrides ?? {};
+  let cmd = `npm run sim -- --seed ${opts.seed}`;
+  if (opts.steps !== 2000) cmd += ` --steps ${opts.steps}`;
+  if (nodes !== undefined) cmd += ` --nodes ${nodes}`;
+  if (opts.allFaults) cmd += " --all-faults";
+  if (rest.tolerateStorms) cmd += " --tolerate-storms";
+  const extra = Object.keys(rest).filter((k) => k !== "tolerateStorms");
+  if (extra.length > 0 || opts.sabotage) cmd += ` (plus test-only settings: ${[...extra, ...(opts.sabotage ? ["sabotage"] : [])].join(", ")})`;
+  return cmd;
+}
