@@ -43,6 +43,19 @@ export interface NodeSpec {
   readonly dataDir: string;
 }
 
+/** Every daemon this test process started, so none outlives it (even when it is killed). */
+const LIVE = new Set<ChildProcess>();
+function killAll(): void {
+  for (const c of LIVE) c.kill("SIGKILL");
+}
+process.once("exit", killAll);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
 /** A dsyncd child process. */
 export class DaemonProcess {
   child: ChildProcess | null = null;
@@ -71,6 +84,8 @@ export class DaemonProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
+    LIVE.add(child);
+    child.once("exit", () => LIVE.delete(child));
     child.stdout!.on("data", (d: Buffer) => (this.output += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (this.output += d.toString()));
     await waitFor(async () => {
