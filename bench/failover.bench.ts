@@ -23,6 +23,7 @@ import { Op, type NodeStatus } from "../protocol/index.ts";
 import { DsyncClient } from "../src/client/client.ts";
 import { describeError } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
+import { gitRev } from "./lib/run-info.ts";
 import { ROOT, installCleanupHandlers, interruptSignal, onInterrupt, sleep } from "./lib/proc.ts";
 import { fmtMs, markdownTable } from "./lib/table.ts";
 
@@ -357,15 +358,6 @@ async function runTrial(trial: number): Promise<TrialResult> {
 
 // ---- run ----------------------------------------------------------------------------------------
 
-function gitRev(): string {
-  try {
-    const rev = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain"], { cwd: ROOT, encoding: "utf8" }).trim() !== "";
-    return dirty ? `${rev}+dirty` : rev;
-  } catch {
-    return "unknown";
-  }
-}
 
 /**
  * A fingerprint of the uncommitted daemon code (modified and untracked files under src/ and

@@ -24,7 +24,6 @@
  *
  * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
  */
-import { execFileSync, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
@@ -34,8 +33,9 @@ import { LockClient, type Lock } from "../src/client/locks.ts";
 import { describeError, runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { V3LockChannel } from "./lib/etcd-lock.ts";
-import { ETCD_BIN, EtcdCluster, etcdAvailable, etcdVersion } from "./lib/etcd-cluster.ts";
-import { ROOT, installCleanupHandlers, interruptSignal, onInterrupt, sleep } from "./lib/proc.ts";
+import { ETCD_BIN, EtcdCluster, etcdVersion } from "./lib/etcd-cluster.ts";
+import { concurrencyList, ensureEtcd, gitRev, positive } from "./lib/run-info.ts";
+import { installCleanupHandlers, interruptSignal, onInterrupt, sleep } from "./lib/proc.ts";
 import { fmtInt, fmtMs, fmtPct, fmtRatio, markdownTable } from "./lib/table.ts";
 
 const PEER_NAMES = ["dsync", "v3lock", "etcd3"] as const;
@@ -88,20 +88,10 @@ Env: ETCD_BIN (default /usr/bin/etcd); CI=true makes a missing etcd an error.
   process.exit(0);
 }
 
-function positive(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 const seconds = positive("seconds", args.seconds, args.quick ? 3 : 10);
 const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.5 : 2);
-const concurrencies = args.concurrency.split(",").map((c) => {
-  const n = Number(c.trim());
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--concurrency: ${JSON.stringify(c)} is not an integer in 1..1024`);
-  return n;
-});
+const concurrencies = concurrencyList(args.concurrency);
 const PER_CONNECTION = Math.floor(positive("per-client", args["per-client"], 16));
 const maxOps = Math.floor(positive("max-ops", args["max-ops"], 100_000 * (seconds + warmupSeconds)));
 const listArg = <T extends string>(flag: string, raw: string, all: readonly T[]): T[] => {
@@ -116,17 +106,7 @@ const shapes = listArg("shapes", args.shapes, SHAPES);
 const usesEtcd = (): boolean => peers.some((p) => p !== "dsync");
 
 const notes: string[] = [];
-if (usesEtcd() && !etcdAvailable() && process.getuid?.() === 0 && !process.env.ETCD_BIN) {
-  // The peer is Debian's etcd-server: install it when we can (root, apt), as CI machines are fresh.
-  process.stderr.write("bench:lock: installing Debian's etcd-server (apt-get install -y etcd-server)…\n");
-  spawnSync("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null"], { stdio: "inherit", timeout: 600_000 });
-}
-if (usesEtcd() && !etcdAvailable()) {
-  if (process.env.CI === "true") {
-    process.stderr.write(`bench:lock: etcd not found at ${ETCD_BIN} and CI=true: install it (apt-get install -y etcd-server) or set ETCD_BIN.\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`bench:lock: etcd not found at ${ETCD_BIN}; running dsync only.\n  Install it with: apt-get install -y etcd-server   (or set ETCD_BIN=/path/to/etcd)\n`);
+if (usesEtcd() && !ensureEtcd("bench:lock")) {
   notes.push(`etcd missing at ${ETCD_BIN}: dsync only, no ratios`);
   peers = peers.filter((p) => p === "dsync");
   if (peers.length === 0) process.exit(2);
@@ -337,15 +317,6 @@ function etcd3Peer(cluster: EtcdCluster): Peer {
 
 // ---- run ---------------------------------------------------------------------------------------
 
-function gitRev(): string {
-  try {
-    const rev = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain"], { cwd: ROOT, encoding: "utf8" }).trim() !== "";
-    return dirty ? `${rev}+dirty` : rev;
-  } catch {
-    return "unknown";
-  }
-}
 
 installCleanupHandlers();
 

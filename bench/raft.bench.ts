@@ -12,7 +12,6 @@
  *
  * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
  */
-import { execFileSync, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
@@ -21,8 +20,9 @@ import { Op } from "../protocol/index.ts";
 import { DsyncClient } from "../src/client/client.ts";
 import { runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
-import { ETCD_BIN, EtcdCluster, etcdAvailable, etcdVersion } from "./lib/etcd-cluster.ts";
-import { ROOT, installCleanupHandlers, interruptSignal, onInterrupt } from "./lib/proc.ts";
+import { ETCD_BIN, EtcdCluster, etcdVersion } from "./lib/etcd-cluster.ts";
+import { concurrencyList, ensureEtcd, gitRev, positive } from "./lib/run-info.ts";
+import { installCleanupHandlers, interruptSignal, onInterrupt } from "./lib/proc.ts";
 import { fmtInt, fmtMs, fmtPct, fmtRatio, markdownTable } from "./lib/table.ts";
 
 type PeerName = "etcd" | "dsync";
@@ -63,20 +63,10 @@ Env: ETCD_BIN (default /usr/bin/etcd); CI=true makes a missing etcd an error.
   process.exit(0);
 }
 
-function positive(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${JSON.stringify(raw)}`);
-  return n;
-}
 
 const seconds = positive("seconds", args.seconds, args.quick ? 2 : 10);
 const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.5 : 2);
-const concurrencies = args.concurrency.split(",").map((c) => {
-  const n = Number(c.trim());
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`--concurrency: ${JSON.stringify(c)} is not an integer in 1..1024`);
-  return n;
-});
+const concurrencies = concurrencyList(args.concurrency);
 const PROPOSERS_PER_CLIENT = Math.floor(positive("per-client", args["per-client"], 16));
 const maxOps = Math.floor(positive("max-ops", args["max-ops"], 200_000 * (seconds + warmupSeconds)));
 const dsyncOpName = args["dsync-op"];
@@ -87,17 +77,7 @@ let peers = (["etcd", "dsync"] as const).filter((p) => requested.includes(p));
 if (peers.length === 0) throw new Error("--peers selects nothing");
 
 const notes: string[] = [];
-if (peers.includes("etcd") && !etcdAvailable() && process.getuid?.() === 0 && !process.env.ETCD_BIN) {
-  // The peer is Debian's etcd-server: install it when we can (root, apt), as CI machines are fresh.
-  process.stderr.write("bench:raft: installing Debian's etcd-server (apt-get install -y etcd-server)…\n");
-  spawnSync("sh", ["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null"], { stdio: "inherit", timeout: 600_000 });
-}
-if (peers.includes("etcd") && !etcdAvailable()) {
-  if (process.env.CI === "true") {
-    process.stderr.write(`bench:raft: etcd not found at ${ETCD_BIN} and CI=true: install it (apt-get install -y etcd-server) or set ETCD_BIN.\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`bench:raft: etcd not found at ${ETCD_BIN}; running dsync only.\n  Install it with: apt-get install -y etcd-server   (or set ETCD_BIN=/path/to/etcd)\n`);
+if (peers.includes("etcd") && !ensureEtcd("bench:raft")) {
   notes.push(`etcd missing at ${ETCD_BIN}: dsync only, no ratios`);
   peers = peers.filter((p) => p !== "etcd");
   if (peers.length === 0) process.exit(2);
@@ -162,15 +142,6 @@ async function startDsync(): Promise<Peer> {
 
 // ---- run ---------------------------------------------------------------------------------------
 
-function gitRev(): string {
-  try {
-    const rev = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain"], { cwd: ROOT, encoding: "utf8" }).trim() !== "";
-    return dirty ? `${rev}+dirty` : rev;
-  } catch {
-    return "unknown";
-  }
-}
 
 installCleanupHandlers();
 
