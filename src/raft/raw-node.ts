@@ -76,6 +76,11 @@ export class RawNode {
     return this.#raft.propose(EntryType.Normal, data);
   }
 
+  /** Proposes several payloads at once: one append message per follower for the whole batch. */
+  proposeBatch(datas: readonly Uint8Array[]): ProposeResult[] {
+    return this.#raft.proposeBatch(EntryType.Normal, datas);
+  }
+
   /** Proposes a membership change; refused while another one is pending (proposed, not applied). */
   proposeConfChange(cc: ConfChange): ProposeResult {
     return this.#raft.proposeConfChange(cc);

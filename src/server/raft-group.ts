@@ -190,10 +190,30 @@ export class RaftGroup {
    */
   propose(data: Uint8Array, timeoutMs: number): Promise<unknown> {
     this.#checkRunning();
-    const r = this.raw.propose(data);
-    if (!r.ok) return Promise.reject(new NotLeaderError(r.leader, null));
+    // Proposals of one event-loop turn go to the core together (one append per follower).
+    return new Promise((resolve, reject) => {
+      this.#batch.push({ data, timeoutMs, resolve, reject });
+      if (this.#batch.length === 1) setImmediate(() => this.#proposeBatch());
+    });
+  }
+
+  #batch: { data: Uint8Array; timeoutMs: number; resolve(v: unknown): void; reject(e: Error): void }[] = [];
+
+  #proposeBatch(): void {
+    const batch = this.#batch;
+    this.#batch = [];
+    if (this.#stopped || this.#failure) {
+      const err = this.#failure ? new UnavailableError(`this node's log is unavailable: ${this.#failure.message}`) : new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down");
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const results = this.raw.proposeBatch(batch.map((p) => p.data));
+    results.forEach((r, i) => {
+      const p = batch[i]!;
+      if (!r.ok) p.reject(new NotLeaderError(r.leader, null));
+      else this.#wait(r.index, r.term, p.timeoutMs).then(p.resolve, p.reject);
+    });
     this.#schedule();
-    return this.#wait(r.index, r.term, timeoutMs);
   }
 
   /** Proposes a membership change; resolves once it is applied. */

@@ -98,3 +98,16 @@ test("replication - only current-term entries are committed by counting", () => 
   assert.equal(s.commit, s.lastIndex);
   assert.deepEqual(appliedData(net.node("n2")), ["old"]);
 });
+
+test("replication - a batch of proposals goes out as one append per follower", () => {
+  const net = new Network(["n1", "n2", "n3"]);
+  net.elect("n1");
+  const leader = net.node("n1").raw;
+  const results = leader.proposeBatch(Array.from({ length: 10 }, (_, i) => enc(`b${i}`)));
+  assert.ok(results.every((r) => r.ok));
+  const indexes = results.map((r) => (r.ok ? r.index : -1));
+  assert.deepEqual(indexes, indexes.map((_, i) => indexes[0]! + i), "consecutive indexes in proposal order");
+  const apps = leader.ready().messages.filter((m) => m.type === MessageType.App);
+  assert.deepEqual(apps.map((m) => m.to).sort(), ["n2", "n3"], "one append per follower");
+  for (const m of apps) assert.equal(m.entries.length, 10);
+});
