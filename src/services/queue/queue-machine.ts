@@ -1,0 +1,657 @@
+import { decodeCommand, encodeCommand } from "../command-codec.ts";
+import type { AppliedEntry, StateMachine } from "../state-machine.ts";
+import { backoffDelay } from "./backoff.ts";
+import { MinHeap } from "./heap.ts";
+import { checkState } from "./invariants.ts";
+import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts";
+import { compareTimers, dlqName, invariant, newQueue, type Message, type Queue, type QueueState, type Timer } from "./store.ts";
+import type {
+  AckOutcome,
+  DeadMessageView,
+  DeliveredMessage,
+  DeliveryOutcome,
+  QueueCommand,
+  QueueConfig,
+  QueueErrorCode,
+  QueueEvent,
+  QueueMachineOptions,
+  QueueResult,
+  QueueStats,
+} from "./types.ts";
+import {
+  absent,
+  ACK_BATCH_MAX,
+  badName,
+  badPayload,
+  CONSUME_MAX,
+  DEFAULT_CONFIG,
+  ENQUEUE_BATCH_MAX,
+  HISTORY_MAX,
+  isDuration,
+  isInt,
+  isTime,
+  mergeConfig,
+  REDRIVE_MAX,
+} from "./validate.ts";
+
+const MAX_MESSAGES_DEFAULT = 1_000_000;
+const EXPIRE_BATCH_MAX_DEFAULT = 10_000;
+
+type Cmd<K extends QueueCommand["op"]> = Extract<QueueCommand, { op: K }>;
+
+function fail(code: QueueErrorCode, message: string): QueueResult {
+  return { ok: false, code, message };
+}
+
+function invalid(message: string): QueueResult {
+  return fail("INVALID_ARGUMENT", message);
+}
+
+/** Encodes a queue command as a log entry payload. */
+export function encodeQueueCommand(cmd: QueueCommand): Uint8Array {
+  return encodeCommand(cmd);
+}
+
+/** Decodes a log entry payload; throws on bytes that are not MessagePack (it does not validate). */
+export function decodeQueueCommand(data: Uint8Array): QueueCommand {
+  return decodeCommand(data) as QueueCommand;
+}
+
+/** A receipt: the message id and the partition-wide sequence number of the delivery. */
+export function receiptOf(id: number, seq: number): string {
+  return `${id}:${seq}`;
+}
+
+function parseReceipt(r: unknown): { id: number; seq: number } | null {
+  if (typeof r !== "string" || r.length > 40) return null;
+  const m = /^(\d{1,16}):(\d{1,16})$/.exec(r);
+  if (m === null) return null;
+  const id = Number(m[1]);
+  const seq = Number(m[2]);
+  return Number.isSafeInteger(id) && Number.isSafeInteger(seq) ? { id, seq } : null;
+}
+
+/**
+ * One partition's queue state machine: many named queues, each FIFO for first deliveries, with
+ * delayed messages, visibility timeouts, ack / nack, exponential retry backoff with deterministic
+ * jitter, dead-lettering after maxDeliveries (with each delivery's history), redrive, purge,
+ * enqueue dedup within a window, and consumer release.
+ *
+ * Pure and deterministic: no clock (time is the leader's `now` inside each command, made
+ * monotonic), no randomness, no I/O. Every order that can influence a decision is a total order
+ * on the state (heaps on (time, id)) or an insertion order the snapshot preserves, so the same
+ * log gives the same state, results, events and snapshot bytes on every replica.
+ *
+ * Message ids are a partition counter (monotonic, so "lower id" = "enqueued earlier"). A receipt
+ * is `${id}:${seq}` with `seq` a partition-wide delivery counter, unique forever: a receipt from a
+ * delivery that has since timed out, been nacked, released, or dead-lettered and re-driven (which
+ * resets deliveryCount, so `${id}:${deliveryCount}` would repeat) is refused as stale.
+ *
+ * Dead-letter queues are a separate namespace: the DLQ `orders.dlq` holds dead messages and is
+ * read with {@link peekDlq}, `dlq.redrive` and `purge {dlq: true}`; enqueueing to a queue called
+ * `orders.dlq` makes an ordinary queue beside it.
+ */
+export class QueueMachine implements StateMachine {
+  readonly #onEvent: ((e: QueueEvent) => void) | undefined;
+  readonly #maxMessages: number;
+  readonly #expireBatchMax: number;
+  readonly #defaults: QueueConfig;
+
+  #st: QueueState = QueueMachine.#empty();
+  /** Derived: every pending timer (lazy deletion). */
+  #timers = new MinHeap<Timer>(compareTimers);
+  /** Derived: consumer → ids of its in-flight messages. */
+  #consumers = new Map<string, Set<number>>();
+
+  // Context of the entry being applied.
+  #now = 0;
+  #visible = new Map<string, number>();
+
+  constructor(opts: QueueMachineOptions = {}) {
+    this.#onEvent = opts.onEvent;
+    this.#maxMessages = opts.maxMessages ?? MAX_MESSAGES_DEFAULT;
+    this.#expireBatchMax = opts.expireBatchMax ?? EXPIRE_BATCH_MAX_DEFAULT;
+    const d = mergeConfig(DEFAULT_CONFIG, opts.defaults ?? {}, null);
+    if (typeof d === "string") throw new Error(`QueueMachine: bad defaults: ${d}`);
+    if (d.dlq !== null) throw new Error("QueueMachine: a default dlq name would be shared by every queue");
+    this.#defaults = d;
+  }
+
+  static #empty(): QueueState {
+    return { lastIndex: 0, clock: 0, nextId: 1, nextSeq: 1, queues: new Map(), messages: new Map(), dlqs: new Map() };
+  }
+
+  /** Applies a committed entry; an empty entry (a leader's no-op) returns null. */
+  apply(entry: AppliedEntry): QueueResult | null {
+    if (entry.data.length === 0) {
+      this.#advance(entry.index);
+      return null;
+    }
+    let cmd: unknown;
+    try {
+      cmd = decodeCommand(entry.data);
+    } catch {
+      cmd = undefined; // Undecodable bytes are bad input: answered, not thrown.
+    }
+    return this.applyCommand(cmd as QueueCommand, entry.index);
+  }
+
+  /**
+   * Applies one command as the entry at log `index` (indices must increase: anything else is a
+   * caller bug and throws). Bad commands never throw: they get INVALID_ARGUMENT. Events are
+   * delivered after the state change is complete.
+   */
+  applyCommand(cmd: QueueCommand, index: number): QueueResult {
+    this.#advance(index);
+    this.#visible = new Map();
+    const result = this.#dispatch(cmd as unknown);
+    const visible = this.#visible;
+    this.#visible = new Map();
+    if (this.#onEvent !== undefined) for (const [queue, count] of visible) this.#onEvent({ kind: "visible", queue, count });
+    return result;
+  }
+
+  snapshot(): Uint8Array {
+    return encodeSnapshot(this.#st);
+  }
+
+  restore(data: Uint8Array): void {
+    const st = decodeSnapshot(data);
+    this.#st = st;
+    this.#timers.clear();
+    this.#consumers.clear();
+    // Rebuild the derived heaps and indexes. Every heap pops in a total order, so a rebuilt heap
+    // (without the stale entries the original still carries) behaves the same.
+    for (const m of st.messages.values()) {
+      const q = st.queues.get(m.queue);
+      invariant(q !== undefined, `snapshot: message ${m.id} of unknown queue ${m.queue}`);
+      if (m.state === "ready") {
+        q.ready.push(m);
+        if (m.wakePending) this.#timers.push({ at: m.visibleAt, kind: "wake", id: m.id, seq: m.seq });
+      } else if (m.state === "inflight") {
+        q.inFlight++;
+        this.#track(m);
+        this.#timers.push({ at: m.deadline, kind: "inflight", id: m.id, seq: m.seq });
+      }
+    }
+  }
+
+  // ---- read-only views ----
+
+  /**
+   * The earliest pending visibility timeout or delayed-message wake-up, or null: the leader
+   * proposes `expire` once its clock reaches it. (Drops stale timers: no logical change.)
+   */
+  nextDeadline(): number | null {
+    for (;;) {
+      const t = this.#timers.peek();
+      if (t === undefined) return null;
+      if (this.#isCurrent(t)) return t.at;
+      this.#timers.pop();
+    }
+  }
+
+  /** Names of the queues the partition knows (enqueued to or configured), sorted. */
+  queues(): string[] {
+    return [...this.#st.queues.keys()].sort();
+  }
+
+  /** Names of the non-empty dead-letter queues, sorted. */
+  dlqs(): string[] {
+    return [...this.#st.dlqs.keys()].sort();
+  }
+
+  stats(queue: string): QueueStats {
+    const q = this.#st.queues.get(queue);
+    if (q === undefined) return { depth: 0, inFlight: 0, delivered: 0, acked: 0, redelivered: 0, deadLettered: 0 };
+    return { depth: q.ready.size, inFlight: q.inFlight, ...q.counters };
+  }
+
+  /** A queue's configuration (the defaults for a queue never seen). */
+  config(queue: string): QueueConfig {
+    const c = this.#st.queues.get(queue)?.config ?? this.#defaults;
+    return { ...c, backoff: { ...c.backoff } };
+  }
+
+  /** Up to `max` messages of the DLQ `dlq`, oldest death first (this is `dlq.list`). */
+  peekDlq(dlq: string, max: number): DeadMessageView[] {
+    const store = this.#st.dlqs.get(dlq);
+    const out: DeadMessageView[] = [];
+    if (store === undefined) return out;
+    for (const m of store.values()) {
+      if (out.length >= max) break;
+      out.push({
+        id: m.id,
+        sourceQueue: m.queue,
+        payload: m.payload,
+        enqueuedAt: m.enqueuedAt,
+        deliveryCount: m.deliveryCount,
+        reason: "max-deliveries",
+        deadAt: m.deadAt!,
+        history: m.history.map((h) => ({ ...h })),
+      });
+    }
+    return out;
+  }
+
+  /** The clock of the partition: the highest `now` applied so far. */
+  get clock(): number {
+    return this.#st.clock;
+  }
+
+  /** The highest log index applied. */
+  get lastIndex(): number {
+    return this.#st.lastIndex;
+  }
+
+  /** Where each message is: for tests and the simulator (O(messages)). */
+  placements(): Map<number, { queue: string; state: "ready" | "inflight" | "dead"; deliveryCount: number; visibleAt: number }> {
+    const out = new Map<number, { queue: string; state: "ready" | "inflight" | "dead"; deliveryCount: number; visibleAt: number }>();
+    for (const m of this.#st.messages.values()) out.set(m.id, { queue: m.queue, state: m.state, deliveryCount: m.deliveryCount, visibleAt: m.visibleAt });
+    return out;
+  }
+
+  /** A full structural check of the state, O(state); throws on the first violation. */
+  checkInvariants(): void {
+    checkState(this.#st, this.#consumers, this.#timers.items());
+  }
+
+  // ---- commands ----
+
+  #advance(index: number): void {
+    // Invariant: entries are applied once, in log order.
+    invariant(Number.isSafeInteger(index) && index > this.#st.lastIndex, `entry ${index} applied after ${this.#st.lastIndex}`);
+    this.#st.lastIndex = index;
+  }
+
+  #dispatch(c: unknown): QueueResult {
+    if (c === null || typeof c !== "object" || Array.isArray(c)) return invalid("a queue command must be a map");
+    const cmd = c as { op?: unknown; now?: unknown };
+    if (!isTime(cmd.now)) return invalid("now must be a finite number >= 0");
+    // Partition time never runs backwards (a new leader's clock may lag the old one's).
+    if (cmd.now > this.#st.clock) this.#st.clock = cmd.now;
+    this.#now = this.#st.clock;
+    switch (cmd.op) {
+      case "enqueue":
+        return this.#enqueue(c as Cmd<"enqueue">);
+      case "consume":
+        return this.#consume(c as Cmd<"consume">);
+      case "ack":
+        return this.#ack(c as Cmd<"ack">);
+      case "nack":
+        return this.#nack(c as Cmd<"nack">);
+      case "expire":
+        return this.#expire();
+      case "release-consumer":
+        return this.#release(c as Cmd<"release-consumer">);
+      case "configure":
+        return this.#configure(c as Cmd<"configure">);
+      case "dlq.redrive":
+        return this.#redrive(c as Cmd<"dlq.redrive">);
+      case "purge":
+        return this.#purge(c as Cmd<"purge">);
+      default:
+        return invalid(`unknown queue op ${JSON.stringify(String(cmd.op)).slice(0, 80)}`);
+    }
+  }
+
+  #queue(name: string): Queue {
+    let q = this.#st.queues.get(name);
+    if (q === undefined) {
+      q = newQueue(name, this.#defaults);
+      this.#st.queues.set(name, q);
+    }
+    return q;
+  }
+
+  #enqueue(cmd: Cmd<"enqueue">): QueueResult {
+    const bad = badName(cmd.queue, "queue");
+    if (bad !== null) return invalid(bad);
+    if (!Array.isArray(cmd.messages) || cmd.messages.length < 1 || cmd.messages.length > ENQUEUE_BATCH_MAX) {
+      return invalid(`messages must be an array of 1..${ENQUEUE_BATCH_MAX}`);
+    }
+    for (let i = 0; i < cmd.messages.length; i++) {
+      const m = cmd.messages[i] as unknown;
+      if (m === null || typeof m !== "object") return invalid(`messages[${i}] must be a map`);
+      const { payload, delayMs, dedupId } = m as Record<string, unknown>;
+      const badP = badPayload(payload);
+      if (badP !== null) return invalid(`messages[${i}]: ${badP}`);
+      if (!absent(delayMs) && !isDuration(delayMs)) return invalid(`messages[${i}]: delayMs must be a duration in ms`);
+      if (!absent(dedupId)) {
+        const badD = badName(dedupId, "dedupId");
+        if (badD !== null) return invalid(`messages[${i}]: ${badD}`);
+      }
+    }
+    const now = this.#now;
+    const existing = this.#st.queues.get(cmd.queue);
+    const window = (existing?.config ?? this.#defaults).dedupWindowMs;
+    if (existing !== undefined) this.#pruneDedup(existing);
+    // First pass, no mutation: which messages are duplicates (of earlier ones or of each other).
+    const dupOf: (number | null)[] = [];
+    const batchFirst = new Map<string, number>(); // dedupId → position of its first occurrence
+    let fresh = 0;
+    for (let i = 0; i < cmd.messages.length; i++) {
+      const dedupId = cmd.messages[i]!.dedupId;
+      let dup: number | null = null;
+      if (!absent(dedupId) && window > 0) {
+        const seen = existing?.dedup.get(dedupId);
+        if (seen !== undefined) dup = seen.id;
+        else if (batchFirst.has(dedupId)) dup = -1 - batchFirst.get(dedupId)!; // resolved below
+        else batchFirst.set(dedupId, i);
+      }
+      dupOf.push(dup);
+      if (dup === null) fresh++;
+    }
+    if (this.#st.messages.size + fresh > this.#maxMessages) {
+      return fail("QUEUE_FULL", `the partition holds ${this.#st.messages.size} messages; ${fresh} more would pass the cap of ${this.#maxMessages}`);
+    }
+    const q = this.#queue(cmd.queue);
+    const ids: number[] = [];
+    const duplicates: boolean[] = [];
+    for (let i = 0; i < cmd.messages.length; i++) {
+      const dup = dupOf[i]!;
+      if (dup !== null) {
+        ids.push(dup >= 0 ? dup : ids[-1 - dup]!);
+        duplicates.push(true);
+        continue;
+      }
+      const spec = cmd.messages[i]!;
+      const delay = absent(spec.delayMs) ? 0 : spec.delayMs;
+      const dedupId = absent(spec.dedupId) || window === 0 ? null : spec.dedupId;
+      const m: Message = {
+        id: this.#st.nextId++,
+        queue: q.name,
+        payload: new Uint8Array(spec.payload), // a copy: the entry's buffer is not ours
+        enqueuedAt: now,
+        dedupId,
+        state: "ready",
+        visibleAt: now + delay,
+        wakePending: false,
+        deadline: 0,
+        consumerId: null,
+        seq: 0,
+        deliveryCount: 0,
+        firstDeliveredAt: null,
+        history: [],
+        dlq: null,
+        deadAt: null,
+      };
+      this.#st.messages.set(m.id, m);
+      if (dedupId !== null) q.dedup.set(dedupId, { id: m.id, at: now });
+      this.#makeReady(q, m, m.visibleAt);
+      ids.push(m.id);
+      duplicates.push(false);
+    }
+    return { ok: true, kind: "enqueued", queue: q.name, ids, duplicates };
+  }
+
+  /** Forgets dedupIds older than the window. Entries are in time order: amortized O(1). */
+  #pruneDedup(q: Queue): void {
+    const horizon = this.#now - q.config.dedupWindowMs;
+    for (const [k, v] of q.dedup) {
+      if (v.at > horizon && q.config.dedupWindowMs > 0) break;
+      q.dedup.delete(k);
+    }
+  }
+
+  #consume(cmd: Cmd<"consume">): QueueResult {
+    const bad = badName(cmd.queue, "queue") ?? badName(cmd.consumerId, "consumerId");
+    if (bad !== null) return invalid(bad);
+    if (!isInt(cmd.max, 1, CONSUME_MAX)) return invalid(`max must be an integer in [1, ${CONSUME_MAX}]`);
+    if (!absent(cmd.visibilityMs) && !isDuration(cmd.visibilityMs, 1)) return invalid("visibilityMs must be a duration >= 1 ms");
+    const q = this.#st.queues.get(cmd.queue);
+    const messages: DeliveredMessage[] = [];
+    if (q === undefined) return { ok: true, kind: "messages", queue: cmd.queue, messages };
+    const now = this.#now;
+    const deadline = now + (absent(cmd.visibilityMs) ? q.config.visibilityMs : cmd.visibilityMs);
+    for (let m = q.ready.peek(); m !== undefined && m.visibleAt <= now && messages.length < cmd.max; m = q.ready.peek()) {
+      q.ready.pop();
+      invariant(m.state === "ready", `message ${m.id} in the ready heap is ${m.state}`);
+      m.state = "inflight";
+      m.wakePending = false;
+      m.deadline = deadline;
+      m.consumerId = cmd.consumerId;
+      m.seq = this.#st.nextSeq++;
+      m.deliveryCount++;
+      if (m.firstDeliveredAt === null) m.firstDeliveredAt = now;
+      m.history.push({ at: now, consumerId: cmd.consumerId, outcome: "in-flight", endedAt: null });
+      if (m.history.length > HISTORY_MAX) m.history.shift();
+      q.inFlight++;
+      q.counters.delivered++;
+      if (m.deliveryCount > 1) q.counters.redelivered++;
+      this.#track(m);
+      this.#timers.push({ at: deadline, kind: "inflight", id: m.id, seq: m.seq });
+      messages.push({
+        id: m.id,
+        payload: m.payload,
+        deliveryCount: m.deliveryCount,
+        receipt: receiptOf(m.id, m.seq),
+        enqueuedAt: m.enqueuedAt,
+        firstDeliveredAt: m.firstDeliveredAt,
+      });
+    }
+    return { ok: true, kind: "messages", queue: q.name, messages };
+  }
+
+  /** The in-flight message of `queue` a receipt names, or why there is none. */
+  #lookup(queue: string, receipt: unknown): Message | "stale" | "unknown" | "malformed" {
+    const r = parseReceipt(receipt);
+    if (r === null) return "malformed";
+    const m = this.#st.messages.get(r.id);
+    if (m === undefined || m.queue !== queue) return "unknown";
+    if (m.state !== "inflight" || m.seq !== r.seq) return "stale";
+    return m;
+  }
+
+  #ack(cmd: Cmd<"ack">): QueueResult {
+    const bad = badName(cmd.queue, "queue");
+    if (bad !== null) return invalid(bad);
+    if (!Array.isArray(cmd.receipts) || cmd.receipts.length > ACK_BATCH_MAX) return invalid(`receipts must be an array of at most ${ACK_BATCH_MAX}`);
+    const q = this.#st.queues.get(cmd.queue);
+    const outcomes: AckOutcome[] = [];
+    let acked = 0;
+    for (const receipt of cmd.receipts) {
+      const m = q === undefined ? "unknown" : this.#lookup(q.name, receipt);
+      if (typeof m === "string") {
+        outcomes.push({ receipt: String(receipt).slice(0, 80), ok: false, reason: m });
+        continue;
+      }
+      this.#untrack(m);
+      q!.inFlight--;
+      q!.counters.acked++;
+      this.#st.messages.delete(m.id);
+      outcomes.push({ receipt, ok: true, id: m.id });
+      acked++;
+    }
+    return { ok: true, kind: "acked", queue: cmd.queue, acked, outcomes };
+  }
+
+  #nack(cmd: Cmd<"nack">): QueueResult {
+    const bad = badName(cmd.queue, "queue");
+    if (bad !== null) return invalid(bad);
+    if (!absent(cmd.delayMs) && !isDuration(cmd.delayMs)) return invalid("delayMs must be a duration in ms");
+    const q = this.#st.queues.get(cmd.queue);
+    const m = q === undefined ? "unknown" : this.#lookup(q.name, cmd.receipt);
+    if (typeof m === "string") return fail("STALE_RECEIPT", `receipt ${String(cmd.receipt).slice(0, 80)} is ${m}`);
+    const visibleAt = this.#endDelivery(q!, m, "nacked", absent(cmd.delayMs) ? null : cmd.delayMs);
+    return { ok: true, kind: "nacked", queue: q!.name, id: m.id, visibleAt, deadLettered: visibleAt === null };
+  }
+
+  /**
+   * Ends an in-flight delivery that was not acked: the message dead-letters if it has had
+   * maxDeliveries, else becomes ready after `delay` (null = the queue's backoff). Returns when it
+   * becomes visible, or null when it was dead-lettered.
+   */
+  #endDelivery(q: Queue, m: Message, outcome: DeliveryOutcome, delay: number | null): number | null {
+    invariant(m.state === "inflight", `ending delivery of ${m.id}, which is ${m.state}`);
+    const h = m.history[m.history.length - 1];
+    invariant(h !== undefined && h.outcome === "in-flight", `message ${m.id} in flight without an open delivery`);
+    h.outcome = outcome;
+    h.endedAt = this.#now;
+    this.#untrack(m);
+    q.inFlight--;
+    m.consumerId = null;
+    if (m.deliveryCount >= q.config.maxDeliveries) {
+      const name = dlqName(q);
+      m.state = "dead";
+      m.dlq = name;
+      m.deadAt = this.#now;
+      let store = this.#st.dlqs.get(name);
+      if (store === undefined) {
+        store = new Map();
+        this.#st.dlqs.set(name, store);
+      }
+      store.set(m.id, m);
+      q.counters.deadLettered++;
+      return null;
+    }
+    const at = this.#now + (delay ?? backoffDelay(q.config.backoff, m.id, m.deliveryCount));
+    this.#makeReady(q, m, at);
+    return at;
+  }
+
+  /** Puts `m` in its queue's ready heap at `at`: counted visible now, or woken later. */
+  #makeReady(q: Queue, m: Message, at: number): void {
+    m.state = "ready";
+    m.visibleAt = at;
+    q.ready.push(m);
+    if (at <= this.#now) {
+      m.wakePending = false;
+      this.#noteVisible(q.name, 1);
+    } else {
+      m.wakePending = true;
+      this.#timers.push({ at, kind: "wake", id: m.id, seq: m.seq });
+    }
+  }
+
+  #noteVisible(queue: string, n: number): void {
+    this.#visible.set(queue, (this.#visible.get(queue) ?? 0) + n);
+  }
+
+  #isCurrent(t: Timer): boolean {
+    const m = this.#st.messages.get(t.id);
+    if (m === undefined || m.seq !== t.seq) return false;
+    if (t.kind === "inflight") return m.state === "inflight" && m.deadline === t.at;
+    return m.state === "ready" && m.wakePending && m.visibleAt === t.at;
+  }
+
+  /**
+   * Settles what is due at `now`, in timer order ((time, kind, id): a total order, so every
+   * replica settles the same ones): visibility timeouts go back with backoff or dead-letter;
+   * delayed messages whose time came are announced. At most expireBatchMax per command; `more`
+   * says the leader should propose another `expire` at once.
+   */
+  #expire(): QueueResult {
+    const now = this.#now;
+    let redelivered = 0;
+    let deadLettered = 0;
+    let done = 0;
+    for (let t = this.#timers.peek(); t !== undefined && t.at <= now; t = this.#timers.peek()) {
+      if (!this.#isCurrent(t)) {
+        this.#timers.pop();
+        continue;
+      }
+      if (done >= this.#expireBatchMax) break;
+      this.#timers.pop();
+      done++;
+      const m = this.#st.messages.get(t.id)!;
+      const q = this.#st.queues.get(m.queue)!;
+      if (t.kind === "wake") {
+        m.wakePending = false;
+        this.#noteVisible(q.name, 1);
+      } else if (this.#endDelivery(q, m, "timeout", null) === null) deadLettered++;
+      else redelivered++;
+    }
+    const next = this.nextDeadline();
+    return { ok: true, kind: "expired", redelivered, deadLettered, more: next !== null && next <= now };
+  }
+
+  #release(cmd: Cmd<"release-consumer">): QueueResult {
+    const bad = badName(cmd.consumerId, "consumerId");
+    if (bad !== null) return invalid(bad);
+    const ids = [...(this.#consumers.get(cmd.consumerId) ?? [])].sort((a, b) => a - b);
+    let redelivered = 0;
+    let deadLettered = 0;
+    for (const id of ids) {
+      const m = this.#st.messages.get(id)!;
+      if (this.#endDelivery(this.#st.queues.get(m.queue)!, m, "released", 0) === null) deadLettered++;
+      else redelivered++;
+    }
+    return { ok: true, kind: "released", consumerId: cmd.consumerId, redelivered, deadLettered };
+  }
+
+  #configure(cmd: Cmd<"configure">): QueueResult {
+    const bad = badName(cmd.queue, "queue");
+    if (bad !== null) return invalid(bad);
+    const base = this.#st.queues.get(cmd.queue)?.config ?? this.#defaults;
+    const config = mergeConfig(base, cmd, cmd.queue);
+    if (typeof config === "string") return invalid(config);
+    const q = this.#queue(cmd.queue);
+    q.config = config;
+    this.#pruneDedup(q);
+    return { ok: true, kind: "configured", queue: q.name, config: { ...config, backoff: { ...config.backoff } } };
+  }
+
+  #redrive(cmd: Cmd<"dlq.redrive">): QueueResult {
+    const bad = badName(cmd.queue, "queue");
+    if (bad !== null) return invalid(bad);
+    if (!isInt(cmd.max, 1, REDRIVE_MAX)) return invalid(`max must be an integer in [1, ${REDRIVE_MAX}]`);
+    const store = this.#st.dlqs.get(cmd.queue);
+    const ids: number[] = [];
+    if (store === undefined) return { ok: true, kind: "redriven", queue: cmd.queue, ids };
+    for (const m of store.values()) {
+      if (ids.length >= cmd.max) break;
+      ids.push(m.id);
+    }
+    for (const id of ids) {
+      const m = store.get(id)!;
+      store.delete(id);
+      m.dlq = null;
+      m.deadAt = null;
+      m.deliveryCount = 0;
+      this.#makeReady(this.#queue(m.queue), m, this.#now);
+    }
+    if (store.size === 0) this.#st.dlqs.delete(cmd.queue);
+    return { ok: true, kind: "redriven", queue: cmd.queue, ids };
+  }
+
+  #purge(cmd: Cmd<"purge">): QueueResult {
+    const bad = badName(cmd.queue, "queue");
+    if (bad !== null) return invalid(bad);
+    if (!absent(cmd.dlq) && typeof cmd.dlq !== "boolean") return invalid("dlq must be a boolean");
+    let count = 0;
+    if (cmd.dlq === true) {
+      const store = this.#st.dlqs.get(cmd.queue);
+      if (store !== undefined) {
+        for (const id of store.keys()) this.#st.messages.delete(id);
+        count = store.size;
+        this.#st.dlqs.delete(cmd.queue);
+      }
+    } else {
+      const q = this.#st.queues.get(cmd.queue);
+      if (q !== undefined) {
+        for (const m of q.ready.items()) this.#st.messages.delete(m.id);
+        count = q.ready.size;
+        q.ready.clear(); // their wake timers are now stale
+      }
+    }
+    return { ok: true, kind: "purged", queue: cmd.queue, count };
+  }
+
+  #track(m: Message): void {
+    const c = m.consumerId!;
+    let s = this.#consumers.get(c);
+    if (s === undefined) {
+      s = new Set();
+      this.#consumers.set(c, s);
+    }
+    s.add(m.id);
+  }
+
+  #untrack(m: Message): void {
+    const c = m.consumerId!;
+    const s = this.#consumers.get(c);
+    invariant(s !== undefined && s.delete(m.id), `in-flight message ${m.id} not indexed under consumer ${c}`);
+    if (s.size === 0) this.#consumers.delete(c);
+  }
+}
