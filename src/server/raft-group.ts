@@ -213,7 +213,8 @@ export class RaftGroup {
       if (!r.ok) p.reject(new NotLeaderError(r.leader, null));
       else this.#wait(r.index, r.term, p.timeoutMs).then(p.resolve, p.reject);
     });
-    this.#schedule();
+    // Already a turn after the proposals arrived: run the Ready loop now rather than one more turn later.
+    if (!this.#processing) void this.#loop();
   }
 
   /** Proposes a membership change; resolves once it is applied. */
