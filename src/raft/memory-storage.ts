@@ -1,5 +1,5 @@
 import { assert } from "./assert.ts";
-import { limitEntries } from "./entries.ts";
+import { entryBytes } from "./entries.ts";
 import {
   CompactedError,
   type ConfState,
@@ -43,7 +43,17 @@ export class MemoryStorage implements LogStorage {
     if (lo <= this.#offsetIndex) throw new CompactedError(`entries: ${lo} is compacted (first ${this.firstIndex()})`);
     assert(lo <= hi && hi <= this.lastIndex() + 1, `entries: [${lo}, ${hi}) out of range (last ${this.lastIndex()})`);
     const from = lo - this.#offsetIndex - 1;
-    return limitEntries(this.#entries.slice(from, hi - this.#offsetIndex - 1), maxBytes);
+    const to = hi - this.#offsetIndex - 1;
+    // Walk only as far as maxBytes allows instead of copying the whole range first.
+    const out: Entry[] = [];
+    let size = 0;
+    for (let i = from; i < to; i++) {
+      const e = this.#entries[i]!;
+      size += entryBytes(e);
+      if (out.length > 0 && size > maxBytes) break;
+      out.push(e);
+    }
+    return out;
   }
 
   term(index: number): number {
@@ -87,9 +97,14 @@ export class MemoryStorage implements LogStorage {
     if (first <= this.#offsetIndex) ents = ents.slice(this.#offsetIndex + 1 - first);
     if (ents.length === 0) return;
     const keep = ents[0]!.index - this.#offsetIndex - 1;
-    this.#entries = this.#entries.slice(0, keep).concat(ents);
-    // Invariant: indexes are contiguous.
-    assert(this.#entries.every((e, i) => e.index === this.#offsetIndex + 1 + i), "append: non-contiguous log");
+    // In place: the common case appends at the end, and copying the whole log on every append
+    // made each write cost O(log length). Callers never hold #entries itself (entries() copies).
+    this.#entries.length = keep;
+    for (const e of ents) {
+      // Invariant: indexes are contiguous.
+      assert(e.index === this.#offsetIndex + 1 + this.#entries.length, `append: non-contiguous log at ${e.index}`);
+      this.#entries.push(e);
+    }
   }
 
   /** Replaces the whole log by `snap` (a follower installing the leader's snapshot). */
