@@ -68,12 +68,16 @@ const program = new Command("dsyncd")
       process.stderr.write(`dsyncd: cannot start: ${(err as Error).message}\n`);
       process.exit(1);
     }
-    let signals = 0;
+    let firstSignalAt = 0;
     const shutdown = (signal: string): void => {
-      if (++signals > 1) {
+      if (firstSignalAt > 0) {
+        // Ctrl-C reaches the whole process group and a supervisor may add its own SIGTERM: only
+        // a signal sent well after the first means "stop now".
+        if (Date.now() - firstSignalAt < 2000) return;
         node.log.warn({ signal }, "second signal: exiting now");
         process.exit(130);
       }
+      firstSignalAt = Date.now();
       node.log.info({ signal }, "shutting down");
       const force = setTimeout(() => {
         node.log.error("graceful shutdown took longer than 10 s: exiting");
