@@ -303,11 +303,7 @@ export class RaftGroup {
         await this.#maybeSnapshot();
       }
     } catch (err) {
-      // A failed fsync leaves the durable state unknown: stop serving rather than guess.
-      this.#failure = err as Error;
-      this.#o.log.fatal({ err, group: this.group }, "raft group stopped: storage failure");
-      this.#failAll(new UnavailableError(`storage failure: ${(err as Error).message}`));
-      this.#stopped = true;
+      this.#storageFailed(err as Error);
     } finally {
       this.#processing = false;
     }
@@ -319,9 +315,28 @@ export class RaftGroup {
     const records = [];
     if (rd.entries.length > 0) records.push({ kind: "entries" as const, group: this.group, entries: rd.entries });
     if (rd.hardState) records.push({ kind: "hardState" as const, group: this.group, hardState: rd.hardState });
-    if (records.length > 0) await this.#o.wal.append(records);
+    if (records.length > 0) {
+      const written = this.#o.wal.append(records);
+      // Only entries, term and vote must be durable before anything is announced (etcd's
+      // MustSync). A hard state that only moves the commit index is written in order but not
+      // waited for: lost in a crash, the commit index is learnt again from the leader, and
+      // not waiting keeps an fsync off the path of every acknowledged write.
+      const prev = this.storage.initialState().hardState;
+      const mustSync = rd.entries.length > 0 || (rd.hardState !== undefined && (rd.hardState.term !== prev.term || rd.hardState.vote !== prev.vote));
+      if (mustSync) await written;
+      else written.catch((err: unknown) => this.#storageFailed(err as Error));
+    }
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (rd.hardState) this.storage.setHardState(rd.hardState);
+  }
+
+  #storageFailed(err: Error): void {
+    if (this.#failure) return;
+    // A failed fsync leaves the durable state unknown: stop serving rather than guess.
+    this.#failure = err;
+    this.#o.log.fatal({ err, group: this.group }, "raft group stopped: storage failure");
+    this.#failAll(new UnavailableError(`storage failure: ${err.message}`));
+    this.#stopped = true;
   }
 
   async #installSnapshot(snap: Snapshot): Promise<void> {
