@@ -1,3 +1,5 @@
+import { MinHeap } from "../shared/min-heap.ts";
+
 /**
  * What can fall due: a session's expiry, a hold's per-acquire TTL, a wait's deadline. Each entry
  * carries enough to tell whether it is still current (see {@link DeadlineQueue}).
@@ -29,56 +31,13 @@ export function compareDeadlines(a: Deadline, b: Deadline): number {
 }
 
 /**
- * A binary min-heap of deadlines with lazy deletion: a keepalive, a release or a grant does not
- * search the heap for the entry it makes obsolete (that would be a scan); the owner checks each
- * entry against the state when it reaches the top and drops it if stale. Stale entries are
- * bounded by the keepalive rate times the TTL, and each is popped once.
+ * A min-heap of deadlines with lazy deletion: a keepalive, a release or a grant does not search
+ * the heap for the entry it makes obsolete (that would be a scan); the owner checks each entry
+ * against the state when it reaches the top and drops it if stale. Stale entries are bounded by
+ * the keepalive rate times the TTL, and each is popped once.
  */
-export class DeadlineQueue {
-  #heap: Deadline[] = [];
-
-  get size(): number {
-    return this.#heap.length;
-  }
-
-  clear(): void {
-    this.#heap = [];
-  }
-
-  push(d: Deadline): void {
-    const h = this.#heap;
-    h.push(d);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (compareDeadlines(h[i]!, h[p]!) >= 0) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  peek(): Deadline | undefined {
-    return this.#heap[0];
-  }
-
-  pop(): Deadline | undefined {
-    const h = this.#heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last !== undefined) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && compareDeadlines(h[l]!, h[m]!) < 0) m = l;
-        if (r < h.length && compareDeadlines(h[r]!, h[m]!) < 0) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
+export class DeadlineQueue extends MinHeap<Deadline> {
+  constructor() {
+    super(compareDeadlines);
   }
 }

@@ -1,4 +1,5 @@
 import type { BackoffConfig, QueueConfig } from "./types.ts";
+import { utf8Length } from "../shared/utf8.ts";
 
 /** Longest queue name (and consumer id, dedupId), in UTF-8 bytes. */
 export const NAME_BYTES_MAX = 256;
@@ -26,27 +27,6 @@ export const DEFAULT_CONFIG: QueueConfig = {
   dlq: null,
   dedupWindowMs: 5 * 60_000,
 };
-
-/**
- * UTF-8 length of a JS string without allocating. A lone surrogate counts 3 bytes, as
- * TextEncoder would encode it (U+FFFD).
- */
-export function utf8Length(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) n += 1;
-    else if (c < 0x800) n += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 4;
-        i++;
-      } else n += 3;
-    } else n += 3;
-  }
-  return n;
-}
 
 /** Returns a reason when `v` is not a 1..256-byte string, else null. */
 export function badName(v: unknown, what: string): string | null {
