@@ -15,6 +15,7 @@ import {
   type Role,
   type SoftState,
 } from "./types.ts";
+import { makeMessage } from "./message.ts";
 
 export { encodeConfChange, decodeConfChange } from "./conf-change.ts";
 export type { ProposeResult } from "./raft.ts";
@@ -201,20 +202,7 @@ export class RawNode {
 
   #local(type: MessageType, context: string | undefined): Message {
     const id = this.#raft.id;
-    return {
-      type,
-      group: this.#raft.cfg.group,
-      from: id,
-      to: id,
-      term: 0,
-      logTerm: 0,
-      index: 0,
-      entries: [],
-      commit: 0,
-      reject: false,
-      rejectHint: 0,
-      ...(context !== undefined ? { context } : {}),
-    };
+    return makeMessage({ type, group: this.#raft.cfg.group, from: id, to: id, term: 0, ...(context !== undefined ? { context } : {}) });
   }
 }
 
