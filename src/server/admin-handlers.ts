@@ -23,13 +23,9 @@ export function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, 
     const f = asFields(body, "ADMIN_TRANSFER_LEADER");
     requireLeader();
     const status = group0.status();
-    let to = str(f, "to", "ADMIN_TRANSFER_LEADER", { optional: true, maxBytes: 128 });
-    if (to === undefined) {
-      // The most caught-up other voter loses the least time catching up before it takes over.
-      const candidates = status.conf.voters.filter((v) => v !== selfId);
-      to = candidates.sort((a, b) => (status.progress?.[b]?.match ?? 0) - (status.progress?.[a]?.match ?? 0))[0];
-      if (to === undefined) throw new DsyncError(ErrorCode.UNAVAILABLE, "there is no other voter to hand leadership to");
-    }
+    // Default: the most caught-up other voter loses the least time catching up.
+    const to = str(f, "to", "ADMIN_TRANSFER_LEADER", { optional: true, maxBytes: 128 }) ?? group0.mostCaughtUpVoter();
+    if (to === undefined) throw new DsyncError(ErrorCode.UNAVAILABLE, "there is no other voter to hand leadership to");
     if (to === selfId) return { leader: selfId, term: status.term };
     if (!status.conf.voters.includes(to)) throw new InvalidArgumentError(`${to} is not a voting member (voters: ${status.conf.voters.join(", ")})`);
     group0.transferLeader(to);

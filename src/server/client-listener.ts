@@ -13,6 +13,7 @@ import { tokensEqual } from "../transport/token.ts";
 import type { Logger } from "./logger.ts";
 import type { NodeMetrics } from "./metrics.ts";
 import type { RequestRouter } from "./request-router.ts";
+import { listenOn } from "../transport/listen.ts";
 
 export interface ClientListenerOptions {
   readonly host: string;
@@ -44,14 +45,9 @@ export class ClientListener {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.opts.port, this.opts.host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
+    return listenOn(this.#server, this.opts.port, this.opts.host);
   }
+
 
   get connectionCount(): number {
     return this.#conns.size;

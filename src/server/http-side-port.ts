@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { Registry } from "prom-client";
+import { listenOn } from "../transport/listen.ts";
 
 export interface HealthReport {
   readonly status: "serving" | "not_serving";
@@ -49,14 +50,9 @@ export class HttpSidePort {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.port, this.host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
+    return listenOn(this.#server, this.port, this.host);
   }
+
 
   close(): Promise<void> {
     this.#server.closeAllConnections();

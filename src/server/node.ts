@@ -165,8 +165,7 @@ export class DsyncNode {
   async #handOverLeadership(): Promise<void> {
     const g = this.#group0;
     if (!g?.isLeader) return;
-    const s = g.status();
-    const to = s.conf.voters.filter((v) => v !== this.config.nodeId && this.peers.isConnected(v)).sort((a, b) => (s.progress?.[b]?.match ?? 0) - (s.progress?.[a]?.match ?? 0))[0];
+    const to = g.mostCaughtUpVoter((v) => this.peers.isConnected(v));
     if (to === undefined) return;
     g.transferLeader(to);
     const deadline = Date.now() + 3 * this.config.electionTimeoutMs;

@@ -102,6 +102,8 @@ export class RaftGroup {
   #role: Role = Role.Follower;
   #leader: NodeId | null = null;
   #failure: Error | null = null;
+  /** The last hard state handed to storage: what a new one is compared with. */
+  #hardState: HardState;
 
   private constructor(o: RaftGroupOptions, storage: MemoryStorage, applied: number) {
     this.#o = o;
@@ -109,6 +111,7 @@ export class RaftGroup {
     this.storage = storage;
     this.#applied = applied;
     this.#snapshotIndex = applied;
+    this.#hardState = storage.initialState().hardState;
     this.raw = new RawNode({
       id: o.nodeId,
       group: o.group,
@@ -248,6 +251,16 @@ export class RaftGroup {
     });
   }
 
+  /**
+   * The other voter with the longest replicated log (it takes over with the least catching up),
+   * among those `eligible` accepts; undefined when there is none or this node does not lead.
+   */
+  mostCaughtUpVoter(eligible: (id: NodeId) => boolean = () => true): NodeId | undefined {
+    const s = this.raw.status();
+    const match = (id: NodeId): number => s.progress?.[id]?.match ?? 0;
+    return s.conf.voters.filter((v) => v !== s.id && eligible(v)).sort((a, b) => match(b) - match(a))[0];
+  }
+
   transferLeader(to: NodeId): void {
     this.raw.transferLeader(to);
     this.#schedule();
@@ -321,13 +334,16 @@ export class RaftGroup {
       // MustSync). A hard state that only moves the commit index is written in order but not
       // waited for: lost in a crash, the commit index is learnt again from the leader, and
       // not waiting keeps an fsync off the path of every acknowledged write.
-      const prev = this.storage.initialState().hardState;
+      const prev = this.#hardState;
       const mustSync = rd.entries.length > 0 || (rd.hardState !== undefined && (rd.hardState.term !== prev.term || rd.hardState.vote !== prev.vote));
       if (mustSync) await written;
       else written.catch((err: unknown) => this.#storageFailed(err as Error));
     }
     if (rd.entries.length > 0) this.storage.append(rd.entries);
-    if (rd.hardState) this.storage.setHardState(rd.hardState);
+    if (rd.hardState) {
+      this.storage.setHardState(rd.hardState);
+      this.#hardState = rd.hardState;
+    }
   }
 
   #storageFailed(err: Error): void {

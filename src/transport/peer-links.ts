@@ -15,6 +15,7 @@ import { dial, parseAddr } from "./dial.ts";
 import type { FrameObserver } from "./framed-socket.ts";
 import { tokensEqual } from "./token.ts";
 import { RpcConnection } from "./rpc-connection.ts";
+import { listenOn } from "./listen.ts";
 
 export interface PeerLinksOptions {
   readonly selfId: string;
@@ -70,14 +71,9 @@ export class PeerLinks {
   }
 
   listen(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.#opts.port, this.#opts.host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
+    return listenOn(this.#server, this.#opts.port, this.#opts.host);
   }
+
 
   /** Starts tracking `id`; dials it if this node has the smaller id. */
   addPeer(id: string, addr: string): void {
