@@ -2,6 +2,7 @@
  * The numbered wire error codes. Numbers are stable forever; names are for humans and logs.
  * `retryable` says whether a client may retry the same request (possibly on another node).
  * Every code is listed in PROTOCOL.md; a test checks both directions.
+ * Blocks: 1–9 protocol, 10–19 cluster, 20–29 locks, 30–39 queues, 40–49 cache, 99 internal.
  */
 export const ErrorCode = {
   /** The frame could not be decoded, or its envelope is not `[type, id, body]`. The connection is closed. */

@@ -1,6 +1,10 @@
 /**
  * Message types: the first element of every envelope. Ranges: 0–1 replies, 2–63 client
  * requests, 64–95 pushes (server to client, id 0), 96–127 peer-to-peer.
+ *
+ * Blocks by service, so each can grow without renumbering: 16–23 key-value, 24–31 admin,
+ * 32–39 locks, 40–55 queues, 56–63 cache; pushes 64 lock, 65–66 queue, 67–69 cache;
+ * peer 96–99 Raft and forwarding, 100–111 cache coherence.
  */
 export const Op = {
   /** A successful reply; its id is the request's. */

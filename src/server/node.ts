@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { Op, UnknownTypeError, asFields, type NodeStatus, type PingReply } from "../../protocol/index.ts";
+import { Op, UnknownTypeError, asFields, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
 import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
@@ -62,10 +62,14 @@ export class DsyncNode {
       token: config.authToken,
       observer: this.metrics.observer("peer"),
       log: this.log,
-      onMessage: (from, env) => this.#host?.onPeerMessage(from, env),
-      onRequest: async (_from, env) => {
-        if (env.type !== Op.FORWARD || !this.#proposer) throw new UnknownTypeError(`peer request type ${env.type} is not handled`);
-        return this.#proposer.onForward(env);
+      onMessage: (from, env) => {
+        if (env.type === Op.RAFT) this.#host?.onPeerMessage(from, env);
+        else this.#peerMessages.get(env.type)?.(from, env);
+      },
+      onRequest: async (from, env) => {
+        const handler = this.#peerRequests.get(env.type);
+        if (!handler) throw new UnknownTypeError(`peer request type ${env.type} is not handled`);
+        return handler(from, env);
       },
       onLinkChange: () => this.metrics.peersConnected.set(this.peers.status().filter((p) => p.connected).length),
     });
@@ -99,6 +103,18 @@ export class DsyncNode {
   }
 
   #proposer: Proposer | null = null;
+  readonly #peerRequests = new Map<number, (from: string, env: Envelope) => Promise<unknown>>();
+  readonly #peerMessages = new Map<number, (from: string, env: Envelope) => void>();
+
+  /** Serves peer requests of type `op` (services that talk node to node, like FORWARD). */
+  onPeerRequest(op: number, handler: (from: string, env: Envelope) => Promise<unknown>): void {
+    this.#peerRequests.set(op, handler);
+  }
+
+  /** Receives one-way peer messages of type `op` (RAFT is routed to the Raft host). */
+  onPeerMessage(op: number, handler: (from: string, env: Envelope) => void): void {
+    this.#peerMessages.set(op, handler);
+  }
   #locks: LockService | null = null;
 
   /** Group 0, once started. */
@@ -127,7 +143,9 @@ export class DsyncNode {
     });
     this.#host = host;
     this.#group0 = await host.addGroup(0, this.machine);
-    this.#proposer = new Proposer(host, this.peers);
+    const proposer = new Proposer(host, this.peers);
+    this.#proposer = proposer;
+    this.onPeerRequest(Op.FORWARD, async (_from, env) => proposer.onForward(env));
     registerKvHandlers(this.router, this.#proposer, this.machine.kv);
     this.#locks = new LockService(this.machine.locks, this.#group0, this.#proposer, this.metrics, this.log);
     this.machine.setLockEventListener((e) => this.#locks?.onEvent(e));

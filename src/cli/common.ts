@@ -1,0 +1,60 @@
+import { Command } from "commander";
+import { DsyncError } from "../../protocol/index.ts";
+import { DsyncClient } from "../client/client.ts";
+
+const DEFAULT_NODES = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+
+export interface GlobalOptions {
+  nodes: string;
+  token?: string;
+  json?: boolean;
+  timeout: string;
+}
+
+export const program = new Command("dsync")
+  .description("Command-line client for a dsync cluster: locks, queues, cache, status and admin.")
+  .option("-n, --nodes <list>", "node client addresses host:port,… [env DSYNC_NODES]", process.env.DSYNC_NODES ?? DEFAULT_NODES)
+  .option("--token <token>", "auth token, if the cluster requires one [env DSYNC_TOKEN]", process.env.DSYNC_TOKEN)
+  .option("--json", "print machine-readable JSON instead of text")
+  .option("--timeout <ms>", "per-request timeout in milliseconds", "3000")
+  .showHelpAfterError();
+
+export function globals(): GlobalOptions {
+  return program.opts<GlobalOptions>();
+}
+
+export function timeoutMs(g: GlobalOptions): number {
+  const n = Number(g.timeout);
+  if (!Number.isInteger(n) || n <= 0) fail(`--timeout must be a positive integer (milliseconds), got "${g.timeout}"`);
+  return n;
+}
+
+export function print(g: GlobalOptions, json: unknown, text: string): void {
+  process.stdout.write((g.json ? JSON.stringify(json, null, 2) : text) + "\n");
+}
+
+export function fail(message: string, code = 1): never {
+  process.stderr.write(`dsync: ${message}\n`);
+  process.exit(code);
+}
+
+export async function withClient<T>(fn: (c: DsyncClient, g: GlobalOptions) => Promise<T>): Promise<T> {
+  const g = globals();
+  const t = timeoutMs(g);
+  const client = new DsyncClient({ nodes: g.nodes, connectTimeoutMs: t, requestTimeoutMs: t, maxAttempts: 3, clientName: "dsync-cli", ...(g.token !== undefined && { token: g.token }) });
+  try {
+    return await fn(client, g);
+  } catch (err) {
+    const e = err as Error;
+    fail(err instanceof DsyncError ? `${e.message} (${err.codeName})` : e.message);
+  } finally {
+    await client.close();
+  }
+}
+
+/** A whole-number option value no smaller than `min`, or exit with a message naming the option. */
+export function intArg(name: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) fail(`${name} must be an integer >= ${min}, got "${v}"`);
+  return n;
+}
