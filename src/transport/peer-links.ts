@@ -151,6 +151,10 @@ export class PeerLinks {
     try {
       const socket = await dial(peer.addr, HANDSHAKE_TIMEOUT_MS);
       conn = this.#wrap(socket);
+      // The acceptor may send right after its PEER_HELLO reply, in the same chunk: keep what
+      // arrives before the link is attached instead of dropping it.
+      const early: Envelope[] = [];
+      conn.onPush((env) => early.push(env));
       const reply = (await conn.request(
         Op.PEER_HELLO,
         { v: PROTOCOL_VERSION, nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr, ...(this.#opts.token && { token: this.#opts.token }) },
@@ -163,6 +167,7 @@ export class PeerLinks {
       }
       peer.attempt = 0;
       this.#attach(peer, conn, reply.clientAddr);
+      for (const env of early) this.#onEnvelope(peer.id, conn, env);
     } catch (err) {
       conn?.close();
       const delay = backoffDelayMs(peer.attempt++, PEER_BACKOFF, Math.random);
