@@ -43,6 +43,12 @@ export const ErrorCode = {
   UPGRADE_REFUSED: 24,
   /** A wait for a lock ended at its waitMs deadline. */
   LOCK_WAIT_TIMEOUT: 25,
+  /** No reachable node is home of the key right now (a home failed and no takeover finished yet). */
+  CACHE_HOME_UNAVAILABLE: 40,
+  /** Peer only: the node asked is not (or no longer) the key's home. */
+  CACHE_WRONG_HOME: 41,
+  /** The backing store (Redis) failed or timed out. */
+  CACHE_STORE_ERROR: 42,
   /** An unexpected failure inside the node. */
   INTERNAL: 99,
 } as const;
@@ -56,6 +62,9 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.TIMEOUT,
   ErrorCode.SHUTTING_DOWN,
   ErrorCode.CONNECTION_CLOSED,
+  ErrorCode.CACHE_HOME_UNAVAILABLE,
+  ErrorCode.CACHE_WRONG_HOME,
+  ErrorCode.CACHE_STORE_ERROR,
 ]);
 
 const NAMES = new Map<number, ErrorCodeName>(

@@ -134,6 +134,14 @@ export class LockWaitTimeoutError extends DsyncError {
   }
 }
 
+/** No reachable node is home of the cache key right now; retry shortly. */
+export class CacheHomeUnavailableError extends DsyncError {
+  override name = "CacheHomeUnavailableError";
+  constructor(message: string) {
+    super(ErrorCode.CACHE_HOME_UNAVAILABLE, message);
+  }
+}
+
 /** Rebuilds the most specific error class for an ERROR frame's body. */
 export function errorFromBody(body: ErrorBody): DsyncError {
   switch (body.code) {
@@ -158,6 +166,8 @@ export function errorFromBody(body: ErrorBody): DsyncError {
       return new SessionExpiredError(body.message);
     case ErrorCode.LOCK_WAIT_TIMEOUT:
       return new LockWaitTimeoutError(body.message);
+    case ErrorCode.CACHE_HOME_UNAVAILABLE:
+      return new CacheHomeUnavailableError(body.message);
     default:
       return new DsyncError(body.code, body.message);
   }

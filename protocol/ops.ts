@@ -34,13 +34,38 @@ export const Op = {
   LOCK_STATUS: 37,
   /** Every resource with holders or waiters, and the service's counters. */
   LOCK_LIST: 38,
+  /** Read a cache key through the connected node (a hit is served from its line). */
+  CACHE_GET: 56,
+  /** Write a cache key (bytes), optionally with a TTL. */
+  CACHE_SET: 57,
+  CACHE_DELETE: 58,
+  /** Drop every cached copy of a key cluster-wide (dirty data is written back first). */
+  CACHE_INVALIDATE: 59,
+  /** The MESI state of a key on every node, and its home's directory entry. */
+  CACHE_STATE: 60,
+  /** The connected node's cache counters. */
+  CACHE_STATS: 61,
+  /** A near-cache client confirms it dropped the keys of a CACHE_NEAR_INVALIDATE push. */
+  CACHE_NEAR_ACK: 62,
   /** Push: a lock event for a session bound to this connection (grant, refusal, loss, expiry). */
   LOCK_EVENT: 64,
+  /** Push: drop these keys from the near-cache, then answer CACHE_NEAR_ACK. */
+  CACHE_NEAR_INVALIDATE: 67,
   PEER_HELLO: 96,
   /** A batch of Raft messages between peers; one-way (id 0). */
   RAFT: 97,
   /** A follower hands a client's write to the leader. */
   FORWARD: 98,
+  /** Cache coherence between nodes (requester ↔ home ↔ holders); see PROTOCOL.md "Cache". */
+  CACHE_READ: 100,
+  CACHE_WRITE: 101,
+  CACHE_FETCH: 102,
+  CACHE_INVALIDATE_COPY: 103,
+  CACHE_WRITE_BACK: 104,
+  CACHE_EVICTED: 105,
+  CACHE_TAKEOVER: 106,
+  CACHE_DROP: 107,
+  CACHE_PEEK: 108,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 

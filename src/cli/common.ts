@@ -38,10 +38,11 @@ export function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
-export async function withClient<T>(fn: (c: DsyncClient, g: GlobalOptions) => Promise<T>): Promise<T> {
+/** `preferLeader: false` keeps the client on the first node it reaches (e.g. the cache, served by any node). */
+export async function withClient<T>(fn: (c: DsyncClient, g: GlobalOptions) => Promise<T>, opts: { preferLeader?: boolean } = {}): Promise<T> {
   const g = globals();
   const t = timeoutMs(g);
-  const client = new DsyncClient({ nodes: g.nodes, connectTimeoutMs: t, requestTimeoutMs: t, maxAttempts: 3, clientName: "dsync-cli", ...(g.token !== undefined && { token: g.token }) });
+  const client = new DsyncClient({ nodes: g.nodes, connectTimeoutMs: t, requestTimeoutMs: t, maxAttempts: 3, clientName: "dsync-cli", preferLeader: opts.preferLeader ?? true, ...(g.token !== undefined && { token: g.token }) });
   try {
     return await fn(client, g);
   } catch (err) {

@@ -4,6 +4,7 @@
  */
 export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./client.ts";
 export type { ClientOptions } from "./options.ts";
+export { CacheClient, type CacheClientOptions, type CacheSetOptions, type CacheKeyState, type CacheCopy } from "./cache.ts";
 export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";
 export {
   DsyncError,
@@ -18,6 +19,7 @@ export {
   DeadlockError,
   SessionExpiredError,
   LockWaitTimeoutError,
+  CacheHomeUnavailableError,
   ErrorCode,
   type NodeStatus,
   type PeerStatus,

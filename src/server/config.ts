@@ -22,6 +22,12 @@ export interface NodeConfig {
   readonly redisUrl: string | null;
   readonly logLevel: LogLevel;
   readonly cacheCapacity: number;
+  /** Bytes of cached keys and values per node (LRU eviction past either bound). */
+  readonly cacheCapacityBytes: number;
+  /** Delay before a dirty cache line is written back to the backing store. */
+  readonly cacheWriteBackMs: number;
+  /** write-back (default) or write-through: a set returns once the value is in the backing store. */
+  readonly cacheWritePolicy: CacheWritePolicy;
   readonly authToken: string | null;
   readonly maxFrameBytes: number;
   readonly electionTimeoutMs: number;
@@ -31,6 +37,9 @@ export interface NodeConfig {
   /** Start with no membership and wait to be added by `dsync admin add-node` (a new node). */
   readonly join: boolean;
 }
+
+export const CACHE_WRITE_POLICIES = ["write-back", "write-through"] as const;
+export type CacheWritePolicy = (typeof CACHE_WRITE_POLICIES)[number];
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -58,6 +67,9 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   REDIS_URL: "redisUrl",
   LOG_LEVEL: "logLevel",
   CACHE_CAPACITY: "cacheCapacity",
+  CACHE_CAPACITY_BYTES: "cacheCapacityBytes",
+  CACHE_WRITE_BACK_MS: "cacheWriteBackMs",
+  CACHE_WRITE_POLICY: "cacheWritePolicy",
   AUTH_TOKEN: "authToken",
   MAX_FRAME_BYTES: "maxFrameBytes",
   ELECTION_TIMEOUT_MS: "electionTimeoutMs",
@@ -119,6 +131,9 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     redisUrl: v.string("redisUrl", "REDIS_URL", null),
     logLevel: v.logLevel(),
     cacheCapacity: v.int("cacheCapacity", "CACHE_CAPACITY", 100, 1, 100_000_000),
+    cacheCapacityBytes: v.int("cacheCapacityBytes", "CACHE_CAPACITY_BYTES", 64 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024),
+    cacheWriteBackMs: v.int("cacheWriteBackMs", "CACHE_WRITE_BACK_MS", 10, 0, 60_000),
+    cacheWritePolicy: v.cacheWritePolicy(),
     authToken: v.string("authToken", "AUTH_TOKEN", null),
     maxFrameBytes: v.int("maxFrameBytes", "MAX_FRAME_BYTES", FRAME_BYTES_MAX_DEFAULT, 1024, 256 * 1024 * 1024),
     electionTimeoutMs: v.int("electionTimeoutMs", "ELECTION_TIMEOUT_MS", 150, 10, 60_000),
@@ -195,6 +210,15 @@ class Reader {
     if ((LOG_LEVELS as readonly string[]).includes(s)) return s as LogLevel;
     this.problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")} (or WARNING), got ${JSON.stringify(v)}`);
     return "info";
+  }
+
+  cacheWritePolicy(): CacheWritePolicy {
+    const v = this.raw.cacheWritePolicy;
+    if (v === undefined || v === null) return "write-back";
+    const s = typeof v === "string" ? v.trim().toLowerCase() : "";
+    if ((CACHE_WRITE_POLICIES as readonly string[]).includes(s)) return s as CacheWritePolicy;
+    this.problems.push(`CACHE_WRITE_POLICY must be one of ${CACHE_WRITE_POLICIES.join(", ")}, got ${JSON.stringify(v)}`);
+    return "write-back";
   }
 
   /** PEER_NODES: `"id:host:port,…"` (the seeds' format), or a JSON array of {id, addr}. */

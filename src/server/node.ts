@@ -4,6 +4,8 @@ import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
 import { registerAdminHandlers } from "./admin-handlers.ts";
+import { CacheService } from "./cache-service.ts";
+import { EmbeddedStore, RedisStore } from "./cache-store.ts";
 import { ClientListener } from "./client-listener.ts";
 import { clientAddrOf, type NodeConfig } from "./config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
@@ -71,7 +73,10 @@ export class DsyncNode {
         if (!handler) throw new UnknownTypeError(`peer request type ${env.type} is not handled`);
         return handler(from, env);
       },
-      onLinkChange: () => this.metrics.peersConnected.set(this.peers.status().filter((p) => p.connected).length),
+      onLinkChange: (peer, up) => {
+        this.metrics.peersConnected.set(this.peers.status().filter((p) => p.connected).length);
+        this.#cache?.onLinkChange(peer, up);
+      },
     });
     this.#clients = new ClientListener(
       {
@@ -116,6 +121,7 @@ export class DsyncNode {
     this.#peerMessages.set(op, handler);
   }
   #locks: LockService | null = null;
+  #cache: CacheService | null = null;
 
   /** Group 0, once started. */
   get group0(): RaftGroup | null {
@@ -151,11 +157,26 @@ export class DsyncNode {
     this.machine.setLockEventListener((e) => this.#locks?.onEvent(e));
     this.#locks.register(this.router);
     registerAdminHandlers(this.router, this.#group0, this.peers, c.nodeId);
+    const group0 = this.#group0;
+    this.#cache = new CacheService({
+      nodeId: c.nodeId,
+      capacity: c.cacheCapacity,
+      capacityBytes: c.cacheCapacityBytes,
+      writeBackMs: c.cacheWriteBackMs,
+      writePolicy: c.cacheWritePolicy,
+      store: c.redisUrl !== null ? new RedisStore(c.redisUrl) : new EmbeddedStore(),
+      peers: this.peers,
+      members: () => group0.status().conf.voters,
+      metrics: this.metrics,
+      log: this.log,
+    });
+    this.#cache.register(this.router, (op, h) => this.onPeerRequest(op, h), (op, h) => this.onPeerMessage(op, h));
     await this.peers.listen();
     await this.#clients.listen();
     await this.#http.listen();
     host.start();
     this.#locks.start();
+    this.#cache.start();
     this.log.info(
       { clientAddr: clientAddrOf(this.config), peerPort: this.config.peerPort, httpPort: this.config.httpPort, peers: this.config.peers.map((p) => p.id), dataDir: this.config.dataDir },
       "dsyncd started",
@@ -170,11 +191,14 @@ export class DsyncNode {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
       await this.#handOverLeadership();
+      // Dirty cache lines go to their homes while the peer links are still up.
+      await this.#cache?.flush();
       this.#locks?.stop();
       await this.#clients.close();
       await this.#host?.close();
       await this.peers.close();
       await this.#http.close();
+      await this.#cache?.close();
       this.log.info("dsyncd stopped");
     })();
     return this.#stopping;
@@ -205,6 +229,7 @@ export class DsyncNode {
       m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
     }
     this.#locks?.refreshGauges();
+    this.#cache?.refreshGauges();
     const w = this.#host?.wal.stats();
     if (w) {
       m.walFsyncs.set(w.fsyncs);

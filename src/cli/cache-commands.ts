@@ -1,0 +1,86 @@
+import { CacheClient } from "../client/cache.ts";
+import { intArg, print, program, withClient, type GlobalOptions } from "./common.ts";
+import { table } from "./output.ts";
+
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/** Runs `fn` with a cache client on the first node reached (any node serves the cache). */
+function withCache(fn: (cache: CacheClient, g: GlobalOptions) => Promise<void>): Promise<void> {
+  return withClient((c, g) => fn(new CacheClient(c), g), { preferLeader: false });
+}
+
+const cache = program.command("cache").description("the coherent distributed cache (any node serves it; a write is seen by reads on every node)");
+
+cache
+  .command("get <key>")
+  .description("read a value (exit status 1 when the key is absent)")
+  .action(async (key: string) => {
+    await withCache(async (c, g) => {
+      const v = await c.get(key);
+      print(g, { key, found: v !== null, value: v === null ? null : utf8.decode(v) }, v === null ? `(absent)` : utf8.decode(v));
+      if (v === null) process.exitCode = 1;
+    });
+  });
+
+cache
+  .command("set <key> <value>")
+  .description("write a value (as UTF-8 bytes); every other cached copy is invalidated before it returns")
+  .option("--ttl <ms>", "expire the value this many milliseconds after the write")
+  .action(async (key: string, value: string, o: { ttl?: string }) => {
+    const ttlMs = o.ttl === undefined ? undefined : intArg("--ttl", o.ttl, 1);
+    await withCache(async (c, g) => {
+      await c.set(key, value, ttlMs === undefined ? {} : { ttlMs });
+      print(g, { key, ok: true }, `OK`);
+    });
+  });
+
+cache
+  .command("del <key>")
+  .alias("delete")
+  .description("delete a key")
+  .action(async (key: string) => {
+    await withCache(async (c, g) => {
+      await c.delete(key);
+      print(g, { key, ok: true }, `deleted ${key}`);
+    });
+  });
+
+cache
+  .command("invalidate <key>")
+  .description("drop every cached copy of a key cluster-wide (dirty data is written back first)")
+  .action(async (key: string) => {
+    await withCache(async (c, g) => {
+      await c.invalidate(key);
+      print(g, { key, ok: true }, `invalidated ${key} on every node`);
+    });
+  });
+
+cache
+  .command("state <key>")
+  .description("the key's MESI state on every node, and its home's directory entry")
+  .action(async (key: string) => {
+    await withCache(async (c, g) => {
+      const s = await c.state(key);
+      const home = s.copies.find((x) => x.directory !== null);
+      const rows = s.copies.map((x) => [x.node, x.state, x.node === s.home ? "home" : "", x.near > 0 ? String(x.near) : "-"]);
+      for (const u of s.unreachable) rows.push([u, "?", "unreachable", "-"]);
+      const dir = home?.directory?.map((d) => `${d.node}:${d.state === "X" ? "M/E" : "S"}`).join(" ") || "(no holders)";
+      print(g, s, `${table(["NODE", "STATE", "ROLE", "NEAR CLIENTS"], rows)}\ndirectory at ${s.home ?? "(no home)"}: ${dir}`);
+    });
+  });
+
+cache
+  .command("stats")
+  .description("the connected node's cache counters")
+  .action(async () => {
+    await withCache(async (c, g) => {
+      const s = (await c.stats()) as Record<string, unknown> & { lines: { M: number; E: number; S: number } };
+      const text = [
+        `node ${String(s.nodeId)}: ${String(s.hits)} hits, ${String(s.misses)} misses (hit ratio ${(Number(s.hitRatio) * 100).toFixed(1)}%)`,
+        `lines: M ${s.lines.M}, E ${s.lines.E}, S ${s.lines.S}; ${String(s.bytes)} bytes of ${String(s.capacityBytes)}, capacity ${String(s.capacity)} entries`,
+        `evictions ${String(s.evictions)}, invalidations sent ${String(s.invalidationsSent)} / received ${String(s.invalidationsReceived)}, write-backs ${String(s.writeBacks)}, owner lines lost ${String(s.ownerLinesLost)}`,
+        `store ${String(s.store)}, ${String(s.writePolicy)}, directory entries ${String(s.directoryEntries)}, near-cache clients ${String(s.nearClients)}`,
+      ].join("\n");
+      print(g, s, text);
+    });
+  });

@@ -1,0 +1,157 @@
+import { Op, type Envelope } from "../../protocol/index.ts";
+import type { DsyncClient } from "./client.ts";
+
+/** Options of {@link CacheClient}. */
+export interface CacheClientOptions {
+  /**
+   * Keep an in-process near-cache: a hit costs no network at all. The connected node relays the
+   * home's invalidations (CACHE_NEAR_INVALIDATE) and the whole near-cache is dropped whenever
+   * the connection drops. Default off.
+   */
+  readonly nearCache?: boolean;
+  /** Entries kept in the near-cache (LRU), default 10,000. */
+  readonly nearCapacity?: number;
+}
+
+export interface CacheSetOptions {
+  /** Expire the value this long after the write. */
+  readonly ttlMs?: number;
+}
+
+/** One node's copy of a key, as `state()` reports it. */
+export interface CacheCopy {
+  readonly node: string;
+  readonly state: "M" | "E" | "S" | "I";
+  readonly gen: number | null;
+  readonly home: string | null;
+  readonly near: number;
+  readonly directory: { node: string; state: "S" | "X"; gen: number }[] | null;
+}
+
+export interface CacheKeyState {
+  readonly key: string;
+  readonly home: string | null;
+  readonly copies: CacheCopy[];
+  readonly unreachable: string[];
+}
+
+interface GetReply {
+  readonly found: boolean;
+  readonly value: Uint8Array | null;
+  readonly expiresAt: number;
+  readonly near?: boolean;
+}
+
+interface NearEntry {
+  readonly value: Uint8Array | null;
+  readonly expiresAt: number;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * The coherent distributed cache over a {@link DsyncClient}. Reads are served by the connected
+ * node (from its own line on a hit); a write invalidates every other copy before it resolves, so
+ * a read that starts after a write completed, through any node, sees it.
+ */
+export class CacheClient {
+  readonly #client: DsyncClient;
+  readonly #near: Map<string, NearEntry> | null;
+  readonly #nearCapacity: number;
+  readonly #onPush = (env: Envelope): void => this.#handlePush(env);
+  readonly #onDrop = (): void => this.#near?.clear();
+  #nearHits = 0;
+
+  constructor(client: DsyncClient, opts: CacheClientOptions = {}) {
+    this.#client = client;
+    this.#near = opts.nearCache ? new Map() : null;
+    this.#nearCapacity = opts.nearCapacity ?? 10_000;
+    if (this.#near) {
+      if (client.getMaxListeners() !== 0) client.setMaxListeners(client.getMaxListeners() + 3);
+      client.on("push", this.#onPush);
+      // The node forgets our copies with the connection; so must we.
+      client.on("disconnect", this.#onDrop);
+      client.on("connect", this.#onDrop);
+    }
+  }
+
+  /** Near-cache hits served without a round trip. */
+  get nearHits(): number {
+    return this.#nearHits;
+  }
+
+  /** The value of `key`, or null when absent (or expired). */
+  async get(key: string): Promise<Uint8Array | null> {
+    const near = this.#near;
+    if (near) {
+      const e = near.get(key);
+      if (e !== undefined && (e.expiresAt === 0 || e.expiresAt > Date.now())) {
+        this.#nearHits++;
+        return e.value;
+      }
+    }
+    const r = (await this.#client.call(Op.CACHE_GET, near ? { key, near: true } : { key }, { idempotent: true })) as GetReply;
+    // Installed with no await after the reply: an invalidation push that followed the reply on
+    // the connection is handled after this (see #handlePush).
+    if (near && r.near === true) {
+      near.delete(key);
+      near.set(key, { value: r.found ? r.value : null, expiresAt: r.expiresAt });
+      if (near.size > this.#nearCapacity) near.delete(near.keys().next().value!);
+    }
+    return r.found ? r.value : null;
+  }
+
+  /** `get` decoded as UTF-8. */
+  async getString(key: string): Promise<string | null> {
+    const v = await this.get(key);
+    return v === null ? null : new TextDecoder().decode(v);
+  }
+
+  /** Writes `key`; resolves once every other copy in the cluster is invalidated. */
+  async set(key: string, value: Uint8Array | string, opts: CacheSetOptions = {}): Promise<void> {
+    this.#near?.delete(key);
+    const bytes = typeof value === "string" ? utf8.encode(value) : value;
+    await this.#client.call(Op.CACHE_SET, { key, value: bytes, ...(opts.ttlMs !== undefined && { ttlMs: opts.ttlMs }) }, { idempotent: true });
+  }
+
+  async delete(key: string): Promise<void> {
+    this.#near?.delete(key);
+    await this.#client.call(Op.CACHE_DELETE, { key }, { idempotent: true });
+  }
+
+  /** Drops every cached copy of `key` cluster-wide (dirty data is written back first). */
+  async invalidate(key: string): Promise<void> {
+    this.#near?.delete(key);
+    await this.#client.call(Op.CACHE_INVALIDATE, { key }, { idempotent: true });
+  }
+
+  /** The MESI state of `key` on every node, and its home's directory. */
+  async state(key: string): Promise<CacheKeyState> {
+    return (await this.#client.call(Op.CACHE_STATE, { key }, { idempotent: true })) as CacheKeyState;
+  }
+
+  /** The connected node's cache counters. */
+  async stats(): Promise<Record<string, unknown>> {
+    return (await this.#client.call(Op.CACHE_STATS, {}, { idempotent: true })) as Record<string, unknown>;
+  }
+
+  /** Stops listening to the connection (the connection itself stays open). */
+  close(): void {
+    this.#client.off("push", this.#onPush);
+    this.#client.off("disconnect", this.#onDrop);
+    this.#client.off("connect", this.#onDrop);
+    this.#near?.clear();
+  }
+
+  #handlePush(env: Envelope): void {
+    if (env.type !== Op.CACHE_NEAR_INVALIDATE) return;
+    const body = env.body as { seq?: unknown; keys?: unknown };
+    if (typeof body?.seq !== "number" || !Array.isArray(body.keys)) return;
+    const { seq, keys } = body;
+    // After pending microtasks: a get whose reply preceded this push has installed its entry.
+    setImmediate(() => {
+      for (const k of keys) if (typeof k === "string") this.#near?.delete(k);
+      this.#client.call(Op.CACHE_NEAR_ACK, { seq }, { timeoutMs: 2000 }).catch(() => {});
+    });
+  }
+}

@@ -1,0 +1,122 @@
+import { Op } from "../../protocol/index.ts";
+import type { FramedSocket } from "../transport/framed-socket.ts";
+
+/** How long a near-cache client has to confirm an invalidation before its connection is cut. */
+export const NEAR_ACK_TIMEOUT_MS = 1000;
+
+interface PendingAck {
+  readonly conn: FramedSocket;
+  readonly resolve: () => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * The client connections that hold near-cache copies of keys through this node. The node stays
+ * in the home's directory for such a key even when its own line is evicted, and relays every
+ * invalidation: push CACHE_NEAR_INVALIDATE, wait for CACHE_NEAR_ACK. A client that does not
+ * answer in time is disconnected (its library drops the whole near-cache with the connection).
+ */
+export class NearHolders {
+  readonly #byKey = new Map<string, Set<FramedSocket>>();
+  readonly #byConn = new Map<FramedSocket, Set<string>>();
+  readonly #pending = new Map<number, PendingAck>();
+  #seq = 0;
+
+  /** Records that `conn` holds `key`; `onClose` registers the cleanup once per connection. */
+  add(key: string, conn: FramedSocket, onClose: (fn: () => void) => void): void {
+    let keys = this.#byConn.get(conn);
+    if (!keys) {
+      this.#byConn.set(conn, (keys = new Set()));
+      onClose(() => this.#drop(conn));
+    }
+    keys.add(key);
+    let conns = this.#byKey.get(key);
+    if (!conns) this.#byKey.set(key, (conns = new Set()));
+    conns.add(conn);
+  }
+
+  has(key: string): boolean {
+    return this.#byKey.has(key);
+  }
+
+  /** Connections holding near copies. */
+  get connections(): number {
+    return this.#byConn.size;
+  }
+
+  /** Keys held by near-cache clients. */
+  get keys(): number {
+    return this.#byKey.size;
+  }
+
+  /** Keys held by near-cache clients that `pred` selects. */
+  keysWhere(pred: (key: string) => boolean): string[] {
+    return [...this.#byKey.keys()].filter(pred);
+  }
+
+  /** Holders of `key`. */
+  count(key: string): number {
+    return this.#byKey.get(key)?.size ?? 0;
+  }
+
+  /**
+   * Tells every client holding one of `keys` to drop them, and resolves once each has confirmed
+   * (or was disconnected). Resolves at once when no client holds them.
+   */
+  invalidate(keys: Iterable<string>): Promise<void> {
+    const perConn = new Map<FramedSocket, string[]>();
+    for (const key of keys) {
+      const conns = this.#byKey.get(key);
+      if (!conns) continue;
+      this.#byKey.delete(key);
+      for (const c of conns) {
+        this.#byConn.get(c)?.delete(key);
+        let list = perConn.get(c);
+        if (!list) perConn.set(c, (list = []));
+        list.push(key);
+      }
+    }
+    if (perConn.size === 0) return Promise.resolve();
+    return Promise.all([...perConn].map(([conn, list]) => this.#ask(conn, list))).then(() => undefined);
+  }
+
+  /** A client's CACHE_NEAR_ACK. */
+  ack(seq: number, conn: FramedSocket): void {
+    const p = this.#pending.get(seq);
+    if (!p || p.conn !== conn) return;
+    this.#pending.delete(seq);
+    clearTimeout(p.timer);
+    p.resolve();
+  }
+
+  #ask(conn: FramedSocket, keys: string[]): Promise<void> {
+    if (conn.isClosed) return Promise.resolve();
+    const seq = ++this.#seq;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        // No answer: the client may still serve the keys, so it must lose its connection (and
+        // with it every near copy) before the write goes on.
+        this.#pending.delete(seq);
+        conn.destroy();
+        resolve();
+      }, NEAR_ACK_TIMEOUT_MS);
+      this.#pending.set(seq, { conn, resolve, timer });
+      conn.send({ type: Op.CACHE_NEAR_INVALIDATE, id: 0, body: { seq, keys } });
+    });
+  }
+
+  #drop(conn: FramedSocket): void {
+    for (const key of this.#byConn.get(conn) ?? []) {
+      const conns = this.#byKey.get(key);
+      conns?.delete(conn);
+      if (conns?.size === 0) this.#byKey.delete(key);
+    }
+    this.#byConn.delete(conn);
+    for (const [seq, p] of this.#pending) {
+      if (p.conn !== conn) continue;
+      this.#pending.delete(seq);
+      clearTimeout(p.timer);
+      p.resolve();
+    }
+  }
+}

@@ -1,0 +1,802 @@
+import { Counter, Gauge } from "prom-client";
+import { CacheHomeUnavailableError, DsyncError, ErrorCode, InvalidArgumentError, Op, int, str, type Envelope } from "../../protocol/index.ts";
+import { Directory, HomeTable, KeyQueue, LineStore, type Holder, type Line, type Takeover } from "../services/cache/index.ts";
+import type { PeerLinks } from "../transport/peer-links.ts";
+import { EmbeddedStore, type BackingStore, type StoredValue } from "./cache-store.ts";
+import { NearHolders } from "./cache-near.ts";
+import { CACHE_TTL_MS_MAX, boolOf, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, valueOf, viewOf } from "./cache-wire.ts";
+import type { CacheWritePolicy } from "./config.ts";
+import type { Logger } from "./logger.ts";
+import type { NodeMetrics } from "./metrics.ts";
+import type { RequestContext, RequestRouter } from "./request-router.ts";
+
+export interface CacheServiceOptions {
+  readonly nodeId: string;
+  readonly capacity: number;
+  readonly capacityBytes: number;
+  readonly writeBackMs: number;
+  readonly writePolicy: CacheWritePolicy;
+  readonly store: BackingStore;
+  readonly peers: PeerLinks;
+  /** The cluster's members (group 0's voters), over which homes are placed. */
+  readonly members: () => readonly string[];
+  readonly metrics: NodeMetrics;
+  readonly log: Logger;
+}
+
+/** What a read returns to the client. */
+export interface CacheValue {
+  readonly found: boolean;
+  readonly value: Uint8Array | null;
+  readonly expiresAt: number;
+}
+
+/** A home's answer to CACHE_READ. */
+interface ReadGrant extends StoredValue {
+  readonly state: "E" | "S";
+  readonly gen: number;
+  readonly stamp: number;
+}
+
+/** A holder's answer to CACHE_FETCH. */
+interface FetchReply extends StoredValue {
+  readonly has: boolean;
+  readonly dirty: boolean;
+}
+
+/** One node's copy of a key, in CACHE_PEEK and CACHE_STATE. */
+export interface CopyReport {
+  readonly node: string;
+  readonly state: "M" | "E" | "S" | "I";
+  readonly gen: number | null;
+  readonly home: string | null;
+  /** Near-cache clients holding the key through this node. */
+  readonly near: number;
+  /** The directory entry, when this node is the key's home. */
+  readonly directory: { node: string; state: "S" | "X"; gen: number }[] | null;
+}
+
+export interface CacheStats {
+  readonly nodeId: string;
+  readonly hits: number;
+  readonly misses: number;
+  readonly hitRatio: number;
+  readonly evictions: number;
+  readonly invalidationsSent: number;
+  readonly invalidationsReceived: number;
+  readonly writeBacks: number;
+  readonly ownerLinesLost: number;
+  readonly lines: { M: number; E: number; S: number };
+  readonly bytes: number;
+  readonly capacity: number;
+  readonly capacityBytes: number;
+  readonly directoryEntries: number;
+  readonly nearClients: number;
+  readonly nearKeys: number;
+  readonly store: "redis" | "embedded";
+  readonly writePolicy: CacheWritePolicy;
+  readonly homeOf: { stamp: number; taker: string; view: readonly string[] }[];
+}
+
+type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "writeBacks" | "lost" | "takeovers";
+
+/** A home waits this long for a holder; the requester waits longer for the home. */
+const HOLDER_TIMEOUT_MS = 2000;
+const HOME_TIMEOUT_MS = 4000;
+/** How long a request keeps retrying while a key has no reachable home (a takeover runs). */
+const RETRY_WINDOW_MS = 3000;
+const TAKEOVER_CHECK_MS = 200;
+const WRITE_BACK_RETRY_MS = 100;
+
+const RETRY_CODES = new Set<number>([ErrorCode.CACHE_WRONG_HOME, ErrorCode.CACHE_HOME_UNAVAILABLE, ErrorCode.UNAVAILABLE, ErrorCode.CONNECTION_CLOSED]);
+
+/**
+ * The distributed cache on one node. Three roles in one object:
+ * - holder: the node's lines (MESI, LRU), served locally on a hit; misses and upgrades go to the
+ *   key's home; dirty lines are written back after `writeBackMs` (or at once, write-through);
+ * - home: for the keys it owns, a directory and a per-key queue that serializes every request,
+ *   invalidating and fetching copies before it grants, and reading or writing the backing store;
+ * - relay for near-cache clients, which hold copies through the node (see NearHolders).
+ * Which node is home of a key is settled by takeovers (see HomeTable): whenever the set of
+ * reachable members changes, each node with a majority in view claims its share of the ring,
+ * and every copy of a claimed key is dropped (dirty data handed to the new home) before the new
+ * home serves it. A key whose home is unreachable and not yet taken over is unavailable, never
+ * served from a copy the new home does not know about.
+ */
+export class CacheService {
+  readonly #o: CacheServiceOptions;
+  readonly #self: string;
+  readonly #lines: LineStore;
+  /** Dirty lines out of the line store (evicted, or their home's link dropped), until written back or handed over. */
+  readonly #victims = new Map<string, Line>();
+  readonly #dir = new Directory(Date.now() * 1000);
+  readonly #table = new HomeTable();
+  readonly #queue = new KeyQueue();
+  readonly #near = new NearHolders();
+  readonly #readBatches = new Map<string, { readers: string[]; started: boolean; result: Promise<Map<string, ReadGrant>> }>();
+  readonly #pendingReads = new Map<string, Promise<{ v: StoredValue; installed: boolean }>>();
+  readonly #dirty = new Set<string>();
+  #flushTimer: NodeJS.Timeout | null = null;
+  #checkTimer: NodeJS.Timeout | null = null;
+  #takeoverRunning = false;
+  #takeoverAgain = false;
+  /** Our own takeover, once every member of its view accepted it. */
+  #myTakeover: Takeover | null = null;
+  #stopped = false;
+  readonly #c: Record<CounterName, Counter<string>>;
+  readonly #g: { lines: Gauge<string>; hitRatio: Gauge<string>; bytes: Gauge<string>; directory: Gauge<string> };
+
+  constructor(o: CacheServiceOptions) {
+    this.#o = o;
+    this.#self = o.nodeId;
+    this.#lines = new LineStore(o.capacity, o.capacityBytes);
+    const registers = [o.metrics.registry];
+    this.#c = {
+      hits: new Counter({ name: "dsync_cache_hits_total", help: "Cache reads served from this node's own line.", registers }),
+      misses: new Counter({ name: "dsync_cache_misses_total", help: "Cache reads that had to ask the key's home.", registers }),
+      evictions: new Counter({ name: "dsync_cache_evictions_total", help: "Lines evicted by the LRU capacity bounds.", registers }),
+      invSent: new Counter({ name: "dsync_cache_invalidations_sent_total", help: "Copies this node, as home, invalidated or fetched away from holders.", registers }),
+      invReceived: new Counter({ name: "dsync_cache_invalidations_received_total", help: "Invalidations of this node's copies received from homes.", registers }),
+      writeBacks: new Counter({ name: "dsync_cache_write_backs_total", help: "Dirty lines written back to the backing store (accepted by the home).", registers }),
+      lost: new Counter({ name: "dsync_cache_owner_lines_lost_total", help: "Exclusive (E/M) copies held by a node that failed: a write not yet written back is lost.", registers }),
+      takeovers: new Counter({ name: "dsync_cache_takeovers_total", help: "Takeovers this node completed as a home (after a membership change).", registers }),
+    };
+    this.#g = {
+      lines: new Gauge({ name: "dsync_cache_lines", help: "Lines held by this node, per MESI state.", labelNames: ["state"] as const, registers }),
+      hitRatio: new Gauge({ name: "dsync_cache_hit_ratio", help: "hits / (hits + misses) since start.", registers }),
+      bytes: new Gauge({ name: "dsync_cache_bytes", help: "Bytes charged to this node's lines.", registers }),
+      directory: new Gauge({ name: "dsync_cache_directory_entries", help: "Keys with copies in this node's directory (as their home).", registers }),
+    };
+  }
+
+  /** The counters' values, kept beside the Prometheus counters for `stats()`. */
+  readonly #n: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, writeBacks: 0, lost: 0, takeovers: 0 };
+
+  #bump(name: CounterName, by = 1): void {
+    this.#n[name] += by;
+    this.#c[name].inc(by);
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  register(router: RequestRouter, onPeerRequest: (op: number, h: (from: string, env: Envelope) => Promise<unknown>) => void, onPeerMessage: (op: number, h: (from: string, env: Envelope) => void) => void): void {
+    router.register(Op.CACHE_GET, async (body, ctx) => {
+      const f = fieldsOf(body, "CACHE_GET");
+      return this.get(keyOf(f, "CACHE_GET"), boolOf(f, "near", "CACHE_GET") ? ctx : null);
+    });
+    router.register(Op.CACHE_SET, async (body) => {
+      const f = fieldsOf(body, "CACHE_SET");
+      const key = keyOf(f, "CACHE_SET");
+      const value = valueOf(f, "CACHE_SET", false);
+      const ttlMs = int(f, "ttlMs", "CACHE_SET", { optional: true, min: 1, max: CACHE_TTL_MS_MAX });
+      await this.set(key, value, ttlMs === undefined ? 0 : Date.now() + ttlMs);
+      return { key };
+    });
+    router.register(Op.CACHE_DELETE, async (body) => {
+      const key = keyOf(fieldsOf(body, "CACHE_DELETE"), "CACHE_DELETE");
+      await this.set(key, null, 0);
+      return { key };
+    });
+    router.register(Op.CACHE_INVALIDATE, async (body) => {
+      const key = keyOf(fieldsOf(body, "CACHE_INVALIDATE"), "CACHE_INVALIDATE");
+      await this.#withHome(key, (home) => this.#call(home, Op.CACHE_DROP, { key }, HOME_TIMEOUT_MS));
+      return { key };
+    });
+    router.register(Op.CACHE_STATE, async (body) => this.state(keyOf(fieldsOf(body, "CACHE_STATE"), "CACHE_STATE")));
+    router.register(Op.CACHE_STATS, (body) => {
+      fieldsOf(body, "CACHE_STATS");
+      return this.stats();
+    });
+    router.register(Op.CACHE_NEAR_ACK, (body, ctx) => {
+      const f = fieldsOf(body, "CACHE_NEAR_ACK");
+      this.#near.ack(int(f, "seq", "CACHE_NEAR_ACK", { min: 1 }), ctx.conn);
+      return {};
+    });
+    for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_FETCH, Op.CACHE_INVALIDATE_COPY, Op.CACHE_WRITE_BACK, Op.CACHE_TAKEOVER, Op.CACHE_DROP, Op.CACHE_PEEK]) {
+      onPeerRequest(op, (from, env) => this.#onPeer(from, env.type, env.body));
+    }
+    onPeerMessage(Op.CACHE_EVICTED, (from, env) => {
+      try {
+        const f = fieldsOf(env.body, "CACHE_EVICTED");
+        this.#homeEvicted(from, keyOf(f, "CACHE_EVICTED"), genOf(f, "CACHE_EVICTED"));
+      } catch (err) {
+        this.#o.log.warn({ from, err: (err as Error).message }, "bad CACHE_EVICTED from a peer");
+      }
+    });
+  }
+
+  start(): void {
+    this.#checkTimer = setInterval(() => this.#maybeTakeover(), TAKEOVER_CHECK_MS);
+    this.#checkTimer.unref();
+    this.#maybeTakeover();
+  }
+
+  /** A peer link came up or went down. */
+  onLinkChange(peer: string, up: boolean): void {
+    if (!up) {
+      // As home: the peer's copies are gone with it (or it drops them now, see below).
+      for (const key of this.#dir.removeNode(peer)) {
+        this.#bump("lost");
+        this.#o.log.warn({ key, holder: peer }, "cache: the exclusive holder of a key failed; a write it had not written back is lost");
+      }
+      // As holder: copies granted by a home we cannot hear from may be invalidated without us.
+      this.#dropLinesOf((l) => l.home === peer);
+    }
+    this.#maybeTakeover();
+  }
+
+  /** Writes back every dirty line (graceful stop). */
+  async flush(): Promise<void> {
+    this.#stopped = true;
+    if (this.#checkTimer) clearInterval(this.#checkTimer);
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    const keys = [...this.#lines.lines()].filter((l) => l.state === "M").map((l) => l.key);
+    keys.push(...this.#victims.keys());
+    await Promise.allSettled(keys.map((k) => this.#writeBack(k)));
+  }
+
+  async close(): Promise<void> {
+    await this.#o.store.close();
+  }
+
+  // ---------------------------------------------------------------- client operations
+
+  /** Reads `key`: a hit is served from the line; a miss asks the home. `near` registers a near-cache copy. */
+  async get(key: string, near: RequestContext | null): Promise<CacheValue & { near: boolean }> {
+    const line = this.#lines.touch(key);
+    if (line) {
+      this.#bump("hits");
+      if (near) this.#near.add(key, near.conn, (fn) => near.onClose(fn));
+      return { ...present(line), near: near !== null };
+    }
+    this.#bump("misses");
+    let p = this.#pendingReads.get(key);
+    if (!p) {
+      // Concurrent misses on this node share one request to the home.
+      p = this.#readMiss(key).finally(() => this.#pendingReads.delete(key));
+      this.#pendingReads.set(key, p);
+    }
+    const r = await p;
+    const registered = near !== null && r.installed;
+    if (registered) this.#near.add(key, near.conn, (fn) => near.onClose(fn));
+    return { ...present(r.v), near: registered };
+  }
+
+  /** Writes `key` (null deletes it). Resolves once every other copy is invalidated (and, write-through, the store has it). */
+  async set(key: string, value: Uint8Array | null, expiresAt: number): Promise<void> {
+    await this.#withHome(key, async (home) => {
+      const line = this.#lines.peek(key);
+      if (line && line.state !== "S") {
+        // E or M: nobody else has a copy; the write is local (E becomes M silently).
+        const old = line.value;
+        line.value = value;
+        line.expiresAt = expiresAt;
+        line.state = "M";
+        line.writeSeq++;
+        this.#evicted(this.#lines.resize(line, old));
+      } else {
+        const g = await this.#call(home, Op.CACHE_WRITE, { key }, HOME_TIMEOUT_MS);
+        const f = fieldsOf(g, "CACHE_WRITE reply");
+        const gen = genOf(f, "CACHE_WRITE reply");
+        const stamp = int(f, "stamp", "CACHE_WRITE reply");
+        // Granted by a home that has since lost the key: the grant is void, ask the new one.
+        if (!this.#isHome(key, home, stamp)) throw new DsyncError(ErrorCode.CACHE_WRONG_HOME, "the key's home changed during the write");
+        this.#victims.delete(key);
+        this.#evicted(this.#lines.put({ key, state: "M", value, expiresAt, gen, home, stamp, writeSeq: 1 }));
+      }
+    });
+    await this.#near.invalidate([key]);
+    if (this.#o.writePolicy === "write-through") await this.#writeBack(key, false, true);
+    else this.#scheduleWriteBack(key);
+  }
+
+  /** The line of `key` on every reachable member, with the home's directory entry. */
+  async state(key: string): Promise<{ key: string; home: string | null; copies: CopyReport[]; unreachable: string[] }> {
+    const members = this.#o.members();
+    const copies: CopyReport[] = [];
+    const unreachable: string[] = [];
+    await Promise.all(
+      members.map(async (m) => {
+        try {
+          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, HOLDER_TIMEOUT_MS)) as CopyReport);
+        } catch {
+          unreachable.push(m);
+        }
+      }),
+    );
+    copies.sort((a, b) => (a.node < b.node ? -1 : 1));
+    return { key, home: this.#table.homeOf(key)?.node ?? null, copies, unreachable: unreachable.sort() };
+  }
+
+  stats(): CacheStats {
+    const n = this.#n;
+    const { hits, misses } = n;
+    return {
+      nodeId: this.#self,
+      hits,
+      misses,
+      hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
+      evictions: n.evictions,
+      invalidationsSent: n.invSent,
+      invalidationsReceived: n.invReceived,
+      writeBacks: n.writeBacks,
+      ownerLinesLost: n.lost,
+      lines: this.#lines.counts(),
+      bytes: this.#lines.bytes,
+      capacity: this.#o.capacity,
+      capacityBytes: this.#o.capacityBytes,
+      directoryEntries: this.#dir.size,
+      nearClients: this.#near.connections,
+      nearKeys: this.#near.keys,
+      store: this.#o.store.kind,
+      writePolicy: this.#o.writePolicy,
+      homeOf: this.#table.takeovers(),
+    };
+  }
+
+  refreshGauges(): void {
+    const s = this.stats();
+    for (const st of ["M", "E", "S"] as const) this.#g.lines.labels(st).set(s.lines[st]);
+    this.#g.hitRatio.set(s.hitRatio);
+    this.#g.bytes.set(s.bytes);
+    this.#g.directory.set(s.directoryEntries);
+  }
+
+  // ---------------------------------------------------------------- requester side
+
+  async #readMiss(key: string): Promise<{ v: StoredValue; installed: boolean }> {
+    return this.#withHome(key, async (home) => {
+      // A dirty copy we evicted must reach the home before we read the key again.
+      if (this.#victims.has(key)) await this.#writeBack(key, false, true);
+      const g = this.#readGrantOf(await this.#call(home, Op.CACHE_READ, { key }, HOME_TIMEOUT_MS));
+      // Install at once (no await in between): a later invalidation from the home is only
+      // handled after this, see #deferred.
+      const v = { value: g.value, expiresAt: g.expiresAt };
+      if (!this.#isHome(key, home, g.stamp)) return { v, installed: false };
+      const cur = this.#lines.peek(key);
+      if (cur && cur.home === home && cur.gen > g.gen) return { v, installed: false };
+      this.#evicted(this.#lines.put({ key, state: g.state, value: g.value, expiresAt: g.expiresAt, gen: g.gen, home, stamp: g.stamp, writeSeq: 0 }));
+      return { v, installed: true };
+    });
+  }
+
+  #readGrantOf(body: unknown): ReadGrant {
+    const f = fieldsOf(body, "CACHE_READ reply");
+    const state = f.state === "E" ? "E" : "S";
+    return { value: valueOf(f, "CACHE_READ reply", true), expiresAt: expiresAtOf(f, "CACHE_READ reply"), state, gen: genOf(f, "CACHE_READ reply"), stamp: int(f, "stamp", "CACHE_READ reply") };
+  }
+
+  /** Runs `fn` against the key's home, retrying while no home is reachable or it moves. */
+  async #withHome<T>(key: string, fn: (home: string) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + RETRY_WINDOW_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const home = this.#table.homeOf(key);
+        if (home === null) throw new CacheHomeUnavailableError(`no reachable node is home of ${JSON.stringify(key)} right now`);
+        return await fn(home.node);
+      } catch (err) {
+        if (!(err instanceof DsyncError) || !RETRY_CODES.has(err.code) || Date.now() > deadline || this.#stopped) throw err;
+        await sleep(Math.min(50, 2 << Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  #isHome(key: string, node: string, stamp: number): boolean {
+    const h = this.#table.homeOf(key);
+    return h !== null && h.node === node && h.stamp === stamp;
+  }
+
+  /** A request to `node`, or a direct call when it is this node. */
+  #call(node: string, op: number, body: unknown, timeoutMs: number): Promise<unknown> {
+    if (node === this.#self) return this.#onPeer(this.#self, op, body);
+    return this.#o.peers.request(node, op, body, timeoutMs);
+  }
+
+  #evicted(lines: Line[]): void {
+    for (const l of lines) {
+      this.#bump("evictions");
+      if (l.state === "M") {
+        // Kept aside (and still answerable to a fetch) until the home has the data.
+        this.#victims.set(l.key, l);
+        void this.#writeBack(l.key, !this.#near.has(l.key)).catch(() => {});
+      } else if (!this.#near.has(l.key)) {
+        // Near-cache clients still hold the key through us: stay in the directory for them.
+        if (l.home === this.#self) this.#homeEvicted(this.#self, l.key, l.gen);
+        else this.#o.peers.send(l.home, Op.CACHE_EVICTED, { key: l.key, gen: l.gen });
+      }
+    }
+  }
+
+  #scheduleWriteBack(key: string): void {
+    this.#dirty.add(key);
+    this.#flushTimer ??= setTimeout(() => {
+      this.#flushTimer = null;
+      const keys = [...this.#dirty];
+      this.#dirty.clear();
+      for (const k of keys) void this.#writeBack(k).catch(() => {});
+    }, this.#o.writeBackMs);
+  }
+
+  /**
+   * Sends the dirty line (or evicted victim) of `key` to its home for the backing store. `drop`:
+   * leave the directory too. `strict`: throw on failure instead of retrying later.
+   */
+  async #writeBack(key: string, drop = false, strict = false): Promise<void> {
+    const victim = this.#victims.get(key);
+    const line = victim ?? this.#lines.peek(key);
+    if (!line || line.state !== "M") return;
+    const seq = line.writeSeq;
+    try {
+      const r = fieldsOf(await this.#call(line.home, Op.CACHE_WRITE_BACK, { key, gen: line.gen, value: line.value, expiresAt: line.expiresAt, drop }, HOME_TIMEOUT_MS), "CACHE_WRITE_BACK reply");
+      if (r.accepted === true) this.#bump("writeBacks");
+      // Accepted, or refused because the home already took the data (a fetch): clean either way,
+      // unless the line changed meanwhile or was handed over elsewhere.
+      if (victim) {
+        if (this.#victims.get(key) === victim && (r.accepted === true || victim.writeSeq === seq)) this.#victims.delete(key);
+      } else if (r.accepted === true && line.writeSeq === seq && line.state === "M") {
+        line.state = "E";
+      }
+    } catch (err) {
+      if (strict) throw err;
+      // The home is unreachable: try again later; a takeover hands the line to the next home.
+      setTimeout(() => this.#scheduleWriteBack(key), WRITE_BACK_RETRY_MS).unref();
+    }
+  }
+
+  /** Drops lines `pred` selects: clean ones go, dirty ones wait aside for a write-back or a takeover. */
+  #dropLinesOf(pred: (l: Line) => boolean): void {
+    const keys: string[] = [];
+    for (const l of [...this.#lines.lines()]) {
+      if (!pred(l)) continue;
+      this.#lines.delete(l.key);
+      if (l.state === "M") this.#victims.set(l.key, l);
+      keys.push(l.key);
+    }
+    void this.#near.invalidate(keys);
+  }
+
+  // ---------------------------------------------------------------- peer requests (both roles)
+
+  async #onPeer(from: string, op: number, body: unknown): Promise<unknown> {
+    const f = fieldsOf(body, `cache peer request ${op}`);
+    switch (op) {
+      case Op.CACHE_READ:
+        return this.#homeRead(from, keyOf(f, "CACHE_READ"));
+      case Op.CACHE_WRITE: {
+        const key = keyOf(f, "CACHE_WRITE");
+        return this.#homeTask(key, (stamp) => this.#writeTx(key, from, stamp));
+      }
+      case Op.CACHE_WRITE_BACK: {
+        const key = keyOf(f, "CACHE_WRITE_BACK");
+        const gen = genOf(f, "CACHE_WRITE_BACK");
+        const v = { value: valueOf(f, "CACHE_WRITE_BACK", true), expiresAt: expiresAtOf(f, "CACHE_WRITE_BACK") };
+        const drop = boolOf(f, "drop", "CACHE_WRITE_BACK");
+        return this.#homeTask(key, async (stamp) => {
+          if (!this.#dir.isOwner(key, from, gen)) return { accepted: false };
+          await this.#o.store.write(key, v);
+          this.#checkTenure(key, stamp);
+          if (drop) this.#dir.removeHolder(key, from, gen);
+          return { accepted: true };
+        });
+      }
+      case Op.CACHE_DROP: {
+        const key = keyOf(f, "CACHE_DROP");
+        return this.#homeTask(key, (stamp) => this.#dropTx(key, stamp));
+      }
+      case Op.CACHE_FETCH:
+        return this.#holderFetch(keyOf(f, "CACHE_FETCH"), f.mode === "invalidate" ? "invalidate" : "share");
+      case Op.CACHE_INVALIDATE_COPY:
+        return this.#holderInvalidate(keysOf(f, "CACHE_INVALIDATE_COPY"));
+      case Op.CACHE_TAKEOVER:
+        return this.#acceptTakeover({ stamp: int(f, "stamp", "CACHE_TAKEOVER", { min: 1 }), taker: str(f, "taker", "CACHE_TAKEOVER", { maxBytes: 64 }), view: viewOf(f, "CACHE_TAKEOVER") });
+      case Op.CACHE_PEEK:
+        return this.#peek(keyOf(f, "CACHE_PEEK"));
+      default:
+        throw new InvalidArgumentError(`cache peer request type ${op} is not handled`);
+    }
+  }
+
+  #peek(key: string): CopyReport {
+    const line = this.#lines.peek(key);
+    const isHome = this.#table.homeOf(key)?.node === this.#self && this.#myTakeover !== null;
+    return {
+      node: this.#self,
+      state: line?.state ?? "I",
+      gen: line?.gen ?? null,
+      home: line?.home ?? null,
+      near: this.#near.count(key),
+      directory: isHome ? [...this.#dir.holders(key)].map(([node, h]: [string, Holder]) => ({ node, state: h.state, gen: h.gen })) : null,
+    };
+  }
+
+  /**
+   * Holder side: the home wants our copy's data, and either shares it (M/E → S) or takes it
+   * away. Deferred past pending grant installs (see #deferred).
+   */
+  async #holderFetch(key: string, mode: "share" | "invalidate"): Promise<FetchReply> {
+    await deferred();
+    this.#bump("invReceived");
+    const victim = this.#victims.get(key);
+    const line = victim ?? this.#lines.peek(key);
+    if (!line) {
+      // The home will forget us: near-cache clients must not keep copies it cannot reach.
+      await this.#near.invalidate([key]);
+      return { has: false, dirty: false, value: null, expiresAt: 0 };
+    }
+    const reply: FetchReply = { has: true, dirty: line.state === "M", value: line.value, expiresAt: line.expiresAt };
+    this.#dirty.delete(key);
+    if (victim) this.#victims.delete(key);
+    if (mode === "share" && !victim) {
+      line.state = "S";
+    } else {
+      if (!victim) this.#lines.delete(key);
+      await this.#near.invalidate([key]);
+    }
+    return reply;
+  }
+
+  async #holderInvalidate(keys: string[]): Promise<Record<string, never>> {
+    await deferred();
+    for (const key of keys) {
+      this.#bump("invReceived");
+      this.#lines.delete(key);
+    }
+    await this.#near.invalidate(keys);
+    return {};
+  }
+
+  // ---------------------------------------------------------------- home side
+
+  /** The stamp of our takeover that makes us home of `key`. @throws CACHE_WRONG_HOME */
+  #homeStamp(key: string): number {
+    const h = this.#table.homeOf(key);
+    if (h === null || h.node !== this.#self || this.#myTakeover === null || this.#myTakeover.stamp !== h.stamp) {
+      throw new DsyncError(ErrorCode.CACHE_WRONG_HOME, `${this.#self} is not the home of ${JSON.stringify(key)}`);
+    }
+    return h.stamp;
+  }
+
+  /** Checks, after every wait, that we are still home under the same takeover. */
+  #checkTenure(key: string, stamp: number): void {
+    if (this.#homeStamp(key) !== stamp) throw new DsyncError(ErrorCode.CACHE_WRONG_HOME, `the home of ${JSON.stringify(key)} moved`);
+  }
+
+  /** Runs a home transaction for `key` in its queue. */
+  #homeTask<T>(key: string, tx: (stamp: number) => Promise<T>): Promise<T> {
+    this.#homeStamp(key);
+    return this.#queue.run(key, () => tx(this.#homeStamp(key)));
+  }
+
+  /** Misses for one key queued behind a running transaction join into one batch: one fetch or store read for all. */
+  async #homeRead(from: string, key: string): Promise<ReadGrant> {
+    this.#homeStamp(key);
+    let batch = this.#readBatches.get(key);
+    if (!batch || batch.started) {
+      const b: { readers: string[]; started: boolean; result: Promise<Map<string, ReadGrant>> } = { readers: [], started: false, result: Promise.resolve(new Map()) };
+      b.result = this.#queue.run(key, () => {
+        b.started = true;
+        if (this.#readBatches.get(key) === b) this.#readBatches.delete(key);
+        return this.#readTx(key, b.readers, this.#homeStamp(key));
+      });
+      this.#readBatches.set(key, b);
+      batch = b;
+    }
+    if (!batch.readers.includes(from)) batch.readers.push(from);
+    const grant = (await batch.result).get(from);
+    if (!grant) throw new DsyncError(ErrorCode.INTERNAL, "read batch lost a reader");
+    return grant;
+  }
+
+  async #readTx(key: string, readers: string[], stamp: number): Promise<Map<string, ReadGrant>> {
+    const plan = this.#dir.planRead(key, readers);
+    let v: StoredValue | null = null;
+    let ownerKept = false;
+    if (plan.fetchFrom) {
+      this.#bump("invSent");
+      const r = await this.#askHolder(plan.fetchFrom.node, Op.CACHE_FETCH, { key, gen: plan.fetchFrom.gen, mode: "share" });
+      this.#checkTenure(key, stamp);
+      if (r !== null && r.has === true) {
+        const f = fieldsOf(r, "CACHE_FETCH reply");
+        v = { value: valueOf(f, "CACHE_FETCH reply", true), expiresAt: expiresAtOf(f, "CACHE_FETCH reply") };
+        ownerKept = true;
+        if (r.dirty === true) await this.#o.store.write(key, v);
+      }
+    }
+    v ??= await this.#o.store.read(key);
+    this.#checkTenure(key, stamp);
+    const out = new Map<string, ReadGrant>();
+    for (const g of this.#dir.completeRead(key, readers, ownerKept)) out.set(g.node, { ...v, state: g.state === "E" ? "E" : "S", gen: g.gen, stamp });
+    return out;
+  }
+
+  async #writeTx(key: string, writer: string, stamp: number): Promise<{ gen: number; stamp: number }> {
+    await this.#invalidateCopies(key, this.#dir.planWrite(key, writer), false);
+    this.#checkTenure(key, stamp);
+    return { gen: this.#dir.completeWrite(key, writer).gen, stamp };
+  }
+
+  async #dropTx(key: string, stamp: number): Promise<Record<string, never>> {
+    await this.#invalidateCopies(key, this.#dir.planDrop(key), true);
+    this.#checkTenure(key, stamp);
+    this.#dir.forget(key);
+    return {};
+  }
+
+  /** Invalidates every copy in `plan`, in parallel, and waits for all; `keepData` writes a dirty X copy to the store. */
+  async #invalidateCopies(key: string, plan: { invalidate: { node: string }[]; fetchFrom: { node: string; gen: number } | null }, keepData: boolean): Promise<void> {
+    const tasks: Promise<unknown>[] = plan.invalidate.map((h) => this.#askHolder(h.node, Op.CACHE_INVALIDATE_COPY, { keys: [key] }));
+    const owner = plan.fetchFrom;
+    if (owner) {
+      tasks.push(
+        this.#askHolder(owner.node, Op.CACHE_FETCH, { key, gen: owner.gen, mode: "invalidate" }).then(async (r) => {
+          if (!keepData || r === null || r.has !== true || r.dirty !== true) return;
+          const f = fieldsOf(r, "CACHE_FETCH reply");
+          await this.#o.store.write(key, { value: valueOf(f, "CACHE_FETCH reply", true), expiresAt: expiresAtOf(f, "CACHE_FETCH reply") });
+        }),
+      );
+    }
+    this.#bump("invSent", tasks.length);
+    await Promise.all(tasks);
+  }
+
+  /**
+   * A request to a holder. Resolves null when the holder's link is down: a node we cannot reach
+   * has dropped the copies we granted (it does so when it loses the link to us).
+   */
+  async #askHolder(node: string, op: number, body: unknown): Promise<Record<string, unknown> | null> {
+    if (node !== this.#self && !this.#o.peers.isConnected(node)) {
+      this.#dir.removeNode(node);
+      return null;
+    }
+    try {
+      return fieldsOf(await this.#call(node, op, body, HOLDER_TIMEOUT_MS), "holder reply") as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof DsyncError && err.code === ErrorCode.UNAVAILABLE && !this.#o.peers.isConnected(node)) return null;
+      throw err;
+    }
+  }
+
+  #homeEvicted(from: string, key: string, gen: number): void {
+    if (this.#table.homeOf(key)?.node !== this.#self) return;
+    void this.#queue.run(key, async () => {
+      this.#dir.removeHolder(key, from, gen);
+    });
+  }
+
+  // ---------------------------------------------------------------- takeovers
+
+  #maybeTakeover(): void {
+    if (this.#stopped) return;
+    if (this.#takeoverRunning) {
+      this.#takeoverAgain = true;
+      return;
+    }
+    const members = [...this.#o.members()].sort();
+    const view = members.filter((m) => m === this.#self || this.#o.peers.isConnected(m));
+    const mine = this.#myTakeover;
+    if (mine !== null && mine.view.join(",") === view.join(",") && this.#table.takeovers().some((t) => t.taker === this.#self)) return;
+    if (!members.includes(this.#self) || view.length * 2 <= members.length) {
+      if (mine !== null || this.#table.takeovers().length > 0) this.#loseMajority();
+      return;
+    }
+    this.#takeoverRunning = true;
+    void this.#takeover(view)
+      .catch((err: unknown) => this.#o.log.debug({ err: (err as Error).message }, "cache takeover failed; will retry"))
+      .finally(() => {
+        this.#takeoverRunning = false;
+        if (this.#takeoverAgain) {
+          this.#takeoverAgain = false;
+          setTimeout(() => this.#maybeTakeover(), 5 + Math.random() * 20).unref();
+        }
+      });
+  }
+
+  async #takeover(view: string[]): Promise<void> {
+    const t: Takeover = { stamp: this.#table.clock + 1, taker: this.#self, view };
+    // Stop serving as home until every member of the view has accepted.
+    this.#myTakeover = null;
+    this.#table.remove(this.#self);
+    this.#table.see(t);
+    const handoff = await this.#release(t);
+    const replies = await Promise.allSettled(view.filter((m) => m !== this.#self).map((m) => this.#o.peers.request(m, Op.CACHE_TAKEOVER, t, HOLDER_TIMEOUT_MS)));
+    let ok = true;
+    for (const r of replies) {
+      if (r.status === "rejected") {
+        ok = false;
+        this.#o.log.debug({ stamp: t.stamp, err: (r.reason as Error).message }, "cache takeover: a member did not answer");
+        continue;
+      }
+      const f = fieldsOf(r.value, "CACHE_TAKEOVER reply");
+      const clock = int(f, "clock", "CACHE_TAKEOVER reply", { optional: true }) ?? 0;
+      this.#table.see({ stamp: clock, taker: "" });
+      if (f.accepted !== true) ok = false;
+      else handoff.push(...handoffOf(f));
+    }
+    // Data handed over is written before we serve: values first, dirty copies (newer) last.
+    for (const [key, v] of handoff.sort((a, b) => Number(a[2]) - Number(b[2]))) await this.#o.store.write(key, v);
+    if (!ok) {
+      this.#takeoverAgain = true;
+      return;
+    }
+    this.#table.install(t);
+    this.#myTakeover = t;
+    this.#bump("takeovers");
+    this.#o.log.info({ stamp: t.stamp, view }, "cache: home of its share of the ring");
+  }
+
+  /** Another node claims keys: stop serving them, drop our copies, hand over dirty data. */
+  async #acceptTakeover(t: Takeover): Promise<{ accepted: boolean; clock: number; lines?: unknown[] }> {
+    if (t.taker === this.#self || !this.#table.canAccept(t)) return { accepted: false, clock: this.#table.clock };
+    // Routing changes at once: from now on requests for claimed keys go to the taker.
+    this.#table.install(t);
+    const handoff = await this.#release(t);
+    return { accepted: true, clock: this.#table.clock, lines: handoff.map(([key, v, dirty]) => [key, v.value, v.expiresAt, dirty]) };
+  }
+
+  /** Gives up everything `t` claims: our directory for it (after running tasks end), our copies, our embedded values. */
+  async #release(t: Takeover): Promise<[string, StoredValue, boolean][]> {
+    const claimed = (key: string): boolean => this.#table.claims(t, key);
+    await this.#queue.settled(claimed);
+    this.#dir.forgetWhere(claimed);
+    const out: [string, StoredValue, boolean][] = [];
+    const dropped: string[] = [];
+    for (const l of [...this.#lines.lines()]) {
+      if (!claimed(l.key)) continue;
+      this.#lines.delete(l.key);
+      this.#dirty.delete(l.key);
+      dropped.push(l.key);
+      if (l.state === "M") out.push([l.key, { value: l.value, expiresAt: l.expiresAt }, true]);
+    }
+    for (const [key, l] of [...this.#victims]) {
+      if (!claimed(key)) continue;
+      this.#victims.delete(key);
+      out.push([key, { value: l.value, expiresAt: l.expiresAt }, true]);
+    }
+    const store = this.#o.store;
+    if (t.taker !== this.#self && store instanceof EmbeddedStore) for (const [k, v] of store.take(claimed)) out.push([k, v, false]);
+    await this.#near.invalidate(this.#near.keysWhere(claimed));
+    return out;
+  }
+
+  /** We cannot see a majority: serve nothing, hold nothing another home could not invalidate. */
+  #loseMajority(): void {
+    this.#o.log.warn("cache: no majority of members in view; not serving until one is");
+    this.#myTakeover = null;
+    this.#table.clear();
+    this.#dir.forgetWhere(() => true);
+    this.#dropLinesOf(() => true);
+  }
+}
+
+/** The client-facing view of a value: an expired value reads as absent. */
+function present(v: StoredValue): CacheValue {
+  const live = v.value !== null && (v.expiresAt === 0 || v.expiresAt > Date.now());
+  return live ? { found: true, value: v.value, expiresAt: v.expiresAt } : { found: false, value: null, expiresAt: 0 };
+}
+
+function handoffOf(f: Record<string, unknown>): [string, StoredValue, boolean][] {
+  const lines = Array.isArray(f.lines) ? f.lines : [];
+  const out: [string, StoredValue, boolean][] = [];
+  for (const item of lines) {
+    if (!Array.isArray(item) || item.length !== 4) continue;
+    const [key, value, expiresAt, dirty] = item as unknown[];
+    if (typeof key !== "string" || !(value === null || value instanceof Uint8Array) || typeof expiresAt !== "number") continue;
+    out.push([key, { value: value as Uint8Array | null, expiresAt }, dirty === true]);
+  }
+  return out;
+}
+
+/**
+ * Resolves after every pending microtask. A holder handles a home's fetch or invalidation only
+ * after this: a grant that arrived on the link before it (or a local grant just resolved) has
+ * been installed by then, since installs follow their reply with no I/O in between.
+ */
+function deferred(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+

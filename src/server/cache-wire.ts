@@ -1,0 +1,57 @@
+/** Validation of cache request bodies, from clients and from peers alike. */
+import { InvalidArgumentError, asFields, int, kindOf, str, type Fields } from "../../protocol/index.ts";
+
+/** Longest key, in UTF-8 bytes. */
+export const CACHE_KEY_BYTES_MAX = 1024;
+/** Largest value, in bytes. */
+export const CACHE_VALUE_BYTES_MAX = 1024 * 1024;
+/** Longest TTL: 30 days. */
+export const CACHE_TTL_MS_MAX = 30 * 24 * 3600_000;
+
+export function keyOf(f: Fields, what: string): string {
+  const key = str(f, "key", what, { maxBytes: CACHE_KEY_BYTES_MAX });
+  if (key.length === 0) throw new InvalidArgumentError(`${what}: field "key" must not be empty`);
+  return key;
+}
+
+/** A list of keys (peer invalidations). */
+export function keysOf(f: Fields, what: string): string[] {
+  const v = f.keys;
+  if (!Array.isArray(v) || v.length > 100_000) throw new InvalidArgumentError(`${what}: field "keys" must be an array of at most 100000 keys`);
+  return v.map((k, i) => keyOf({ key: k }, `${what} keys[${i}]`));
+}
+
+/** A value: bytes (MessagePack bin) up to the cap, or nil when `nullable`. */
+export function valueOf(f: Fields, what: string, nullable: boolean): Uint8Array | null {
+  const v = f.value;
+  if ((v === null || v === undefined) && nullable) return null;
+  if (!(v instanceof Uint8Array)) throw new InvalidArgumentError(`${what}: field "value" must be bytes (MessagePack bin), got ${kindOf(v)}`);
+  if (v.length > CACHE_VALUE_BYTES_MAX) throw new InvalidArgumentError(`${what}: field "value" is ${v.length} bytes; the largest value is ${CACHE_VALUE_BYTES_MAX} bytes`);
+  return v;
+}
+
+export function expiresAtOf(f: Fields, what: string): number {
+  return int(f, "expiresAt", what, { optional: true, min: 0 }) ?? 0;
+}
+
+export function genOf(f: Fields, what: string): number {
+  return int(f, "gen", what, { min: 0 });
+}
+
+export function fieldsOf(body: unknown, what: string): Fields {
+  return asFields(body, what);
+}
+
+export function boolOf(f: Fields, name: string, what: string): boolean {
+  const v = f[name];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") throw new InvalidArgumentError(`${what}: field "${name}" must be a boolean, got ${kindOf(v)}`);
+  return v;
+}
+
+/** A sorted list of node ids (a takeover's view). */
+export function viewOf(f: Fields, what: string): string[] {
+  const v = f.view;
+  if (!Array.isArray(v) || v.length === 0 || v.length > 1000) throw new InvalidArgumentError(`${what}: field "view" must be a non-empty array of node ids`);
+  return v.map((id, i) => str({ id }, "id", `${what} view[${i}]`, { maxBytes: 64 })).sort();
+}

@@ -1,0 +1,32 @@
+/**
+ * Runs tasks one at a time per key, in arrival order: the home serializes every request for a
+ * key this way, so races between writers resolve in one order. Different keys run concurrently.
+ */
+export class KeyQueue {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  /** Number of keys with queued or running tasks. */
+  get size(): number {
+    return this.#tails.size;
+  }
+
+  /** Runs `task` after every task queued before it for `key`; settles as `task` does. */
+  run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const prev = this.#tails.get(key) ?? Promise.resolve();
+    const result = prev.then(task, task);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#tails.set(key, tail);
+    void tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return result;
+  }
+
+  /** Resolves once every task queued now for a key `pred` selects has settled. */
+  async settled(pred: (key: string) => boolean): Promise<void> {
+    await Promise.all([...this.#tails].filter(([k]) => pred(k)).map(([, t]) => t));
+  }
+}
