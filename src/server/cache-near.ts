@@ -77,7 +77,9 @@ export class NearHolders {
       }
     }
     if (perConn.size === 0) return Promise.resolve();
-    return Promise.all([...perConn].map(([conn, list]) => this.#ask(conn, list))).then(() => undefined);
+    // After pending microtasks: a CACHE_GET reply already decided (a few promise hops from being
+    // sent) must reach the client before the push that invalidates its value.
+    return new Promise<void>((r) => setImmediate(r)).then(() => Promise.all([...perConn].map(([conn, list]) => this.#ask(conn, list)))).then(() => undefined);
   }
 
   /** A client's CACHE_NEAR_ACK. */

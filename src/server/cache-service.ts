@@ -152,6 +152,12 @@ export class CacheService {
   /** The counters' values, kept beside the Prometheus counters for `stats()`. */
   readonly #n: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, writeBacks: 0, lost: 0, takeovers: 0 };
 
+  /** Debug aid: DSYNC_CACHE_TRACE=<key prefix> logs every coherence step on matching keys. */
+  readonly #tracePrefix = process.env.DSYNC_CACHE_TRACE ?? null;
+  #trace(key: string, what: string, extra: Record<string, unknown> = {}): void {
+    if (this.#tracePrefix !== null && key.startsWith(this.#tracePrefix)) this.#o.log.warn({ key, t: performance.now().toFixed(1), ...extra }, `trace ${what}`);
+  }
+
   #bump(name: CounterName, by = 1): void {
     this.#n[name] += by;
     this.#c[name].inc(by);
@@ -274,6 +280,7 @@ export class CacheService {
         line.expiresAt = expiresAt;
         line.state = "M";
         line.writeSeq++;
+        this.#trace(key, "local write", { gen: line.gen, value: str8(value) });
         this.#evicted(this.#lines.resize(line, old));
       } else {
         const g = await this.#call(home, Op.CACHE_WRITE, { key }, HOME_TIMEOUT_MS);
@@ -283,6 +290,7 @@ export class CacheService {
         // Granted by a home that has since lost the key: the grant is void, ask the new one.
         if (!this.#isHome(key, home, stamp)) throw new DsyncError(ErrorCode.CACHE_WRONG_HOME, "the key's home changed during the write");
         this.#victims.delete(key);
+        this.#trace(key, "install write", { gen, home, value: str8(value) });
         this.#evicted(this.#lines.put({ key, state: "M", value, expiresAt, gen, home, stamp, writeSeq: 1 }));
       }
     });
@@ -353,9 +361,13 @@ export class CacheService {
       // Install at once (no await in between): a later invalidation from the home is only
       // handled after this, see #deferred.
       const v = { value: g.value, expiresAt: g.expiresAt };
-      if (!this.#isHome(key, home, g.stamp)) return { v, installed: false };
+      if (!this.#isHome(key, home, g.stamp)) {
+        this.#trace(key, "read grant void", { gen: g.gen, home });
+        return { v, installed: false };
+      }
       const cur = this.#lines.peek(key);
       if (cur && cur.home === home && cur.gen > g.gen) return { v, installed: false };
+      this.#trace(key, "install read", { state: g.state, gen: g.gen, home, value: str8(g.value) });
       this.#evicted(this.#lines.put({ key, state: g.state, value: g.value, expiresAt: g.expiresAt, gen: g.gen, home, stamp: g.stamp, writeSeq: 0 }));
       return { v, installed: true };
     });
@@ -396,6 +408,7 @@ export class CacheService {
   #evicted(lines: Line[]): void {
     for (const l of lines) {
       this.#bump("evictions");
+      this.#trace(l.key, "evicted", { state: l.state, gen: l.gen, near: this.#near.has(l.key) });
       if (l.state === "M") {
         // Kept aside (and still answerable to a fetch) until the home has the data.
         this.#victims.set(l.key, l);
@@ -430,6 +443,7 @@ export class CacheService {
     try {
       const r = fieldsOf(await this.#call(line.home, Op.CACHE_WRITE_BACK, { key, gen: line.gen, value: line.value, expiresAt: line.expiresAt, drop }, HOME_TIMEOUT_MS), "CACHE_WRITE_BACK reply");
       if (r.accepted === true) this.#bump("writeBacks");
+      this.#trace(key, "write-back reply", { accepted: r.accepted, victim: victim !== undefined, gen: line.gen, value: str8(line.value), drop });
       // Accepted, or refused because the home already took the data (a fetch): clean either way,
       // unless the line changed meanwhile or was handed over elsewhere.
       if (victim) {
@@ -473,6 +487,7 @@ export class CacheService {
         const v = { value: valueOf(f, "CACHE_WRITE_BACK", true), expiresAt: expiresAtOf(f, "CACHE_WRITE_BACK") };
         const drop = boolOf(f, "drop", "CACHE_WRITE_BACK");
         return this.#homeTask(key, async (stamp) => {
+          this.#trace(key, "home write-back", { from, gen, owner: this.#dir.isOwner(key, from, gen), value: str8(v.value) });
           if (!this.#dir.isOwner(key, from, gen)) return { accepted: false };
           await this.#o.store.write(key, v);
           this.#checkTenure(key, stamp);
@@ -525,6 +540,7 @@ export class CacheService {
       return { has: false, dirty: false, value: null, expiresAt: 0 };
     }
     const reply: FetchReply = { has: true, dirty: line.state === "M", value: line.value, expiresAt: line.expiresAt };
+    this.#trace(key, "fetched", { mode, state: line.state, victim: victim !== undefined, gen: line.gen, value: str8(line.value) });
     this.#dirty.delete(key);
     if (victim) this.#victims.delete(key);
     if (mode === "share" && !victim) {
@@ -540,6 +556,7 @@ export class CacheService {
     await deferred();
     for (const key of keys) {
       this.#bump("invReceived");
+      this.#trace(key, "invalidated", { had: this.#lines.peek(key)?.state ?? "I" });
       this.#lines.delete(key);
     }
     await this.#near.invalidate(keys);
@@ -565,7 +582,10 @@ export class CacheService {
   /** Runs a home transaction for `key` in its queue. */
   #homeTask<T>(key: string, tx: (stamp: number) => Promise<T>): Promise<T> {
     this.#homeStamp(key);
-    return this.#queue.run(key, () => tx(this.#homeStamp(key)));
+    return this.#queue.run(key, async () => {
+      await deferred();
+      return tx(this.#homeStamp(key));
+    });
   }
 
   /** Misses for one key queued behind a running transaction join into one batch: one fetch or store read for all. */
@@ -574,7 +594,8 @@ export class CacheService {
     let batch = this.#readBatches.get(key);
     if (!batch || batch.started) {
       const b: { readers: string[]; started: boolean; result: Promise<Map<string, ReadGrant>> } = { readers: [], started: false, result: Promise.resolve(new Map()) };
-      b.result = this.#queue.run(key, () => {
+      b.result = this.#queue.run(key, async () => {
+        await deferred();
         b.started = true;
         if (this.#readBatches.get(key) === b) this.#readBatches.delete(key);
         return this.#readTx(key, b.readers, this.#homeStamp(key));
@@ -605,13 +626,16 @@ export class CacheService {
     }
     v ??= await this.#o.store.read(key);
     this.#checkTenure(key, stamp);
+    this.#trace(key, "home read", { readers, fetchFrom: plan.fetchFrom, ownerKept, value: str8(v.value) });
     const out = new Map<string, ReadGrant>();
     for (const g of this.#dir.completeRead(key, readers, ownerKept)) out.set(g.node, { ...v, state: g.state === "E" ? "E" : "S", gen: g.gen, stamp });
     return out;
   }
 
   async #writeTx(key: string, writer: string, stamp: number): Promise<{ gen: number; stamp: number }> {
-    await this.#invalidateCopies(key, this.#dir.planWrite(key, writer), false);
+    const plan = this.#dir.planWrite(key, writer);
+    this.#trace(key, "home write", { writer, plan });
+    await this.#invalidateCopies(key, plan, false);
     this.#checkTenure(key, stamp);
     return { gen: this.#dir.completeWrite(key, writer).gen, stamp };
   }
@@ -714,7 +738,7 @@ export class CacheService {
       else handoff.push(...handoffOf(f));
     }
     // Data handed over is written before we serve: values first, dirty copies (newer) last.
-    for (const [key, v] of handoff.sort((a, b) => Number(a[2]) - Number(b[2]))) await this.#o.store.write(key, v);
+    for (const h of newestPerKey(handoff)) await this.#o.store.write(h.key, h.v);
     if (!ok) {
       this.#takeoverAgain = true;
       return;
@@ -728,34 +752,45 @@ export class CacheService {
   /** Another node claims keys: stop serving them, drop our copies, hand over dirty data. */
   async #acceptTakeover(t: Takeover): Promise<{ accepted: boolean; clock: number; lines?: unknown[] }> {
     if (t.taker === this.#self || !this.#table.canAccept(t)) return { accepted: false, clock: this.#table.clock };
+    // A member we can reach but the taker cannot may be serving some of the claimed keys as their
+    // home (it claimed them under a view without the taker): the taker must wait until it sees
+    // that member too, or until we lose it as well.
+    const unseen = this.#o.members().filter((m) => m !== this.#self && !t.view.includes(m) && this.#o.peers.isConnected(m));
+    if (unseen.length > 0) return { accepted: false, clock: this.#table.clock };
     // Routing changes at once: from now on requests for claimed keys go to the taker.
     this.#table.install(t);
     const handoff = await this.#release(t);
-    return { accepted: true, clock: this.#table.clock, lines: handoff.map(([key, v, dirty]) => [key, v.value, v.expiresAt, dirty]) };
+    return { accepted: true, clock: this.#table.clock, lines: handoff.map((h) => [h.key, h.v.value, h.v.expiresAt, h.stamp, h.gen]) };
   }
 
-  /** Gives up everything `t` claims: our directory for it (after running tasks end), our copies, our embedded values. */
-  async #release(t: Takeover): Promise<[string, StoredValue, boolean][]> {
+  /**
+   * Gives up everything `t` claims: our directory for it (after running tasks end), our copies,
+   * our embedded values. Copies granted by the taker go too, whatever the key: its new tenure
+   * starts with an empty directory, and keys its previous takeover claimed but `t` does not fall
+   * to another home that never knew of those copies.
+   */
+  async #release(t: Takeover): Promise<Handoff[]> {
     const claimed = (key: string): boolean => this.#table.claims(t, key);
-    await this.#queue.settled(claimed);
-    this.#dir.forgetWhere(claimed);
-    const out: [string, StoredValue, boolean][] = [];
+    const mine = t.taker === this.#self;
+    await this.#queue.settled(mine ? () => true : claimed);
+    this.#dir.forgetWhere(mine ? () => true : claimed);
+    const out: Handoff[] = [];
     const dropped: string[] = [];
     for (const l of [...this.#lines.lines()]) {
-      if (!claimed(l.key)) continue;
+      if (!claimed(l.key) && l.home !== t.taker) continue;
       this.#lines.delete(l.key);
       this.#dirty.delete(l.key);
       dropped.push(l.key);
-      if (l.state === "M") out.push([l.key, { value: l.value, expiresAt: l.expiresAt }, true]);
+      if (l.state === "M") out.push(handoffOfLine(l));
     }
     for (const [key, l] of [...this.#victims]) {
-      if (!claimed(key)) continue;
+      if (!claimed(key) && l.home !== t.taker) continue;
       this.#victims.delete(key);
-      out.push([key, { value: l.value, expiresAt: l.expiresAt }, true]);
+      out.push(handoffOfLine(l));
     }
     const store = this.#o.store;
-    if (t.taker !== this.#self && store instanceof EmbeddedStore) for (const [k, v] of store.take(claimed)) out.push([k, v, false]);
-    await this.#near.invalidate(this.#near.keysWhere(claimed));
+    if (t.taker !== this.#self && store instanceof EmbeddedStore) for (const [key, v] of store.take(claimed)) out.push({ key, v, stamp: -1, gen: 0 });
+    await this.#near.invalidate([...dropped, ...this.#near.keysWhere(claimed)]);
     return out;
   }
 
@@ -775,25 +810,61 @@ function present(v: StoredValue): CacheValue {
   return live ? { found: true, value: v.value, expiresAt: v.expiresAt } : { found: false, value: null, expiresAt: 0 };
 }
 
-function handoffOf(f: Record<string, unknown>): [string, StoredValue, boolean][] {
+/**
+ * Data handed to a new home in a takeover: a dirty copy (with the tenure stamp and grant number
+ * it was written under) or, stamp -1, a value from an embedded store.
+ */
+interface Handoff {
+  readonly key: string;
+  readonly v: StoredValue;
+  readonly stamp: number;
+  readonly gen: number;
+}
+
+function handoffOfLine(l: Line): Handoff {
+  return { key: l.key, v: { value: l.value, expiresAt: l.expiresAt }, stamp: l.stamp, gen: l.gen };
+}
+
+function handoffOf(f: Record<string, unknown>): Handoff[] {
   const lines = Array.isArray(f.lines) ? f.lines : [];
-  const out: [string, StoredValue, boolean][] = [];
+  const out: Handoff[] = [];
   for (const item of lines) {
-    if (!Array.isArray(item) || item.length !== 4) continue;
-    const [key, value, expiresAt, dirty] = item as unknown[];
-    if (typeof key !== "string" || !(value === null || value instanceof Uint8Array) || typeof expiresAt !== "number") continue;
-    out.push([key, { value: value as Uint8Array | null, expiresAt }, dirty === true]);
+    if (!Array.isArray(item) || item.length !== 5) continue;
+    const [key, value, expiresAt, stamp, gen] = item as unknown[];
+    if (typeof key !== "string" || !(value === null || value instanceof Uint8Array) || typeof expiresAt !== "number" || typeof stamp !== "number" || typeof gen !== "number") continue;
+    out.push({ key, v: { value: value as Uint8Array | null, expiresAt }, stamp, gen });
   }
   return out;
 }
 
 /**
- * Resolves after every pending microtask. A holder handles a home's fetch or invalidation only
- * after this: a grant that arrived on the link before it (or a local grant just resolved) has
- * been installed by then, since installs follow their reply with no I/O in between.
+ * The newest of each key's handed-over data. Two dirty copies of one key can meet here when the
+ * old home kept granting while the takeover was under way; the later grant (higher tenure stamp,
+ * then higher grant number within one home's tenure) holds the later write.
+ */
+function newestPerKey(hs: readonly Handoff[]): Handoff[] {
+  const best = new Map<string, Handoff>();
+  for (const h of hs) {
+    const b = best.get(h.key);
+    if (!b || h.stamp > b.stamp || (h.stamp === b.stamp && h.gen > b.gen)) best.set(h.key, h);
+  }
+  return [...best.values()];
+}
+
+/**
+ * Resolves after every pending microtask. Ordering on the wire rests on it, both ways:
+ * - a home starts a key's next request only after this, so the reply to the previous one (sent a
+ *   few promise hops after the transaction ends) leaves before the next one's invalidations;
+ * - a holder handles a home's fetch or invalidation only after this, so a grant that arrived
+ *   before it (or a local grant just resolved) has been installed: installs follow their reply
+ *   with no I/O in between.
  */
 function deferred(): Promise<void> {
   return new Promise((r) => setImmediate(r));
+}
+
+function str8(v: Uint8Array | null): string | null {
+  return v === null ? null : Buffer.from(v).toString("utf8").slice(0, 40);
 }
 
 function sleep(ms: number): Promise<void> {

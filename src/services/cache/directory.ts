@@ -62,11 +62,13 @@ export class Directory {
     return this.#entries.keys();
   }
 
-  /** Readers `readers` missed; the exclusive holder, if it is another node, must share its copy first. */
-  planRead(key: string, readers: readonly string[]): ReadPlan {
-    const owner = this.#owner(key);
-    if (owner === null || readers.includes(owner.node)) return { fetchFrom: null };
-    return { fetchFrom: owner };
+  /**
+   * Readers `readers` missed; the exclusive holder must share its copy first — even when it is
+   * one of the readers: its read may have left before its own write grant arrived, and its
+   * copy is then the newest data.
+   */
+  planRead(key: string, _readers: readonly string[]): ReadPlan {
+    return { fetchFrom: this.#owner(key) };
   }
 
   /**

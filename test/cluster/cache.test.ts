@@ -1,0 +1,242 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { startRedis, type RedisServer } from "../../scripts/lib/redis-server.ts";
+import { CacheClient } from "../../src/client/cache.ts";
+import { DsyncClient } from "../../src/client/client.ts";
+import { REDIS_KEY_PREFIX } from "../../src/server/cache-store.ts";
+import { coherenceViolations, type CopyView, type Holder } from "../../src/services/cache/index.ts";
+import { ROOT, TestCluster, waitFor } from "../helpers/daemon.ts";
+
+const CAPACITY = 8;
+const WRITE_BACK_MS = 10;
+const HOT_KEYS = ["hot-0", "hot-1", "hot-2", "hot-3", "hot-4"];
+
+/** One operation as a client saw it; times are performance.now() in this process. */
+interface Op {
+  readonly client: string;
+  readonly kind: "read" | "write";
+  readonly key: string;
+  /** Written, or read (null: absent). */
+  value: string | null;
+  readonly start: number;
+  end: number;
+  ok: boolean;
+  /** Served by the client's near-cache (no round trip). */
+  nearHit?: boolean;
+}
+
+/**
+ * No stale reads: a read of `key` returns the initial absence or some write's value; that write
+ * must have started before the read ended, and no write of `key` may have both started after
+ * it completed and completed before the read began (which would make the value older than a
+ * completed write). Failed writes may or may not have happened: they never make a read stale,
+ * but a read may return them.
+ */
+function checkHistory(ops: readonly Op[]): { reads: number } {
+  const writes = new Map<string, Op>();
+  for (const o of ops) if (o.kind === "write") writes.set(o.value!, o);
+  let reads = 0;
+  for (const r of ops) {
+    if (r.kind !== "read" || !r.ok) continue;
+    reads++;
+    const w = r.value === null ? null : (writes.get(r.value) ?? null);
+    if (r.value !== null) {
+      assert.ok(w !== null && w.key === r.key, `${r.client} read ${r.key} = ${r.value}, a value never written to it`);
+      assert.ok(w.start < r.end, `${r.client} read ${r.key} = ${r.value} before that write began`);
+    }
+    const wEnd = w === null ? -Infinity : w.ok ? w.end : Infinity;
+    for (const w2 of writes.values()) {
+      if (w2.key !== r.key || !w2.ok || w2 === w) continue;
+      assert.ok(
+        !(w2.start > wEnd && w2.end < r.start),
+        `stale read${r.nearHit ? " (near-cache hit)" : ""}: ${r.client} read ${r.key} = ${r.value} at ${r.start.toFixed(1)}, but ${w2.client} had written ${w2.value} (${w2.start.toFixed(1)}–${w2.end.toFixed(1)}) after that value's write ended (${wEnd.toFixed(1)})`,
+      );
+    }
+  }
+  return { reads };
+}
+
+interface Actor {
+  readonly name: string;
+  readonly node: number;
+  readonly cache: CacheClient;
+  readonly conn: DsyncClient;
+}
+
+let redis: RedisServer;
+let cluster: TestCluster;
+let actors: Actor[] = [];
+let r: Redis;
+const history: Op[] = [];
+let seq = 0;
+
+function actor(node: number, near: boolean): Actor {
+  const conn = new DsyncClient({ nodes: [cluster.clientAddrs[node]!], preferLeader: false, requestTimeoutMs: 5000, maxAttempts: 3 });
+  return { name: `${near ? "near" : "plain"}@node_${node}`, node, conn, cache: new CacheClient(conn, { nearCache: near }) };
+}
+
+async function doOp(a: Actor, kind: "read" | "write", key: string): Promise<Op> {
+  const op: Op = { client: a.name, kind, key, value: kind === "write" ? `${a.name}#${++seq}` : null, start: performance.now(), end: 0, ok: false };
+  history.push(op);
+  try {
+    if (kind === "write") await a.cache.set(key, op.value!);
+    else {
+      const hits = a.cache.nearHits;
+      op.value = await a.cache.getString(key);
+      op.nearHit = a.cache.nearHits > hits;
+    }
+    op.ok = true;
+  } catch {
+    // Recorded as failed: a failed write may still have taken effect; a failed read says nothing.
+  }
+  op.end = performance.now();
+  return op;
+}
+
+/** One step: every actor does one random read or write of a hot key, all at once. */
+async function step(who: Actor[], writeShare = 0.4): Promise<Op[]> {
+  return Promise.all(who.map((a) => doOp(a, Math.random() < writeShare ? "write" : "read", HOT_KEYS[Math.floor(Math.random() * HOT_KEYS.length)]!)));
+}
+
+/** The coherence invariant over every node's copies and the home's directory, for `keys`. */
+async function checkCoherence(via: CacheClient, keys: readonly string[]): Promise<void> {
+  for (const key of keys) {
+    const s = await via.state(key);
+    const copies: CopyView[] = s.copies.filter((c) => c.state !== "I").map((c) => ({ node: c.node, state: c.state as CopyView["state"] }));
+    const home = s.copies.find((c) => c.directory !== null);
+    const dir = home ? new Map<string, Holder>(home.directory!.map((d) => [d.node, { state: d.state, gen: d.gen }])) : null;
+    assert.deepEqual(coherenceViolations(key, copies, dir), [], `coherence of ${key}: ${JSON.stringify(s)}`);
+  }
+}
+
+function dsyncCli(node: number, ...args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/dsync.ts"), "-n", cluster.clientAddrs[node]!, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("exit", (code) => resolve({ code: code ?? -1, out: out.trim() }));
+  });
+}
+
+before(async () => {
+  redis = await startRedis({ appendfsync: "everysec" });
+  try {
+    cluster = await TestCluster.create(3, { REDIS_URL: redis.url, CACHE_CAPACITY: String(CAPACITY), CACHE_WRITE_BACK_MS: String(WRITE_BACK_MS), FSYNC: "false" });
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+  r = new Redis(redis.url);
+  actors = [0, 1, 2].flatMap((n) => [actor(n, false), actor(n, true)]);
+  // Ready once every node can write and read (each node has taken over its share of the ring).
+  for (const a of actors) await waitFor(async () => (await doOp(a, "write", `ready-${a.name}`)).ok, `${a.name} to serve the cache`, 20_000);
+});
+
+after(async () => {
+  // With DSYNC_CACHE_TRACE=<key prefix> the nodes log every coherence step; keep them to read.
+  if (process.env.DSYNC_CACHE_TRACE) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "dsync-cache-trace-"));
+    cluster?.nodes.forEach((n, i) => writeFileSync(path.join(dir, `node_${i}.log`), n.output));
+    writeFileSync(path.join(dir, "history.json"), JSON.stringify(history));
+    process.stderr.write(`cache trace kept in ${dir}\n`);
+  }
+  for (const a of actors) await a.conn.close();
+  r?.disconnect();
+  await cluster?.destroy();
+  await redis?.stop();
+});
+
+test("cache - concurrent reads and writes from clients on all nodes: one M/E copy at most, no stale read", { timeout: 60_000 }, async () => {
+  for (let i = 0; i < 40; i++) {
+    await step(actors);
+    await checkCoherence(actors[i % actors.length]!.cache, HOT_KEYS);
+  }
+  const ops = history.filter((o) => HOT_KEYS.includes(o.key));
+  assert.ok(ops.every((o) => o.ok), `every operation succeeded: ${JSON.stringify(ops.find((o) => !o.ok))}`);
+  const { reads } = checkHistory(history);
+  assert.ok(reads > 50, `checked ${reads} reads`);
+  const nearHits = actors.reduce((s, a) => s + a.cache.nearHits, 0);
+  assert.ok(nearHits > 0, "near-caches served some reads locally");
+});
+
+test("cache - a write on one node is read on another; put → get → invalidate → get through the CLI", { timeout: 60_000 }, async () => {
+  const [a, b] = [actors[0]!, actors[2]!];
+  await a.cache.set("greeting", "hello");
+  assert.equal(await b.cache.getString("greeting"), "hello");
+  await b.cache.set("greeting", "bonjour");
+  assert.equal(await a.cache.getString("greeting"), "bonjour");
+
+  assert.deepEqual(await dsyncCli(0, "cache", "set", "demo", '{"x":1}'), { code: 0, out: "OK" });
+  assert.deepEqual(await dsyncCli(1, "cache", "get", "demo"), { code: 0, out: '{"x":1}' });
+  const state = await dsyncCli(2, "cache", "state", "demo");
+  assert.equal(state.code, 0);
+  assert.match(state.out, /node_0\s+S/);
+  assert.match(state.out, /node_1\s+S/);
+  assert.match(state.out, /directory at node_\d: /);
+  assert.deepEqual(await dsyncCli(2, "cache", "invalidate", "demo"), { code: 0, out: "invalidated demo on every node" });
+  const s = await actors[1]!.cache.state("demo");
+  assert.ok(s.copies.every((c) => c.state === "I"), "no node holds the key after invalidate");
+  assert.deepEqual(await dsyncCli(1, "cache", "get", "demo"), { code: 0, out: '{"x":1}' });
+  assert.deepEqual(await dsyncCli(1, "cache", "del", "demo"), { code: 0, out: "deleted demo" });
+  assert.equal((await dsyncCli(0, "cache", "get", "demo")).code, 1);
+  const stats = JSON.parse((await dsyncCli(0, "--json", "cache", "stats")).out) as { nodeId: string; store: string; lines: Record<string, number> };
+  assert.equal(stats.nodeId, "node_0");
+  assert.equal(stats.store, "redis");
+});
+
+test("cache - capacity and LRU order on a node; write-back reaches Redis within the delay bound", { timeout: 60_000 }, async () => {
+  const a = actors[0]!; // no near-cache: every get reaches node_0's lines
+  const bound = WRITE_BACK_MS + 2000;
+  const t0 = performance.now();
+  await a.cache.set("wb", "written back");
+  await waitFor(async () => (await r.get(REDIS_KEY_PREFIX + "wb")) === "written back", "the write-back to reach Redis", bound);
+  assert.ok(performance.now() - t0 < bound);
+
+  for (let i = 1; i <= CAPACITY; i++) await a.cache.set(`lru-${i}`, `v${i}`);
+  assert.equal(await a.cache.getString("lru-1"), "v1"); // a hit: lru-1 becomes most recently used
+  await a.cache.set(`lru-${CAPACITY + 1}`, "new");
+  const held = async (key: string): Promise<string> => (await a.cache.state(key)).copies.find((c) => c.node === "node_0")!.state;
+  assert.equal(await held("lru-2"), "I", "the least recently used line was evicted");
+  for (const k of ["lru-1", ...Array.from({ length: CAPACITY - 2 }, (_, i) => `lru-${i + 3}`), `lru-${CAPACITY + 1}`]) assert.notEqual(await held(k), "I", `${k} is still held`);
+  const stats = (await a.cache.stats()) as { lines: Record<string, number>; evictions: number };
+  assert.equal(Object.values(stats.lines).reduce((x, y) => x + y, 0), CAPACITY);
+  assert.ok(stats.evictions > 0);
+  // The evicted dirty line was written back on eviction.
+  await waitFor(async () => (await r.get(REDIS_KEY_PREFIX + "lru-2")) === "v2", "the evicted line's write-back", bound);
+  assert.equal(await actors[3]!.cache.getString("lru-2"), "v2");
+});
+
+test("cache - a node SIGKILLed while holding lines: the others keep serving, no stale read, and it rejoins", { timeout: 90_000 }, async () => {
+  const survivors = actors.filter((a) => a.node !== 2);
+  const victims = actors.filter((a) => a.node === 2);
+  for (let i = 0; i < 15; i++) await step(actors);
+  // node_2 stops writing (its dirty lines are written back within the delay), then reads so it holds lines.
+  await new Promise((res) => setTimeout(res, 200));
+  for (const k of HOT_KEYS) for (const a of victims) await doOp(a, "read", k);
+  const held = (await Promise.all(HOT_KEYS.map((k) => actors[0]!.cache.state(k)))).filter((s) => s.copies.some((c) => c.node === "node_2" && c.state !== "I"));
+  assert.ok(held.length > 0, "node_2 holds lines before it is killed");
+  await cluster.nodes[2]!.kill("SIGKILL");
+
+  const afterKill: Op[] = [];
+  for (let i = 0; i < 30; i++) {
+    afterKill.push(...(await step(survivors)));
+    await checkCoherence(survivors[i % survivors.length]!.cache, HOT_KEYS);
+  }
+  const last = afterKill.slice(-survivors.length * 10);
+  assert.ok(last.every((o) => o.ok), `the cluster keeps serving: ${JSON.stringify(last.find((o) => !o.ok))}`);
+
+  await cluster.nodes[2]!.start();
+  for (const a of victims) await waitFor(async () => (await doOp(a, "read", HOT_KEYS[0]!)).ok, `${a.name} to serve again`, 20_000);
+  for (let i = 0; i < 15; i++) {
+    await step(actors);
+    await checkCoherence(actors[i % actors.length]!.cache, HOT_KEYS);
+  }
+  const { reads } = checkHistory(history);
+  assert.ok(reads > 100, `checked ${reads} reads`);
+});
