@@ -1,0 +1,169 @@
+/**
+ * Cache benchmark: dsync's distributed cache vs Redis GET/SET through ioredis, same machine,
+ * same run. dsync: 3 dsyncd on loopback (fsync on), backed by a private redis-server; Redis: that
+ * same redis-server (appendfsync everysec, the usual setting for a cache) used directly.
+ *
+ * Workloads, closed loop, C = 1, 16, 64 clients (one TCP connection per 16 clients, spread over
+ * the three nodes for dsync):
+ *   - get-hit:   random reads of 1,000 preloaded 100-byte keys the connected node holds;
+ *   - get-miss:  reads of keys no node holds and the store lacks (a fresh key per read);
+ *   - set:       100-byte writes, each client to its own 100 keys (M on its node after the first);
+ *   - set-shared: 100-byte writes to 100 keys shared by every client on every node (each write
+ *                invalidates copies on other nodes: the coherence cost);
+ *   - near-hit:  dsync only: get-hit through the client library's near-cache.
+ * Redis runs GET (present keys), GET (absent keys) and SET.
+ *
+ *   npm run bench:cache                  # 3 s per cell, 1 s warm-up
+ *   npm run bench:cache -- --quick       # 1 s per cell, 0.3 s warm-up
+ *   npm run bench:cache -- --seconds 10 --concurrency 1,16 --json out.json
+ *
+ * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
+ */
+import { writeFileSync } from "node:fs";
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import { startRedis } from "../scripts/lib/redis-server.ts";
+import { CacheClient } from "../src/client/cache.ts";
+import { DsyncClient } from "../src/client/client.ts";
+import { REDIS_KEY_PREFIX } from "../src/server/cache-store.ts";
+import { runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
+import { DsyncCluster } from "./lib/dsync-cluster.ts";
+import { installCleanupHandlers, interruptSignal, onInterrupt } from "./lib/proc.ts";
+import { concurrencyList, gitRev, positive } from "./lib/run-info.ts";
+import { fmtInt, fmtMs, fmtPct, fmtRatio, markdownTable } from "./lib/table.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: "string" },
+    warmup: { type: "string" },
+    quick: { type: "boolean", default: false },
+    concurrency: { type: "string", default: "1,16,64" },
+    json: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  process.stdout.write(`Usage: npm run bench:cache -- [--seconds N] [--warmup S] [--quick] [--concurrency 1,16,64] [--json file]\n`);
+  process.exit(0);
+}
+const seconds = positive("seconds", args.seconds, args.quick ? 1 : 3);
+const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.3 : 1);
+const concurrencies = concurrencyList(args.concurrency);
+const KEYS = 1000;
+const VALUE = new Uint8Array(100).fill(120);
+const PER_CONNECTION = 16;
+
+type Workload = "get-hit" | "get-miss" | "set" | "set-shared" | "near-hit";
+const DSYNC_WORKLOADS: Workload[] = ["get-hit", "get-miss", "set", "set-shared", "near-hit"];
+const REDIS_WORKLOADS: Workload[] = ["get-hit", "get-miss", "set"];
+
+interface Row {
+  readonly peer: "dsync" | "redis";
+  readonly workload: Workload;
+  readonly result: CellResult;
+}
+
+installCleanupHandlers();
+const redis = await startRedis({ appendfsync: "everysec" });
+onInterrupt(() => redis.stop());
+const cluster = await DsyncCluster.start(3, { REDIS_URL: redis.url, CACHE_CAPACITY: "1000000", CACHE_CAPACITY_BYTES: String(1024 * 1024 * 1024) });
+onInterrupt(() => cluster.destroy());
+const rows: Row[] = [];
+let run = 0;
+
+try {
+  process.stderr.write(`bench:cache ${gitRev()} — ${seconds} s per cell (${warmupSeconds} s warm-up), C = ${concurrencies.join(", ")}; redis ${redis.version}\n`);
+  for (const c of concurrencies) {
+    // Interleaved per concurrency, so machine noise spreads over both peers.
+    for (const w of DSYNC_WORKLOADS) rows.push({ peer: "dsync", workload: w, result: await dsyncCell(w, c) });
+    for (const w of REDIS_WORKLOADS) rows.push({ peer: "redis", workload: w, result: await redisCell(w, c) });
+    if (interruptSignal.aborted) break;
+  }
+} finally {
+  await cluster.destroy();
+  await redis.stop();
+}
+
+const cell = (peer: Row["peer"], w: Workload, c: number): CellResult | undefined => rows.find((r) => r.peer === peer && r.workload === w && r.result.concurrency === c)?.result;
+const fmtCell = (r: CellResult | undefined): string => (r ? `${fmtInt(r.opsPerSec)} (${fmtMs(r.latency.p50Ms)} / ${fmtMs(r.latency.p99Ms)})${r.errors > 0 ? ` ${r.errors} err` : ""}` : "–");
+const header = ["workload", ...concurrencies.map((c) => `C=${c} ops/s (p50 / p99 ms)`)];
+const dsyncTable = markdownTable(header, DSYNC_WORKLOADS.map((w) => [w, ...concurrencies.map((c) => fmtCell(cell("dsync", w, c)))]));
+const redisTable = markdownTable(header, REDIS_WORKLOADS.map((w) => [w, ...concurrencies.map((c) => fmtCell(cell("redis", w, c)))]));
+const ratioRows: string[][] = [
+  ["get-hit / Redis GET", "get-hit", "get-hit"],
+  ["near-hit / Redis GET", "near-hit", "get-hit"],
+  ["get-miss / Redis GET (absent)", "get-miss", "get-miss"],
+  ["set / Redis SET", "set", "set"],
+  ["set-shared / Redis SET", "set-shared", "set"],
+].map(([label, d, r]) => [label!, ...concurrencies.map((c) => fmtRatio((cell("dsync", d as Workload, c)?.opsPerSec ?? NaN) / (cell("redis", r as Workload, c)?.opsPerSec ?? NaN)))]);
+const cpuRows = rows.map((r) => [`${r.peer} ${r.workload}`, `C=${r.result.concurrency}`, fmtPct(r.result.clientCpuPct), fmtPct(r.result.serverCpuPct)]);
+
+process.stdout.write(`\n## dsync cache (3 nodes, fsync on, Redis backing store)\n\n${dsyncTable}\n\n## Redis ${redis.version} through ioredis (appendfsync everysec)\n\n${redisTable}\n\n## dsync ops/s ÷ Redis ops/s\n\n${markdownTable(["", ...concurrencies.map((c) => `C=${c}`)], ratioRows)}\n\n`);
+process.stdout.write(`${markdownTable(["cell", "C", "client CPU", "server CPU"], cpuRows)}\n\n${os.cpus().length} CPUs, ${os.loadavg()[0]!.toFixed(2)} load; one run on a shared machine: read the ratios.\n`);
+if (args.json) writeFileSync(args.json, JSON.stringify({ rev: gitRev(), seconds, warmupSeconds, rows }, null, 2));
+
+/** One dsync cell: `c` clients over ceil(c/16) connections, spread over the nodes. */
+async function dsyncCell(w: Workload, c: number): Promise<CellResult> {
+  const prefix = `r${++run}`;
+  const conns = Array.from({ length: Math.ceil(c / PER_CONNECTION) }, (_, i) => new DsyncClient({ nodes: [cluster.clientAddrs[i % 3]!], preferLeader: false, requestTimeoutMs: 10_000 }));
+  const caches = conns.map((conn) => new CacheClient(conn, { nearCache: w === "near-hit", nearCapacity: KEYS * 2 }));
+  const cacheOf = (p: number): CacheClient => caches[Math.floor(p / PER_CONNECTION)]!;
+  try {
+    if (w === "get-hit" || w === "near-hit") {
+      // Preload through one node, then read every key once through each connection so its node (and near-cache) holds it.
+      for (let k = 0; k < KEYS; k++) await caches[0]!.set(`${prefix}-${k}`, VALUE);
+      for (const cc of caches) for (let k = 0; k < KEYS; k++) await cc.get(`${prefix}-${k}`);
+    }
+    return await runClosedLoop(loopOptions(c), async (p, seq) => {
+      const cache = cacheOf(p);
+      switch (w) {
+        case "get-hit":
+        case "near-hit":
+          return cache.get(`${prefix}-${(p * 7919 + seq) % KEYS}`);
+        case "get-miss":
+          return cache.get(`${prefix}-miss-${p}-${seq}`);
+        case "set":
+          return cache.set(`${prefix}-own-${p}-${seq % 100}`, VALUE);
+        case "set-shared":
+          return cache.set(`${prefix}-shared-${(p * 31 + seq) % 100}`, VALUE);
+      }
+    });
+  } finally {
+    for (const conn of conns) await conn.close();
+  }
+}
+
+async function redisCell(w: Workload, c: number): Promise<CellResult> {
+  const prefix = `${REDIS_KEY_PREFIX}peer${++run}`;
+  const conns = Array.from({ length: Math.ceil(c / PER_CONNECTION) }, () => new Redis(redis.url));
+  const value = Buffer.from(VALUE);
+  try {
+    if (w === "get-hit") for (let k = 0; k < KEYS; k++) await conns[0]!.set(`${prefix}-${k}`, value);
+    return await runClosedLoop(loopOptions(c, false), async (p, seq) => {
+      const r = conns[Math.floor(p / PER_CONNECTION)]!;
+      switch (w) {
+        case "get-hit":
+          return r.getBuffer(`${prefix}-${(p * 7919 + seq) % KEYS}`);
+        case "get-miss":
+          return r.getBuffer(`${prefix}-miss-${p}-${seq}`);
+        default:
+          return r.set(`${prefix}-own-${p}-${seq % 100}`, value);
+      }
+    });
+  } finally {
+    for (const r of conns) r.disconnect();
+  }
+}
+
+function loopOptions(c: number, dsync = true) {
+  return {
+    concurrency: c,
+    warmupMs: warmupSeconds * 1000,
+    durationMs: seconds * 1000,
+    maxOps: Math.floor(2_000_000 * (seconds + warmupSeconds)),
+    maxErrors: 100,
+    serverPids: dsync ? cluster.pids : [],
+    signal: interruptSignal,
+  };
+}
