@@ -43,6 +43,10 @@ export const ErrorCode = {
   UPGRADE_REFUSED: 24,
   /** A wait for a lock ended at its waitMs deadline. */
   LOCK_WAIT_TIMEOUT: 25,
+  /** The queue's partition holds as many messages as it may: the whole batch was refused. */
+  QUEUE_FULL: 30,
+  /** The receipt no longer names a current delivery (it timed out, was acked, nacked or released). */
+  STALE_RECEIPT: 31,
   /** An unexpected failure inside the node. */
   INTERNAL: 99,
 } as const;

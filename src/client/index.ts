@@ -6,6 +6,20 @@ export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./cli
 export type { ClientOptions } from "./options.ts";
 export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";
 export {
+  QueueClient,
+  Subscription,
+  type DeliveredMessage,
+  type EnqueueOptions,
+  type ConsumeOptions,
+  type QueueSettings,
+  type QueueConfig,
+  type QueueStats,
+  type AckOutcome,
+  type DeadMessage,
+  type SubscribeOptions,
+  type MessageHandler,
+} from "./queues.ts";
+export {
   DsyncError,
   ProtocolError,
   InvalidArgumentError,
@@ -18,6 +32,8 @@ export {
   DeadlockError,
   SessionExpiredError,
   LockWaitTimeoutError,
+  QueueFullError,
+  StaleReceiptError,
   ErrorCode,
   type NodeStatus,
   type PeerStatus,
