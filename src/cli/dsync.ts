@@ -191,4 +191,6 @@ function fmtUptime(ms: number): string {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.floor(s / 60)}m` : `${Math.floor(s / 3600)}h`;
 }
 
+import "./queue-commands.ts";
+
 await program.parseAsync(process.argv);

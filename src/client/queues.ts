@@ -32,6 +32,12 @@ export interface ConsumeOptions {
   readonly visibilityMs?: number;
   /** Wait up to this long for a message when none is visible (long poll), default 0. */
   readonly waitMs?: number;
+  /**
+   * Keep the messages in flight when this connection closes (only their visibility timeout
+   * brings them back), e.g. to ack them from another process. Default false: a closed
+   * connection's messages are redelivered at once.
+   */
+  readonly detached?: boolean;
 }
 
 /** Settings of one queue; only the fields given change. */
@@ -113,7 +119,7 @@ export class QueueClient {
   /** Takes up to `max` messages, waiting up to `waitMs` for the first. */
   async consume(queue: string, opts: ConsumeOptions = {}): Promise<DeliveredMessage[]> {
     const waitMs = opts.waitMs ?? 0;
-    const r = (await this.client.call(Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs }, { timeoutMs: waitMs + 5000 })) as { messages: DeliveredMessage[] };
+    const r = (await this.client.call(Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs, detached: opts.detached === true }, { timeoutMs: waitMs + 5000 })) as { messages: DeliveredMessage[] };
     return r.messages;
   }
 

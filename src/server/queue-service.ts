@@ -156,11 +156,13 @@ export class QueueService {
       const visibilityMs = int(f, "visibilityMs", "QUEUE_CONSUME", { optional: true, min: 1, max: 12 * 3600_000 }) ?? null;
       const waitMs = int(f, "waitMs", "QUEUE_CONSUME", { optional: true, min: 0, max: WAIT_MS_MAX }) ?? 0;
       const part = this.partitions.partitionFor(queue);
-      const consumer = this.#consumer(ctx, part);
+      // Detached deliveries outlive the connection (a CLI consume acked by a later command): only
+      // their visibility timeout brings them back.
+      const consumerId = f.detached === true ? `${this.nodeId}/${this.#bootId}/detached` : this.#consumer(ctx, part).id;
       const deadline = Date.now() + waitMs;
       for (;;) {
         const gen = this.#gen.get(queue) ?? 0;
-        const r = ok(await this.#submit(part, { op: "consume", queue, consumerId: consumer.id, max, visibilityMs }), "messages");
+        const r = ok(await this.#submit(part, { op: "consume", queue, consumerId, max, visibilityMs }), "messages");
         const left = deadline - Date.now();
         if (r.messages.length > 0 || left <= 0 || ctx.conn.isClosed) {
           this.#metrics.delivered(queue, r.messages);
