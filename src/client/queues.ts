@@ -182,7 +182,8 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   #ackScheduled = false;
   #idle: (() => void)[] = [];
   readonly #onPush = (env: Envelope): void => this.#deliver(env);
-  readonly #onConnect = (): void => void this.#resubscribe();
+  readonly #onDisconnect = (): void => void this.#resubscribe();
+  #resubscribing = false;
 
   constructor(
     readonly queues: QueueClient,
@@ -201,14 +202,14 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   async start(): Promise<void> {
     this.queues.client.on("push", this.#onPush);
     await this.#subscribe();
-    this.queues.client.on("connect", this.#onConnect);
+    this.queues.client.on("disconnect", this.#onDisconnect);
   }
 
   /** Stops deliveries, lets running handlers finish and sends their acks. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.queues.client.off("connect", this.#onConnect);
+    this.queues.client.off("disconnect", this.#onDisconnect);
     const id = this.#id;
     if (id !== null) await this.queues.client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: id }, { idempotent: true }).catch(() => {});
     if (this.#inHand > 0) await new Promise<void>((r) => this.#idle.push(r));
@@ -221,14 +222,27 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     this.#id = r.subscriptionId;
   }
 
+  /**
+   * The connection dropped: the node released this subscription's unacked messages, and nothing
+   * else may be calling on this client to make it reconnect, so subscribe again (which
+   * reconnects), retrying until it works or the subscription is closed.
+   */
   async #resubscribe(): Promise<void> {
-    if (this.#closed) return;
-    // The old subscription died with its connection; its unacked messages were released.
+    if (this.#resubscribing) return;
+    this.#resubscribing = true;
     this.#id = null;
     try {
-      await this.#subscribe();
-    } catch (err) {
-      this.emit("error", err as Error);
+      while (!this.#closed) {
+        try {
+          await this.#subscribe();
+          return;
+        } catch (err) {
+          if (this.listenerCount("error") > 0) this.emit("error", err as Error);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } finally {
+      this.#resubscribing = false;
     }
   }
 

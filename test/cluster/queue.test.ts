@@ -292,12 +292,16 @@ test("queue cluster - 50,000 numbered messages while the partition leader is SIG
     const started = Date.now();
     await Promise.all(Array.from({ length: PRODUCERS }, (_, p) => producer(p)));
     await killer;
-    await waitFor(() => [...acked.keys()].every((n) => deliveries.has(n)), "every acknowledged message delivered", 240_000, 100);
+    const produced = (Date.now() - started) / 1000;
+    await waitFor(() => [...acked.keys()].every((n) => deliveries.has(n)), "every acknowledged message delivered", 120_000, 100).catch(async (err: Error) => {
+      const missing = [...acked.keys()].filter((n) => !deliveries.has(n));
+      throw new Error(`${err.message}: ${missing.length} of ${acked.size} never delivered (e.g. ${missing.slice(0, 5).join(", ")}); stats ${JSON.stringify(await qa.stats(QUEUE).catch(() => null))}`);
+    });
     const elapsed = (Date.now() - started) / 1000;
     for (const s of subs) await s.close();
 
     const lost = [...acked.keys()].filter((n) => !deliveries.has(n));
-    t.diagnostic(`${acked.size} acknowledged enqueues, ${deliveries.size} distinct numbers delivered, ${duplicates} duplicate deliveries, ${enqueueRetries} enqueue retries, ${kills} leader kills, ${elapsed.toFixed(1)} s`);
+    t.diagnostic(`${acked.size} acknowledged enqueues, ${deliveries.size} distinct numbers delivered, ${duplicates} duplicate deliveries, ${enqueueRetries} enqueue retries, ${kills} leader kills, produced in ${produced.toFixed(1)} s, all delivered after ${elapsed.toFixed(1)} s`);
     assert.equal(acked.size, TOTAL, "every batch was eventually acknowledged");
     assert.deepEqual(lost, [], "no acknowledged message is lost");
     assert.equal(kills, KILLS_AT.length, "the leader was killed as planned");
