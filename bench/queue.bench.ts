@@ -26,7 +26,7 @@ import { CpuWindow } from "./lib/cpu.ts";
 import { bullmqVersion, startBullmqPeer } from "./lib/bullmq-peer.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { dsyncQueuePeers } from "./lib/dsync-queue-peer.ts";
-import { COMMON_OPTIONS, exitIfInterrupted, loadavg, machineLine, machineMeta, printReport } from "./lib/machine.ts";
+import { COMMON_OPTIONS, exitIfInterrupted, fsyncProbe, loadavg, machineLine, machineMeta, printReport } from "./lib/machine.ts";
 import { installCleanupHandlers, interruptSignal, onInterrupt, sleep } from "./lib/proc.ts";
 import { runQueueCell, type QueueCellResult, type QueuePeer } from "./lib/queue-workload.ts";
 import { concurrencyList, positive } from "./lib/run-info.ts";
@@ -197,6 +197,7 @@ try {
 }
 await exitIfInterrupted();
 meta.loadavgEnd = loadavg();
+meta.fsyncEnd = fsyncProbe();
 
 // ---- report ------------------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@
  *   - poll:      each consumer loops on a long-poll `consume` (max = prefetch) and acks what it got
  *     with one batched `ack`.
  * Producers call `enqueue`. `perConnection` producers share one DsyncClient, and consumers have
- * connections of their own, so one socket does not cap a cell; the connections' seed lists are
- * rotated so their first dials spread over the three nodes.
+ * connections of their own, so one socket does not cap a cell. The connections' seed lists are
+ * rotated so their first dials spread over the three nodes; with the client's default
+ * `preferLeader` each then moves to the leader the node names, as a user's client would, and
+ * the report says where they ended up.
  */
 import { DsyncClient } from "../../src/client/client.ts";
 import { QueueClient, type DeliveredMessage } from "../../src/client/queues.ts";
