@@ -234,9 +234,8 @@ export class DsyncNode {
 
   /** Copies consensus and log state into the gauges right before a scrape. */
   #refreshGauges(): void {
-    const g = this.#group0;
     const m = this.metrics;
-    if (g) {
+    for (const g of this.#host?.groups() ?? []) {
       const s = g.status();
       const label = String(g.group);
       m.raftTerm.labels(label).set(s.term);

@@ -55,6 +55,14 @@ test("queue cluster - CLI walk-through: enqueue, consume, ack, stats on a 3-node
     const ack = await q.ack("emails", ["1:1", "garbage"]);
     assert.deepEqual(ack.outcomes.map((o) => o.ok), [false, false], "stale and malformed receipts are refused, not thrown");
     assert.equal((await q.stats("emails")).stats.depth, 1);
+
+    // Per-queue metrics on every node (replicated gauges), and a delivery-latency histogram where it delivered.
+    const scrapes = await Promise.all(cluster.nodes.map((n) => fetch(`${n.httpUrl}/metrics`).then((r) => r.text())));
+    for (const text of scrapes) {
+      assert.match(text, /dsync_queue_depth\{queue="emails",node="node_\d"\} 1\n/);
+      assert.match(text, /dsync_queue_acked\{queue="emails",node="node_\d"\} 2\n/);
+    }
+    assert.ok(scrapes.some((t) => /dsync_queue_delivery_latency_seconds_count\{node="node_\d",queue="emails"\} [1-9]/.test(t)), "some node observed delivery latency");
   } finally {
     await client.close();
     await cluster.destroy();
@@ -306,6 +314,12 @@ test("queue cluster - 50,000 numbered messages while the partition leader is SIG
     assert.deepEqual(lost, [], "no acknowledged message is lost");
     assert.equal(kills, KILLS_AT.length, "the leader was killed as planned");
     assert.equal(orderViolations, 0, "first deliveries (and each producer's ids) follow enqueue order");
+    // Snapshots keep the partition's log bounded (SNAPSHOT_THRESHOLD=500 here).
+    const part = (await qa.stats(QUEUE)).partition;
+    const metrics = await fetch(`${cluster.nodes[0]!.httpUrl}/metrics`).then((r) => r.text());
+    const snapIndex = Number(new RegExp(`dsync_raft_snapshot_index\\{group="${part}",node="node_0"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    t.diagnostic(`partition ${part} (Raft group ${part}) last snapshot at index ${snapIndex}`);
+    assert.ok(snapIndex > 0, "the queue partition took snapshots");
     const dupIds = new Set(acked.values()).size;
     assert.equal(dupIds, TOTAL, "dedup ids kept each number to one message");
     await waitFor(async () => {
