@@ -175,8 +175,11 @@ export class QueueService {
       const f = asFields(body, "QUEUE_ACK");
       const queue = queueName(f, "QUEUE_ACK");
       const receipts = receiptList(f.receipts);
-      const r = ok(await this.#submit(this.partitions.partitionFor(queue), { op: "ack", queue, receipts }), "acked");
+      const pending = this.#submit(this.partitions.partitionFor(queue), { op: "ack", queue, receipts });
+      // Credit comes back as the ack arrives (as in AMQP): the subscription's next consume then
+      // rides in the same log entry as this ack instead of waiting for it to commit.
       this.#settled(receipts);
+      const r = ok(await pending, "acked");
       return { queue, acked: r.acked, outcomes: r.outcomes };
     });
     router.register(Op.QUEUE_NACK, async (body) => {
@@ -184,8 +187,9 @@ export class QueueService {
       const queue = queueName(f, "QUEUE_NACK");
       const receipt = str(f, "receipt", "QUEUE_NACK", { maxBytes: 64 });
       const delayMs = int(f, "delayMs", "QUEUE_NACK", { optional: true, min: 0, max: 7 * 24 * 3600_000 }) ?? null;
-      const r = await this.#submit(this.partitions.partitionFor(queue), { op: "nack", queue, receipt, delayMs });
+      const pending = this.#submit(this.partitions.partitionFor(queue), { op: "nack", queue, receipt, delayMs });
       this.#settled([receipt]);
+      const r = await pending;
       const n = ok(r, "nacked");
       return { queue, id: n.id, visibleAt: n.visibleAt, deadLettered: n.deadLettered };
     });
