@@ -43,6 +43,10 @@ export const ErrorCode = {
   UPGRADE_REFUSED: 24,
   /** A wait for a lock ended at its waitMs deadline. */
   LOCK_WAIT_TIMEOUT: 25,
+  /** The queue's partition holds as many messages as it may: the whole batch was refused. */
+  QUEUE_FULL: 30,
+  /** The receipt no longer names a current delivery (it timed out, was acked, nacked or released). */
+  STALE_RECEIPT: 31,
   /** No reachable node is home of the key right now (a home failed and no takeover finished yet). */
   CACHE_HOME_UNAVAILABLE: 40,
   /** Peer only: the node asked is not (or no longer) the key's home. */

@@ -134,6 +134,22 @@ export class LockWaitTimeoutError extends DsyncError {
   }
 }
 
+/** The queue's partition is full; nothing of the batch was enqueued. */
+export class QueueFullError extends DsyncError {
+  override name = "QueueFullError";
+  constructor(message: string) {
+    super(ErrorCode.QUEUE_FULL, message);
+  }
+}
+
+/** The receipt names a delivery that has ended (timed out, acked, nacked or released). */
+export class StaleReceiptError extends DsyncError {
+  override name = "StaleReceiptError";
+  constructor(message: string) {
+    super(ErrorCode.STALE_RECEIPT, message);
+  }
+}
+
 /** No reachable node is home of the cache key right now; retry shortly. */
 export class CacheHomeUnavailableError extends DsyncError {
   override name = "CacheHomeUnavailableError";
@@ -164,6 +180,10 @@ export function errorFromBody(body: ErrorBody): DsyncError {
       return new DeadlockError(body.message);
     case ErrorCode.SESSION_EXPIRED:
       return new SessionExpiredError(body.message);
+    case ErrorCode.QUEUE_FULL:
+      return new QueueFullError(body.message);
+    case ErrorCode.STALE_RECEIPT:
+      return new StaleReceiptError(body.message);
     case ErrorCode.LOCK_WAIT_TIMEOUT:
       return new LockWaitTimeoutError(body.message);
     case ErrorCode.CACHE_HOME_UNAVAILABLE:

@@ -34,6 +34,27 @@ export const Op = {
   LOCK_STATUS: 37,
   /** Every resource with holders or waiters, and the service's counters. */
   LOCK_LIST: 38,
+  /** Append messages to a queue; the reply comes once they are committed. */
+  QUEUE_ENQUEUE: 40,
+  /** Take up to `max` visible messages (long-polls up to `waitMs`); each is in flight until acked. */
+  QUEUE_CONSUME: 41,
+  QUEUE_ACK: 42,
+  /** Give a message back: visible again after `delayMs` or the queue's backoff. */
+  QUEUE_NACK: 43,
+  /** Start push deliveries (QUEUE_DELIVERY) to this connection, at most `prefetch` unacked. */
+  QUEUE_SUBSCRIBE: 44,
+  QUEUE_UNSUBSCRIBE: 45,
+  /** Depth, in-flight and counters of one queue, with its settings and partition. */
+  QUEUE_STATS: 46,
+  /** Change a queue's settings (max deliveries, visibility, backoff, DLQ name, dedup window). */
+  QUEUE_CONFIGURE: 47,
+  /** The oldest messages of a dead-letter queue, with their delivery history. */
+  QUEUE_DLQ_LIST: 48,
+  /** Move dead-lettered messages back to their source queue. */
+  QUEUE_DLQ_REDRIVE: 49,
+  QUEUE_PURGE: 50,
+  /** Partitions (leader, queues) and every queue's counters. */
+  QUEUE_LIST: 51,
   /** Read a cache key through the connected node (a hit is served from its line). */
   CACHE_GET: 56,
   /** Write a cache key (bytes), optionally with a TTL. */
@@ -49,6 +70,8 @@ export const Op = {
   CACHE_NEAR_ACK: 62,
   /** Push: a lock event for a session bound to this connection (grant, refusal, loss, expiry). */
   LOCK_EVENT: 64,
+  /** Push: messages for a subscription of this connection. */
+  QUEUE_DELIVERY: 65,
   /** Push: drop these keys from the near-cache, then answer CACHE_NEAR_ACK. */
   CACHE_NEAR_INVALIDATE: 67,
   PEER_HELLO: 96,

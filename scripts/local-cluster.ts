@@ -74,7 +74,7 @@ for (let tries = 0; tries < 100 && !stopping; tries++) {
     const rows = reports.map((r) => [r.status?.nodeId ?? "?", r.addr, r.reachable ? "yes" : "no", r.status?.role ?? "-", String(r.status?.term ?? "-"), r.status?.leader ?? "-"]);
     process.stdout.write(
       `\n$ ./bin/dsync status\n${table(["NODE", "ADDRESS", "REACHABLE", "ROLE", "TERM", "LEADER"], rows)}\n\n` +
-        `The cluster is up. Try:\n  ./bin/dsync kv put greeting hello\n  ./bin/dsync kv get greeting\n  ./bin/dsync admin transfer-leader\n\nPress Ctrl-C to stop it.\n`,
+        `The cluster is up. Try:\n  ./bin/dsync kv put greeting hello\n  ./bin/dsync kv get greeting\n  ./bin/dsync admin transfer-leader\n  ./bin/dsync lock acquire orders/42 --hold 5000\n  ./bin/dsync queue enqueue emails "hello" && ./bin/dsync queue consume emails --ack\n\nPress Ctrl-C to stop it.\n`,
     );
     break;
   }

@@ -192,5 +192,6 @@ function fmtUptime(ms: number): string {
 }
 
 import "./cache-commands.ts";
+import "./queue-commands.ts";
 
 await program.parseAsync(process.argv);

@@ -26,6 +26,8 @@ const program = new Command("dsyncd")
   .option("--election-timeout-ms <ms>", "Raft election timeout base [env ELECTION_TIMEOUT_MS] (default 150)")
   .option("--heartbeat-interval-ms <ms>", "Raft heartbeat interval [env HEARTBEAT_INTERVAL_MS] (default 50)")
   .option("--snapshot-threshold <n>", "entries between snapshots [env SNAPSHOT_THRESHOLD] (default 1000)")
+  .option("--queue-partitions <n>", "queue partitions (Raft groups) of a new cluster; 0 = two per node [env QUEUE_PARTITIONS] (default 0)")
+  .option("--queue-virtual-nodes <n>", "virtual nodes per partition on the queue ring [env QUEUE_VIRTUAL_NODES] (default 150)")
   .option("--join", "start as a new, empty member of an existing cluster; then run `dsync admin add-node` [env JOIN=true]")
   .option("--no-fsync", "do not fsync the log (unsafe: for throwaway test clusters only) [env FSYNC=false]")
   .action(async (opts: Record<string, string | boolean | undefined>) => {
@@ -45,6 +47,8 @@ const program = new Command("dsyncd")
       electionTimeoutMs: opts.electionTimeoutMs,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
       snapshotThreshold: opts.snapshotThreshold,
+      queuePartitions: opts.queuePartitions,
+      queueVirtualNodes: opts.queueVirtualNodes,
       // commander sets fsync=true unless --no-fsync; only an explicit flag should override env/file.
       fsync: opts.fsync === false ? false : undefined,
       join: opts.join === true ? true : undefined,

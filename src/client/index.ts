@@ -7,6 +7,20 @@ export type { ClientOptions } from "./options.ts";
 export { CacheClient, type CacheClientOptions, type CacheSetOptions, type CacheKeyState, type CacheCopy } from "./cache.ts";
 export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";
 export {
+  QueueClient,
+  Subscription,
+  type DeliveredMessage,
+  type EnqueueOptions,
+  type ConsumeOptions,
+  type QueueSettings,
+  type QueueConfig,
+  type QueueStats,
+  type AckOutcome,
+  type DeadMessage,
+  type SubscribeOptions,
+  type MessageHandler,
+} from "./queues.ts";
+export {
   DsyncError,
   ProtocolError,
   InvalidArgumentError,
@@ -20,6 +34,8 @@ export {
   SessionExpiredError,
   LockWaitTimeoutError,
   CacheHomeUnavailableError,
+  QueueFullError,
+  StaleReceiptError,
   ErrorCode,
   type NodeStatus,
   type PeerStatus,

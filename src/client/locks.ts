@@ -73,6 +73,12 @@ export class LockClient extends EventEmitter<LockClientEvents> {
   #opening: Promise<number> | null = null;
   #seq = 0;
   #keepalive: NodeJS.Timeout | null = null;
+  /**
+   * Until when (performance.now()) the session is certainly alive: the send time of the last
+   * acknowledged open or keep-alive plus the TTL. The cluster extends the session from when it
+   * applies the request, which is later, so this never overestimates.
+   */
+  #leaseUntil = 0;
   readonly #waits = new Map<number, PendingWait>();
   readonly #early = new Map<number, { body: LockEventBody; at: number }>();
   readonly #onPush = (env: Envelope): void => this.#handlePush(env);
@@ -168,8 +174,10 @@ export class LockClient extends EventEmitter<LockClientEvents> {
     if (this.#closed) return Promise.reject(new DsyncError(ErrorCode.CONNECTION_CLOSED, "lock client closed"));
     if (this.#sessionId !== null) return Promise.resolve(this.#sessionId);
     this.#opening ??= (async () => {
+      const sentAt = performance.now();
       const r = (await this.#client.call(Op.LOCK_SESSION_OPEN, { clientId: this.#clientId, ttlMs: this.#ttlMs })) as { sessionId: number };
       this.#sessionId = r.sessionId;
+      this.#leaseUntil = sentAt + this.#ttlMs;
       this.#seq = 0;
       // A third of the TTL leaves two more chances before the session lapses.
       this.#keepalive = setInterval(() => void this.#keepAlive(), Math.max(100, Math.floor(this.#ttlMs / 3)));
@@ -185,7 +193,9 @@ export class LockClient extends EventEmitter<LockClientEvents> {
     const id = this.#sessionId;
     if (id === null) return;
     try {
+      const sentAt = performance.now();
       await this.#client.call(Op.LOCK_KEEPALIVE, { sessionId: id }, { idempotent: true });
+      if (this.#sessionId === id) this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + this.#ttlMs);
     } catch (err) {
       if (err instanceof SessionExpiredError) this.#expired(id);
     }
@@ -232,7 +242,9 @@ export class LockClient extends EventEmitter<LockClientEvents> {
         const w = this.#waits.get(body.waitId);
         if (!w) return;
         this.#waits.delete(body.waitId);
-        w.resolve({ resource: body.resource, mode: body.mode, token: body.token, sessionId: body.sessionId });
+        const lock = { resource: body.resource, mode: body.mode, token: body.token, sessionId: body.sessionId };
+        if (performance.now() <= this.#leaseUntil) w.resolve(lock);
+        else void this.#confirm(lock, w);
         return;
       }
       case "refused": {
@@ -256,6 +268,21 @@ export class LockClient extends EventEmitter<LockClientEvents> {
       case "session-expired":
         this.#expired(body.sessionId);
         return;
+    }
+  }
+
+  /**
+   * A grant that reaches us after our lease may have lapsed (a push from a replica replaying its
+   * log after a restart can arrive seconds late) may already have been taken away by session
+   * expiry: hand it out only if a linearizable read shows this session still holds it.
+   */
+  async #confirm(lock: Lock, w: PendingWait): Promise<void> {
+    try {
+      const s = (await this.#client.call(Op.LOCK_STATUS, { resource: lock.resource }, { idempotent: true })) as { holders: { sessionId: number; token: number }[] };
+      if (s.holders.some((h) => h.sessionId === lock.sessionId && h.token === lock.token)) w.resolve(lock);
+      else w.reject(new SessionExpiredError(`the grant of ${lock.resource} (token ${lock.token}) arrived after the session's lease lapsed and is no longer held`));
+    } catch (err) {
+      w.reject(err as Error);
     }
   }
 

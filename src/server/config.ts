@@ -36,6 +36,10 @@ export interface NodeConfig {
   readonly fsync: boolean;
   /** Start with no membership and wait to be added by `dsync admin add-node` (a new node). */
   readonly join: boolean;
+  /** Queue partitions (Raft groups) a new cluster is created with; 0 = two per node. */
+  readonly queuePartitions: number;
+  /** Virtual nodes per partition on the queue ring. */
+  readonly queueVirtualNodes: number;
 }
 
 export const CACHE_WRITE_POLICIES = ["write-back", "write-through"] as const;
@@ -75,6 +79,8 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   ELECTION_TIMEOUT_MS: "electionTimeoutMs",
   HEARTBEAT_INTERVAL_MS: "heartbeatIntervalMs",
   SNAPSHOT_THRESHOLD: "snapshotThreshold",
+  QUEUE_PARTITIONS: "queuePartitions",
+  QUEUE_VIRTUAL_NODES: "queueVirtualNodes",
   FSYNC: "fsync",
   JOIN: "join",
 };
@@ -141,6 +147,8 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     snapshotThreshold: v.int("snapshotThreshold", "SNAPSHOT_THRESHOLD", 1000, 10, 100_000_000),
     fsync: v.bool("fsync", "FSYNC", true),
     join: v.bool("join", "JOIN", false),
+    queuePartitions: v.int("queuePartitions", "QUEUE_PARTITIONS", 0, 0, 256),
+    queueVirtualNodes: v.int("queueVirtualNodes", "QUEUE_VIRTUAL_NODES", 150, 1, 10_000),
   };
   if (config.nodeId === "") problems.push("NODE_ID (--node-id) is required: a unique name for this node, e.g. node_0");
   if (config.heartbeatIntervalMs * 2 > config.electionTimeoutMs) {

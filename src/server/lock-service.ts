@@ -16,6 +16,7 @@ import {
 import type { LockMachine } from "../services/lock/lock-machine.ts";
 import type { LockEvent, LockMode, LockResult } from "../services/lock/types.ts";
 import type { FramedSocket } from "../transport/framed-socket.ts";
+import { ExpiryLoop } from "./expiry-loop.ts";
 import type { Logger } from "./logger.ts";
 import type { NodeMetrics } from "./metrics.ts";
 import type { Proposer } from "./proposer.ts";
@@ -24,8 +25,6 @@ import type { RequestContext, RequestRouter } from "./request-router.ts";
 
 /** Lock session TTL when the client does not ask for one. */
 export const SESSION_TTL_MS_DEFAULT = 10_000;
-/** How often the leader checks for sessions, holds and waits past their deadline. */
-const EXPIRY_CHECK_MS = 20;
 
 const RESOURCE_BYTES_MAX = 512;
 
@@ -42,8 +41,7 @@ export class LockService {
   readonly #waitSeconds: Histogram<string>;
   readonly #gauges: { held: Gauge<string>; waiters: Gauge<string>; sessions: Gauge<string>; grants: Gauge<string>; deadlocks: Gauge<string>; expiries: Gauge<string> };
   readonly #pushes: Counter<string>;
-  #expiryTimer: NodeJS.Timeout | null = null;
-  #expiryInFlight = false;
+  readonly #expiry: ExpiryLoop;
 
   constructor(
     readonly machine: LockMachine,
@@ -67,6 +65,13 @@ export class LockService {
       deadlocks: new Gauge({ name: "dsync_lock_deadlocks", help: "Deadlocks detected and broken (replicated count).", registers }),
       expiries: new Gauge({ name: "dsync_lock_session_expiries", help: "Sessions expired for lack of keep-alive (replicated count).", registers }),
     };
+    this.#expiry = new ExpiryLoop({
+      isLeader: () => group0.isLeader,
+      nextDeadline: () => machine.nextDeadline(),
+      expire: () => proposer.proposeStamped(0, { op: "expire" }),
+      log,
+      what: "locks",
+    });
     this.#pushes = new Counter({ name: "dsync_lock_events_pushed_total", help: "LOCK_EVENT pushes sent to clients.", labelNames: ["kind"] as const, registers });
   }
 
@@ -161,25 +166,11 @@ export class LockService {
 
   /** Starts the leader's expiry loop (a no-op on followers). */
   start(): void {
-    this.#expiryTimer = setInterval(() => this.#maybeExpire(), EXPIRY_CHECK_MS);
-    this.#expiryTimer.unref();
+    this.#expiry.start();
   }
 
   stop(): void {
-    if (this.#expiryTimer) clearInterval(this.#expiryTimer);
-  }
-
-  #maybeExpire(): void {
-    if (this.#expiryInFlight || !this.group0.isLeader) return;
-    const deadline = this.machine.nextDeadline();
-    if (deadline === null || deadline > Date.now()) return;
-    this.#expiryInFlight = true;
-    this.proposer
-      .proposeStamped(0, { op: "expire" })
-      .catch((err: unknown) => this.log.debug({ err: (err as Error).message }, "expiry proposal failed; will retry"))
-      .finally(() => {
-        this.#expiryInFlight = false;
-      });
+    this.#expiry.stop();
   }
 
   /** Proposes a lock command and turns a refusal into its typed error. */

@@ -17,6 +17,10 @@ import { Proposer } from "./proposer.ts";
 import type { RaftGroup } from "./raft-group.ts";
 import { RaftHost } from "./raft-host.ts";
 import { RequestRouter } from "./request-router.ts";
+import { QueuePartitions } from "./queue-partitions.ts";
+import { QueueService } from "./queue-service.ts";
+import { encodeCommand } from "../services/command-codec.ts";
+import type { QueueLayout } from "../services/queue/layout.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
@@ -122,6 +126,8 @@ export class DsyncNode {
   }
   #locks: LockService | null = null;
   #cache: CacheService | null = null;
+  #queues: QueueService | null = null;
+  #partitions: QueuePartitions | null = null;
 
   /** Group 0, once started. */
   get group0(): RaftGroup | null {
@@ -142,7 +148,10 @@ export class DsyncNode {
       snapshotThreshold: c.snapshotThreshold,
       peers: this.peers,
       log: this.log,
-      onRoleChange: (group) => this.metrics.raftLeaderChanges.labels(String(group)).inc(),
+      onRoleChange: (group, role) => {
+        this.metrics.raftLeaderChanges.labels(String(group)).inc();
+        if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());
+      },
       onConfChange: (_group, cc) => {
         if (cc.type === ConfChangeType.RemoveNode && cc.node !== c.nodeId) this.peers.removePeer(cc.node);
       },
@@ -171,12 +180,23 @@ export class DsyncNode {
       log: this.log,
     });
     this.#cache.register(this.router, (op, h) => this.onPeerRequest(op, h), (op, h) => this.onPeerMessage(op, h));
+    const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
+    this.#partitions = partitions;
+    this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log);
+    this.#queues.register(this.router);
+    this.machine.setQueueLayoutListener((layout) => {
+      partitions
+        .open(layout)
+        .then(() => this.#queues?.start())
+        .catch((err: unknown) => this.log.error({ err }, "could not open the queue partitions"));
+    });
     await this.peers.listen();
     await this.#clients.listen();
     await this.#http.listen();
     host.start();
     this.#locks.start();
     this.#cache.start();
+    partitions.startBalancer();
     this.log.info(
       { clientAddr: clientAddrOf(this.config), peerPort: this.config.peerPort, httpPort: this.config.httpPort, peers: this.config.peers.map((p) => p.id), dataDir: this.config.dataDir },
       "dsyncd started",
@@ -194,6 +214,8 @@ export class DsyncNode {
       // Dirty cache lines go to their homes while the peer links are still up.
       await this.#cache?.flush();
       this.#locks?.stop();
+      this.#queues?.stop();
+      this.#partitions?.stop();
       await this.#clients.close();
       await this.#host?.close();
       await this.peers.close();
@@ -204,22 +226,40 @@ export class DsyncNode {
     return this.#stopping;
   }
 
-  async #handOverLeadership(): Promise<void> {
+  /**
+   * Group 0's leader records the queue layout once, from its own configuration; every node then
+   * opens the same partitions. A second record (a new leader that had not applied the first yet)
+   * is ignored by the machine.
+   */
+  #recordQueueLayout(): void {
     const g = this.#group0;
-    if (!g?.isLeader) return;
-    const to = g.mostCaughtUpVoter((v) => this.peers.isConnected(v));
-    if (to === undefined) return;
-    g.transferLeader(to);
+    if (!g?.isLeader || this.machine.queueLayout !== null || !this.#proposer) return;
+    const members = [...g.status().conf.voters].sort();
+    if (members.length === 0) return;
+    const layout: QueueLayout = { partitions: this.config.queuePartitions || 2 * members.length, virtualNodes: this.config.queueVirtualNodes, members };
+    this.#proposer
+      .propose(0, encodeCommand({ op: "queue.layout", layout }))
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "could not record the queue layout; the next leader will"));
+  }
+
+  async #handOverLeadership(): Promise<void> {
+    const led = [...(this.#host?.groups() ?? [])].filter((g) => g.isLeader);
+    const moving = led.flatMap((g) => {
+      const to = g.mostCaughtUpVoter((v) => this.peers.isConnected(v));
+      if (to === undefined) return [];
+      g.transferLeader(to);
+      return [g];
+    });
+    if (moving.length === 0) return;
     const deadline = Date.now() + 3 * this.config.electionTimeoutMs;
-    while (Date.now() < deadline && g.isLeader) await new Promise((r) => setTimeout(r, 10));
-    this.log.info({ to, moved: !g.isLeader }, "handed over leadership before stopping");
+    while (Date.now() < deadline && moving.some((g) => g.isLeader)) await new Promise((r) => setTimeout(r, 10));
+    this.log.info({ groups: moving.map((g) => g.group), stillLeading: moving.filter((g) => g.isLeader).map((g) => g.group) }, "handed over leadership before stopping");
   }
 
   /** Copies consensus and log state into the gauges right before a scrape. */
   #refreshGauges(): void {
-    const g = this.#group0;
     const m = this.metrics;
-    if (g) {
+    for (const g of this.#host?.groups() ?? []) {
       const s = g.status();
       const label = String(g.group);
       m.raftTerm.labels(label).set(s.term);
@@ -230,6 +270,7 @@ export class DsyncNode {
     }
     this.#locks?.refreshGauges();
     this.#cache?.refreshGauges();
+    this.#queues?.refreshGauges();
     const w = this.#host?.wal.stats();
     if (w) {
       m.walFsyncs.set(w.fsyncs);

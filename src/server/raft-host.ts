@@ -48,13 +48,16 @@ export class RaftHost {
     return new RaftHost(o, wal);
   }
 
-  /** Opens group `group` with `machine` as its state machine. */
-  async addGroup(group: GroupId, machine: StateMachine): Promise<RaftGroup> {
+  /**
+   * Opens group `group` with `machine` as its state machine; a brand-new group starts with
+   * `voters` (default: the node's configured voters).
+   */
+  async addGroup(group: GroupId, machine: StateMachine, voters: readonly NodeId[] = this.#o.voters): Promise<RaftGroup> {
     const ticks = (ms: number): number => Math.max(1, Math.round(ms / TICK_MS));
     const g = await RaftGroup.open({
       group,
       nodeId: this.#o.nodeId,
-      bootstrapVoters: this.#o.voters,
+      bootstrapVoters: voters,
       wal: this.wal,
       machine,
       sender: { send: (to, msgs) => this.#o.peers.send(to, Op.RAFT, { msgs }) },
@@ -69,6 +72,10 @@ export class RaftHost {
     });
     this.#groups.set(group, g);
     return g;
+  }
+
+  groups(): IterableIterator<RaftGroup> {
+    return this.#groups.values();
   }
 
   group(id: GroupId): RaftGroup | undefined {

@@ -2,6 +2,7 @@ import { decodeCommand, encodeCommand } from "./command-codec.ts";
 import { KvMachine } from "./kv/kv-machine.ts";
 import { LockMachine } from "./lock/lock-machine.ts";
 import type { LockEvent } from "./lock/types.ts";
+import { isQueueLayout, type QueueLayout } from "./queue/layout.ts";
 import type { AppliedEntry, StateMachine } from "./state-machine.ts";
 
 /** A group-0 command that records a member's peer address before it joins. */
@@ -26,7 +27,9 @@ export class ClusterMachine implements StateMachine {
   readonly kv = new KvMachine();
   readonly locks: LockMachine;
   #members = new Map<string, string>();
+  #queueLayout: QueueLayout | null = null;
   #onLockEvent: (e: LockEvent) => void = () => {};
+  #onQueueLayout: (l: QueueLayout) => void = () => {};
 
   constructor(readonly onMember: (id: string, peerAddr: string) => void = () => {}) {
     this.locks = new LockMachine({ onEvent: (e) => this.#onLockEvent(e) });
@@ -35,6 +38,17 @@ export class ClusterMachine implements StateMachine {
   /** Routes lock events (grants, refusals, losses) to the node's push channel. */
   setLockEventListener(fn: (e: LockEvent) => void): void {
     this.#onLockEvent = fn;
+  }
+
+  /** Called once the queue layout is known (applied or restored), and at once if it already is. */
+  setQueueLayoutListener(fn: (l: QueueLayout) => void): void {
+    this.#onQueueLayout = fn;
+    if (this.#queueLayout) fn(this.#queueLayout);
+  }
+
+  /** The queue partitions and their ring, once group 0's first leader has recorded them. */
+  get queueLayout(): QueueLayout | null {
+    return this.#queueLayout;
   }
 
   /** Peer addresses learnt through the log, by node id. */
@@ -52,19 +66,31 @@ export class ClusterMachine implements StateMachine {
       this.onMember(m.id, m.peerAddr);
       return { index: entry.index };
     }
+    if (cmd.op === "queue.layout") {
+      // The first layout wins: partitions are fixed for the life of the cluster.
+      const l = (cmd as { layout?: unknown }).layout;
+      if (this.#queueLayout === null && isQueueLayout(l)) {
+        this.#queueLayout = { partitions: l.partitions, virtualNodes: l.virtualNodes, members: [...l.members] };
+        this.#onQueueLayout(this.#queueLayout);
+      }
+      return { layout: this.#queueLayout };
+    }
     return this.kv.apply(entry);
   }
 
   snapshot(): Uint8Array {
-    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot() });
+    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot(), queueLayout: this.#queueLayout });
   }
 
   restore(data: Uint8Array): void {
-    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array };
+    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array; queueLayout?: unknown };
     this.#members = new Map(s.members);
     for (const [id, addr] of this.#members) this.onMember(id, addr);
     this.kv.restore(s.kv);
     // A snapshot from before the lock service existed has no lock state: start empty.
     if (s.locks) this.locks.restore(s.locks);
+    const hadLayout = this.#queueLayout !== null;
+    this.#queueLayout = isQueueLayout(s.queueLayout) ? s.queueLayout : null;
+    if (this.#queueLayout && !hadLayout) this.#onQueueLayout(this.#queueLayout);
   }
 }

@@ -65,7 +65,11 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
     const worker = async (i: number): Promise<void> => {
       let locks = new LockClient(transports[i % 4]!, { sessionTtlMs: 5000, clientId: `w${i}` });
       let held: Grant[] = [];
-      locks.on("lost", (l) => held.filter((g) => g.token === l.token).forEach((g) => (g.lost = true)));
+      const watch = (lc: LockClient): void => {
+        lc.on("lost", (l) => held.filter((g) => g.token === l.token).forEach((g) => (g.lost = true)));
+        lc.on("session-expired", () => held.forEach((g) => (g.lost = true)));
+      };
+      watch(locks);
       for (let n = 0; !stop && n < 10_000; n++) {
         const resource = resources[(i * 7 + n) % resources.length]!;
         const mode: LockMode = (i + n) % 10 < 3 ? "shared" : "exclusive";
@@ -88,6 +92,7 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
           held = [];
           await locks.close().catch(() => {});
           locks = new LockClient(transports[i % 4]!, { sessionTtlMs: 5000, clientId: `w${i}` });
+          watch(locks);
         }
       }
       await locks.close().catch(() => {});

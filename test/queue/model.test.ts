@@ -247,6 +247,8 @@ class Model {
       }
       case "configure":
         return machine;
+      case "batch":
+        throw new Error("the model feeds single commands; batches are checked in queue.test.ts");
     }
   }
 

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeCommand } from "../../src/services/command-codec.ts";
 import { backoffDelay } from "../../src/services/queue/backoff.ts";
+import type { UnstampedQueueCommand } from "../../src/services/queue/types.ts";
 import { Harness, bytes, text } from "./harness.test.ts";
 
 test("queue - first deliveries are FIFO per queue, across batches and consumers", () => {
@@ -312,4 +313,34 @@ test("queue - expire settles at most expireBatchMax timers and reports more", ()
   h.now += 10;
   assert.deepEqual(h.expire(), { ok: true, kind: "expired", redelivered: 2, deadLettered: 0, more: true });
   assert.deepEqual(h.expire(), { ok: true, kind: "expired", redelivered: 1, deadLettered: 0, more: false });
+});
+
+test("queue - a batch entry gives each command its own result, the same as applying them one by one", () => {
+  const cmds = [
+    { op: "enqueue", queue: "q", messages: [{ payload: bytes("a") }, { payload: bytes("b") }] },
+    { op: "enqueue", queue: "q", messages: [{ payload: bytes("c"), dedupId: "d1" }] },
+    { op: "enqueue", queue: "q", messages: [{ payload: bytes("c2"), dedupId: "d1" }] },
+    { op: "consume", queue: "q", consumerId: "c1", max: 2 },
+    { op: "ack", queue: "q", receipts: ["1:1", "9:9"] },
+    { op: "nack", queue: "nope", receipt: "1:1" },
+    { op: "consume", queue: "q", consumerId: "c2", max: 5 },
+  ] satisfies UnstampedQueueCommand[];
+  const one = new Harness();
+  const expected = cmds.map((c) => one.run(c));
+  const batched = new Harness();
+  const r = batched.run({ op: "batch", cmds });
+  assert.equal(r.ok, true);
+  assert.deepEqual((r as Extract<typeof r, { kind: "batch" }>).results, expected);
+  assert.deepEqual(batched.m.stats("q"), one.m.stats("q"));
+  assert.deepEqual(batched.drain().map((e) => e.queue), ["q"], "one visible event per queue per entry");
+});
+
+test("queue - a malformed batch, or a batch inside a batch, is refused without a throw", () => {
+  const h = new Harness();
+  assert.equal(h.run({ op: "batch", cmds: [] }).ok, false);
+  const r = h.run({ op: "batch", cmds: [{ op: "batch", cmds: [] } as never, { op: "enqueue", queue: "q", messages: [{ payload: bytes("x") }] }] });
+  assert.equal(r.ok, true);
+  const results = (r as Extract<typeof r, { kind: "batch" }>).results;
+  assert.equal(results[0]!.ok, false);
+  assert.equal(results[1]!.ok, true);
 });

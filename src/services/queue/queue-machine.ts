@@ -35,6 +35,12 @@ import {
 } from "./validate.ts";
 
 const MAX_MESSAGES_DEFAULT = 1_000_000;
+/** Commands one batch entry carries at most. */
+export const BATCH_MAX = 4096;
+
+function isBatch(c: unknown): c is { op: "batch"; cmds?: unknown; now?: unknown } {
+  return c !== null && typeof c === "object" && (c as { op?: unknown }).op === "batch";
+}
 const EXPIRE_BATCH_MAX_DEFAULT = 10_000;
 
 type Cmd<K extends QueueCommand["op"]> = Extract<QueueCommand, { op: K }>;
@@ -144,7 +150,7 @@ export class QueueMachine implements StateMachine {
   applyCommand(cmd: QueueCommand, index: number): QueueResult {
     this.#advance(index);
     this.#visible = new Map();
-    const result = this.#dispatch(cmd as unknown);
+    const result = isBatch(cmd) ? this.#batch(cmd) : this.#dispatch(cmd as unknown);
     const visible = this.#visible;
     this.#visible = new Map();
     if (this.#onEvent !== undefined) for (const [queue, count] of visible) this.#onEvent({ kind: "visible", queue, count });
@@ -293,6 +299,21 @@ export class QueueMachine implements StateMachine {
       default:
         return invalid(`unknown queue op ${JSON.stringify(String(cmd.op)).slice(0, 80)}`);
     }
+  }
+
+  /**
+   * Commands from many clients that one node gathered in one event-loop turn: one log entry and
+   * one fsync for all of them. Each gets the batch's `now` and its own result; a bad one fails
+   * alone.
+   */
+  #batch(b: { cmds?: unknown; now?: unknown }): QueueResult {
+    if (!Array.isArray(b.cmds) || b.cmds.length < 1 || b.cmds.length > BATCH_MAX) return invalid(`a batch holds 1..${BATCH_MAX} commands`);
+    const results: QueueResult[] = [];
+    for (const c of b.cmds) {
+      if (c === null || typeof c !== "object" || Array.isArray(c) || isBatch(c)) results.push(invalid("a batch entry must be a queue command map (not a batch)"));
+      else results.push(this.#dispatch({ ...(c as object), now: b.now }));
+    }
+    return { ok: true, kind: "batch", results };
   }
 
   #queue(name: string): Queue {

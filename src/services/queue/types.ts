@@ -50,6 +50,7 @@ export interface EnqueueMessage {
  * - `configure`: changes only the fields given; creates the queue if needed.
  * - `dlq.redrive`: `queue` is the DLQ's name; moves up to `max` messages (oldest first) back to
  *   their source queues with deliveryCount 0.
+ * - `batch`: several commands (no batch among them) in one entry, each with the batch's `now`.
  * - `purge`: drops the visible and delayed messages of `queue` (in-flight ones stay ackable);
  *   with `dlq: true`, `queue` names a DLQ and all its messages are dropped.
  */
@@ -71,7 +72,12 @@ export type QueueCommand =
       now: number;
     }
   | { op: "dlq.redrive"; queue: string; max: number; now: number }
-  | { op: "purge"; queue: string; dlq?: boolean | null; now: number };
+  | { op: "purge"; queue: string; dlq?: boolean | null; now: number }
+  | { op: "batch"; cmds: UnstampedQueueCommand[]; now: number };
+
+/** A command before the leader stamps it (a batch's members share the batch's stamp). */
+export type UnstampedQueueCommand = DistributiveOmit<Exclude<QueueCommand, { op: "batch" }>, "now">;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export type QueueErrorCode = "INVALID_ARGUMENT" | "QUEUE_FULL" | "STALE_RECEIPT";
 
@@ -101,6 +107,7 @@ export type QueueResult =
   | { ok: true; kind: "configured"; queue: string; config: QueueConfig }
   | { ok: true; kind: "redriven"; queue: string; ids: number[] }
   | { ok: true; kind: "purged"; queue: string; count: number }
+  | { ok: true; kind: "batch"; results: QueueResult[] }
   | { ok: false; code: QueueErrorCode; message: string };
 
 /** `visible`: `count` messages of `queue` became consumable (long-polls and push subscriptions

@@ -1,0 +1,292 @@
+import { EventEmitter } from "node:events";
+import { Op, type Envelope } from "../../protocol/index.ts";
+import type { DsyncClient } from "./client.ts";
+
+/** A message handed to a consumer. Ack it with its `receipt` before its visibility ends. */
+export interface DeliveredMessage {
+  readonly id: number;
+  readonly payload: Uint8Array;
+  /** 1 on the first delivery; higher after timeouts, nacks or a consumer that went away. */
+  readonly deliveryCount: number;
+  readonly receipt: string;
+  /** When it was enqueued (ms since the epoch, the partition leader's clock). */
+  readonly enqueuedAt: number;
+  readonly firstDeliveredAt: number;
+}
+
+export interface EnqueueOptions {
+  /** Deliver no earlier than this many ms from now. */
+  readonly delayMs?: number;
+  /**
+   * Within the queue's dedup window (default 5 min) a second enqueue with this id is not added
+   * again: it returns the first one's id. It also makes the call safe to resend after a lost
+   * connection, so give one to every message that must not be lost or doubled.
+   */
+  readonly dedupId?: string;
+}
+
+export interface ConsumeOptions {
+  /** Messages to take at most (1..1000), default 1. */
+  readonly max?: number;
+  /** How long they stay invisible to other consumers; default: the queue's (30 s). */
+  readonly visibilityMs?: number;
+  /** Wait up to this long for a message when none is visible (long poll), default 0. */
+  readonly waitMs?: number;
+  /**
+   * Keep the messages in flight when this connection closes (only their visibility timeout
+   * brings them back), e.g. to ack them from another process. Default false: a closed
+   * connection's messages are redelivered at once.
+   */
+  readonly detached?: boolean;
+}
+
+/** Settings of one queue; only the fields given change. */
+export interface QueueSettings {
+  readonly maxDeliveries?: number;
+  readonly visibilityMs?: number;
+  /** Retry delay `min(capMs, baseMs * factor^(n-1))`, shortened by up to `jitter` (0..1). */
+  readonly backoff?: { readonly baseMs?: number; readonly factor?: number; readonly capMs?: number; readonly jitter?: number };
+  /** The dead-letter queue's name (default `<queue>.dlq`). */
+  readonly dlq?: string;
+  /** How long a dedupId is remembered; 0 turns dedup off. */
+  readonly dedupWindowMs?: number;
+}
+
+export interface QueueConfig {
+  readonly maxDeliveries: number;
+  readonly visibilityMs: number;
+  readonly backoff: { readonly baseMs: number; readonly factor: number; readonly capMs: number; readonly jitter: number };
+  readonly dlq: string | null;
+  readonly dedupWindowMs: number;
+}
+
+export interface QueueStats {
+  readonly depth: number;
+  readonly inFlight: number;
+  readonly delivered: number;
+  readonly acked: number;
+  readonly redelivered: number;
+  readonly deadLettered: number;
+}
+
+export type AckOutcome = { receipt: string; ok: true; id: number } | { receipt: string; ok: false; reason: "stale" | "unknown" | "malformed" };
+
+export interface DeadMessage {
+  readonly id: number;
+  readonly sourceQueue: string;
+  readonly payload: Uint8Array;
+  readonly enqueuedAt: number;
+  readonly deliveryCount: number;
+  readonly reason: string;
+  readonly deadAt: number;
+  readonly history: readonly { at: number; consumerId: string; outcome: string; endedAt: number | null }[];
+}
+
+export interface SubscribeOptions {
+  /** Deliveries in hand (not yet acked or nacked) at most: the credit window. Default 16. */
+  readonly prefetch?: number;
+  readonly visibilityMs?: number;
+}
+
+/** What a subscription's handler returning or throwing does: ack, or nack with the queue's backoff. */
+export type MessageHandler = (m: DeliveredMessage) => Promise<void> | void;
+
+export interface SubscriptionEvents {
+  /** A handler threw (the message was nacked) or an ack/nack/resubscribe failed. */
+  error: [err: Error, m?: DeliveredMessage];
+}
+
+/**
+ * The durable queue service: at-least-once delivery, FIFO first deliveries per queue, visibility
+ * timeouts, ack / nack, retries with exponential backoff, dead letters. Any node serves any queue.
+ */
+export class QueueClient {
+  constructor(readonly client: DsyncClient) {}
+
+  /** Enqueues one message; resolves once it is committed (durable on a majority). */
+  async enqueue(queue: string, payload: Uint8Array | string, opts: EnqueueOptions = {}): Promise<{ id: number; duplicate: boolean }> {
+    const r = await this.enqueueBatch(queue, [{ payload, ...opts }]);
+    return { id: r.ids[0]!, duplicate: r.duplicates[0]! };
+  }
+
+  /** Enqueues messages in one command: all of them or none. */
+  async enqueueBatch(queue: string, messages: readonly ({ payload: Uint8Array | string } & EnqueueOptions)[]): Promise<{ ids: number[]; duplicates: boolean[] }> {
+    const body = { queue, messages: messages.map((m) => ({ payload: typeof m.payload === "string" ? new TextEncoder().encode(m.payload) : m.payload, delayMs: m.delayMs, dedupId: m.dedupId })) };
+    const idempotent = messages.length > 0 && messages.every((m) => m.dedupId !== undefined);
+    return (await this.client.call(Op.QUEUE_ENQUEUE, body, { idempotent })) as { ids: number[]; duplicates: boolean[] };
+  }
+
+  /** Takes up to `max` messages, waiting up to `waitMs` for the first. */
+  async consume(queue: string, opts: ConsumeOptions = {}): Promise<DeliveredMessage[]> {
+    const waitMs = opts.waitMs ?? 0;
+    const r = (await this.client.call(Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs, detached: opts.detached === true }, { timeoutMs: waitMs + 5000 })) as { messages: DeliveredMessage[] };
+    return r.messages;
+  }
+
+  /** Acks deliveries by receipt. A receipt whose delivery already ended gets `ok: false`. */
+  async ack(queue: string, receipts: readonly string[]): Promise<{ acked: number; outcomes: AckOutcome[] }> {
+    return (await this.client.call(Op.QUEUE_ACK, { queue, receipts }, { idempotent: true })) as { acked: number; outcomes: AckOutcome[] };
+  }
+
+  /** Gives a delivery back: visible again after `delayMs`, or after the queue's backoff. */
+  async nack(queue: string, receipt: string, opts: { delayMs?: number } = {}): Promise<{ id: number; visibleAt: number | null; deadLettered: boolean }> {
+    return (await this.client.call(Op.QUEUE_NACK, { queue, receipt, delayMs: opts.delayMs })) as { id: number; visibleAt: number | null; deadLettered: boolean };
+  }
+
+  async configure(queue: string, settings: QueueSettings): Promise<QueueConfig> {
+    const r = (await this.client.call(Op.QUEUE_CONFIGURE, { queue, ...settings }, { idempotent: true })) as { config: QueueConfig };
+    return r.config;
+  }
+
+  async stats(queue: string): Promise<{ queue: string; partition: number; leader: string | null; stats: QueueStats; dlq: string; dlqDepth: number; config: QueueConfig }> {
+    return (await this.client.call(Op.QUEUE_STATS, { queue }, { idempotent: true })) as Awaited<ReturnType<QueueClient["stats"]>>;
+  }
+
+  /** Every partition with its leader and queues. */
+  async list(): Promise<{ partitions: { partition: number; leader: string | null; queues: ({ queue: string } & QueueStats)[]; dlqs: string[] }[] }> {
+    return (await this.client.call(Op.QUEUE_LIST, {}, { idempotent: true })) as Awaited<ReturnType<QueueClient["list"]>>;
+  }
+
+  /** The oldest dead-lettered messages of `queue`, with the reason and every delivery. */
+  async dlqList(queue: string, opts: { max?: number } = {}): Promise<{ dlq: string; messages: DeadMessage[] }> {
+    return (await this.client.call(Op.QUEUE_DLQ_LIST, { queue, max: opts.max }, { idempotent: true })) as { dlq: string; messages: DeadMessage[] };
+  }
+
+  /** Moves dead-lettered messages of `queue` back to it, oldest first, as new deliveries. */
+  async dlqRedrive(queue: string, opts: { max?: number } = {}): Promise<{ dlq: string; ids: number[] }> {
+    return (await this.client.call(Op.QUEUE_DLQ_REDRIVE, { queue, max: opts.max })) as { dlq: string; ids: number[] };
+  }
+
+  /** Drops the waiting messages of `queue` (in-flight ones stay ackable), or with `dlq` its dead letters. */
+  async purge(queue: string, opts: { dlq?: boolean } = {}): Promise<{ queue: string; purged: number }> {
+    return (await this.client.call(Op.QUEUE_PURGE, { queue, dlq: opts.dlq === true })) as { queue: string; purged: number };
+  }
+
+  /**
+   * Push deliveries: the node sends messages as they arrive, never more than `prefetch` unsettled.
+   * `handler` resolving acks the message; throwing nacks it (retried with the queue's backoff).
+   */
+  async subscribe(queue: string, opts: SubscribeOptions, handler: MessageHandler): Promise<Subscription> {
+    const sub = new Subscription(this, queue, opts, handler);
+    await sub.start();
+    return sub;
+  }
+}
+
+/** A push subscription; resubscribes by itself after a reconnect. */
+export class Subscription extends EventEmitter<SubscriptionEvents> {
+  #id: number | null = null;
+  #closed = false;
+  #inHand = 0;
+  #acks: string[] = [];
+  #ackScheduled = false;
+  #idle: (() => void)[] = [];
+  readonly #onPush = (env: Envelope): void => this.#deliver(env);
+  readonly #onDisconnect = (): void => void this.#resubscribe();
+  #resubscribing = false;
+
+  constructor(
+    readonly queues: QueueClient,
+    readonly queue: string,
+    readonly opts: SubscribeOptions,
+    readonly handler: MessageHandler,
+  ) {
+    super();
+  }
+
+  /** Messages handed to the handler and not yet settled. */
+  get inHand(): number {
+    return this.#inHand;
+  }
+
+  async start(): Promise<void> {
+    this.queues.client.on("push", this.#onPush);
+    await this.#subscribe();
+    this.queues.client.on("disconnect", this.#onDisconnect);
+  }
+
+  /** Stops deliveries, lets running handlers finish and sends their acks. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.queues.client.off("disconnect", this.#onDisconnect);
+    const id = this.#id;
+    if (id !== null) await this.queues.client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: id }, { idempotent: true }).catch(() => {});
+    if (this.#inHand > 0) await new Promise<void>((r) => this.#idle.push(r));
+    await this.#flushAcks();
+    this.queues.client.off("push", this.#onPush);
+  }
+
+  async #subscribe(): Promise<void> {
+    const r = (await this.queues.client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as { subscriptionId: number };
+    this.#id = r.subscriptionId;
+  }
+
+  /**
+   * The connection dropped: the node released this subscription's unacked messages, and nothing
+   * else may be calling on this client to make it reconnect, so subscribe again (which
+   * reconnects), retrying until it works or the subscription is closed.
+   */
+  async #resubscribe(): Promise<void> {
+    if (this.#resubscribing) return;
+    this.#resubscribing = true;
+    this.#id = null;
+    try {
+      while (!this.#closed) {
+        try {
+          await this.#subscribe();
+          return;
+        } catch (err) {
+          if (this.listenerCount("error") > 0) this.emit("error", err as Error);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } finally {
+      this.#resubscribing = false;
+    }
+  }
+
+  #deliver(env: Envelope): void {
+    if (env.type !== Op.QUEUE_DELIVERY || this.#id === null) return;
+    const body = env.body as { subscriptionId: number; messages: DeliveredMessage[] };
+    if (body.subscriptionId !== this.#id) return;
+    for (const m of body.messages) void this.#handle(m);
+  }
+
+  async #handle(m: DeliveredMessage): Promise<void> {
+    this.#inHand++;
+    try {
+      await this.handler(m);
+      this.#acks.push(m.receipt);
+      this.#scheduleAcks();
+    } catch (err) {
+      if (this.listenerCount("error") > 0) this.emit("error", err as Error, m);
+      await this.queues.nack(this.queue, m.receipt).catch(() => {});
+    } finally {
+      this.#inHand--;
+      if (this.#inHand === 0) for (const r of this.#idle.splice(0)) r();
+    }
+  }
+
+  /** One ACK request per event-loop turn, however many handlers finished in it. */
+  #scheduleAcks(): void {
+    if (this.#ackScheduled) return;
+    this.#ackScheduled = true;
+    setImmediate(() => {
+      this.#ackScheduled = false;
+      void this.#flushAcks();
+    });
+  }
+
+  async #flushAcks(): Promise<void> {
+    if (this.#acks.length === 0) return;
+    const receipts = this.#acks;
+    this.#acks = [];
+    try {
+      await this.queues.ack(this.queue, receipts);
+    } catch (err) {
+      // The messages come back after their visibility timeout: at-least-once, never lost.
+      if (this.listenerCount("error") > 0) this.emit("error", err as Error);
+    }
+  }
+}

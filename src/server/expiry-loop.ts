@@ -1,0 +1,49 @@
+import type { Logger } from "./logger.ts";
+
+/** How often a leader looks for state past its deadline. */
+export const EXPIRY_CHECK_MS = 20;
+
+export interface ExpiryLoopOptions {
+  /** Only the leader proposes expiry: it is the one clock the replicas follow. */
+  isLeader(): boolean;
+  /** The earliest deadline in the state machine (ms, leader clock), or null. */
+  nextDeadline(): number | null;
+  /** Proposes the `expire` command. */
+  expire(): Promise<unknown>;
+  readonly log: Logger;
+  readonly what: string;
+}
+
+/**
+ * Proposes `expire` whenever the machine's next deadline has passed, one proposal at a time. The
+ * machines themselves never read a clock; this loop is how time reaches them.
+ */
+export class ExpiryLoop {
+  #timer: NodeJS.Timeout | null = null;
+  #inFlight = false;
+
+  constructor(readonly o: ExpiryLoopOptions) {}
+
+  start(): void {
+    this.#timer ??= setInterval(() => this.#check(), EXPIRY_CHECK_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  #check(): void {
+    if (this.#inFlight || !this.o.isLeader()) return;
+    const deadline = this.o.nextDeadline();
+    if (deadline === null || deadline > Date.now()) return;
+    this.#inFlight = true;
+    this.o
+      .expire()
+      .catch((err: unknown) => this.o.log.debug({ err: (err as Error).message, what: this.o.what }, "expiry proposal failed; will retry"))
+      .finally(() => {
+        this.#inFlight = false;
+      });
+  }
+}

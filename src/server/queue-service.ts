@@ -1,0 +1,486 @@
+import { randomBytes } from "node:crypto";
+import {
+  DsyncError,
+  ErrorCode,
+  InvalidArgumentError,
+  NotLeaderError,
+  Op,
+  QueueFullError,
+  StaleReceiptError,
+  UnavailableError,
+  asFields,
+  int,
+  str,
+  type Fields,
+} from "../../protocol/index.ts";
+import type { DeliveredMessage, QueueEvent, QueueResult, UnstampedQueueCommand } from "../services/queue/index.ts";
+import { BATCH_MAX } from "../services/queue/queue-machine.ts";
+import { CONSUME_MAX, NAME_BYTES_MAX } from "../services/queue/validate.ts";
+import type { FramedSocket } from "../transport/framed-socket.ts";
+import { ExpiryLoop } from "./expiry-loop.ts";
+import type { Logger } from "./logger.ts";
+import type { Proposer } from "./proposer.ts";
+import { QueueMetrics } from "./queue-metrics.ts";
+import type { Partition, QueuePartitions } from "./queue-partitions.ts";
+import type { NodeMetrics } from "./metrics.ts";
+import type { RequestContext, RequestRouter } from "./request-router.ts";
+
+/** How long a write keeps retrying, inside the node, while a partition elects a new leader. */
+const FAILOVER_RETRY_MS = 4000;
+/** Longest long-poll a consume may ask for. */
+const WAIT_MS_MAX = 60_000;
+/** Bytes of payload one batch entry carries at most before another entry starts. */
+const BATCH_BYTES_MAX = 1024 * 1024;
+/** A subscription with credit and nothing delivered looks again this often (missed wake-ups, failover). */
+const PUMP_SAFETY_MS = 500;
+
+type Ok<K extends string> = Extract<QueueResult, { ok: true; kind: K }>;
+
+interface PendingBatch {
+  readonly cmds: UnstampedQueueCommand[];
+  readonly waiters: { resolve(r: QueueResult): void; reject(e: Error): void }[];
+  bytes: number;
+}
+
+/** A connection as a consumer: its id in the machines and the partitions it took messages from. */
+interface Consumer {
+  readonly id: string;
+  readonly partitions: Set<Partition>;
+  readonly subscriptions: Set<Subscription>;
+}
+
+interface Subscription {
+  readonly id: number;
+  readonly conn: FramedSocket;
+  readonly consumer: Consumer;
+  readonly queue: string;
+  readonly part: Partition;
+  readonly prefetch: number;
+  readonly visibilityMs: number | null;
+  /** Receipts delivered and not yet acked or nacked, with when their visibility ends (local clock). */
+  readonly outstanding: Map<string, number>;
+  busy: boolean;
+  closed: boolean;
+}
+
+/**
+ * The queue service's node side. Requests name a queue; the queue's partition (a Raft group)
+ * takes the command, proposed here when this node leads the partition or forwarded to its leader.
+ * Commands arriving in one event-loop turn for one partition share one log entry (a batch), so
+ * many producers and consumers share one append and one fsync.
+ *
+ * Long-poll consumes and push subscriptions wait on this node's replica: every entry that makes
+ * messages visible raises a `visible` event on every replica, which wakes the waiters here.
+ */
+export class QueueService {
+  readonly #batches = new Map<number, PendingBatch>();
+  readonly #consumers = new WeakMap<FramedSocket, Consumer>();
+  readonly #subs = new Map<number, Subscription>();
+  readonly #subsByQueue = new Map<string, Set<Subscription>>();
+  readonly #receiptSub = new Map<string, Subscription>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  /** Per queue, a counter bumped on each visible event: a consume that found nothing compares it. */
+  readonly #gen = new Map<string, number>();
+  readonly #expiry: ExpiryLoop[] = [];
+  readonly #metrics: QueueMetrics;
+  readonly #bootId = randomBytes(4).toString("hex");
+  #connSeq = 0;
+  #subSeq = 0;
+  #safety: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly partitions: QueuePartitions,
+    readonly proposer: Proposer,
+    readonly nodeId: string,
+    metrics: NodeMetrics,
+    readonly log: Logger,
+  ) {
+    this.#metrics = new QueueMetrics(metrics.registry);
+  }
+
+  /** A machine event from partition `partition` of this node's replica. */
+  onEvent(_partition: number, e: QueueEvent): void {
+    this.#gen.set(e.queue, (this.#gen.get(e.queue) ?? 0) + 1);
+    const ws = this.#waiters.get(e.queue);
+    if (ws) {
+      this.#waiters.delete(e.queue);
+      for (const w of ws) w();
+    }
+    const subs = this.#subsByQueue.get(e.queue);
+    if (subs) for (const s of subs) void this.#pump(s);
+  }
+
+  /** Starts the leader-side expiry of every partition (a no-op where this node follows). */
+  start(): void {
+    for (const part of this.partitions.all()) {
+      const loop = new ExpiryLoop({
+        isLeader: () => part.group.isLeader,
+        nextDeadline: () => part.machine.nextDeadline(),
+        expire: () => this.proposer.proposeStamped(part.group.group, { op: "expire" }),
+        log: this.log,
+        what: `queue partition ${part.partition}`,
+      });
+      loop.start();
+      this.#expiry.push(loop);
+    }
+    this.#safety = setInterval(() => {
+      for (const s of this.#subs.values()) void this.#pump(s);
+    }, PUMP_SAFETY_MS);
+    this.#safety.unref();
+  }
+
+  stop(): void {
+    for (const l of this.#expiry) l.stop();
+    if (this.#safety) clearInterval(this.#safety);
+  }
+
+  refreshGauges(): void {
+    this.#metrics.refresh(this.partitions.all());
+  }
+
+  register(router: RequestRouter): void {
+    router.register(Op.QUEUE_ENQUEUE, async (body) => {
+      const f = asFields(body, "QUEUE_ENQUEUE");
+      const queue = queueName(f, "QUEUE_ENQUEUE");
+      if (!Array.isArray(f.messages) || f.messages.length === 0) throw new InvalidArgumentError('QUEUE_ENQUEUE: field "messages" must be a non-empty array of {payload, delayMs?, dedupId?}');
+      const messages = f.messages.map((m, i) => enqueueMessage(m, i));
+      const part = this.partitions.partitionFor(queue);
+      const r = ok(await this.#submit(part, { op: "enqueue", queue, messages }), "enqueued");
+      this.#metrics.enqueued(queue, r.ids.length - r.duplicates.filter(Boolean).length);
+      return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates };
+    });
+    router.register(Op.QUEUE_CONSUME, async (body, ctx) => {
+      const f = asFields(body, "QUEUE_CONSUME");
+      const queue = queueName(f, "QUEUE_CONSUME");
+      const max = int(f, "max", "QUEUE_CONSUME", { optional: true, min: 1, max: CONSUME_MAX }) ?? 1;
+      const visibilityMs = int(f, "visibilityMs", "QUEUE_CONSUME", { optional: true, min: 1, max: 12 * 3600_000 }) ?? null;
+      const waitMs = int(f, "waitMs", "QUEUE_CONSUME", { optional: true, min: 0, max: WAIT_MS_MAX }) ?? 0;
+      const part = this.partitions.partitionFor(queue);
+      // Detached deliveries outlive the connection (a CLI consume acked by a later command): only
+      // their visibility timeout brings them back.
+      const consumerId = f.detached === true ? `${this.nodeId}/${this.#bootId}/detached` : this.#consumer(ctx, part).id;
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        const gen = this.#gen.get(queue) ?? 0;
+        const r = ok(await this.#submit(part, { op: "consume", queue, consumerId, max, visibilityMs }), "messages");
+        const left = deadline - Date.now();
+        if (r.messages.length > 0 || left <= 0 || ctx.conn.isClosed) {
+          this.#metrics.delivered(queue, r.messages);
+          return { queue, messages: r.messages };
+        }
+        if ((this.#gen.get(queue) ?? 0) === gen) await this.#waitVisible(queue, left);
+      }
+    });
+    router.register(Op.QUEUE_ACK, async (body) => {
+      const f = asFields(body, "QUEUE_ACK");
+      const queue = queueName(f, "QUEUE_ACK");
+      const receipts = receiptList(f.receipts);
+      const pending = this.#submit(this.partitions.partitionFor(queue), { op: "ack", queue, receipts });
+      // Credit comes back as the ack arrives (as in AMQP): the subscription's next consume then
+      // rides in the same log entry as this ack instead of waiting for it to commit.
+      this.#settled(receipts);
+      const r = ok(await pending, "acked");
+      return { queue, acked: r.acked, outcomes: r.outcomes };
+    });
+    router.register(Op.QUEUE_NACK, async (body) => {
+      const f = asFields(body, "QUEUE_NACK");
+      const queue = queueName(f, "QUEUE_NACK");
+      const receipt = str(f, "receipt", "QUEUE_NACK", { maxBytes: 64 });
+      const delayMs = int(f, "delayMs", "QUEUE_NACK", { optional: true, min: 0, max: 7 * 24 * 3600_000 }) ?? null;
+      const pending = this.#submit(this.partitions.partitionFor(queue), { op: "nack", queue, receipt, delayMs });
+      this.#settled([receipt]);
+      const r = await pending;
+      const n = ok(r, "nacked");
+      return { queue, id: n.id, visibleAt: n.visibleAt, deadLettered: n.deadLettered };
+    });
+    router.register(Op.QUEUE_SUBSCRIBE, (body, ctx) => {
+      const f = asFields(body, "QUEUE_SUBSCRIBE");
+      const queue = queueName(f, "QUEUE_SUBSCRIBE");
+      const prefetch = int(f, "prefetch", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: CONSUME_MAX }) ?? 16;
+      const visibilityMs = int(f, "visibilityMs", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: 12 * 3600_000 }) ?? null;
+      const part = this.partitions.partitionFor(queue);
+      const consumer = this.#consumer(ctx, part);
+      const sub: Subscription = { id: ++this.#subSeq, conn: ctx.conn, consumer, queue, part, prefetch, visibilityMs, outstanding: new Map(), busy: false, closed: false };
+      this.#subs.set(sub.id, sub);
+      consumer.subscriptions.add(sub);
+      let set = this.#subsByQueue.get(queue);
+      if (!set) this.#subsByQueue.set(queue, (set = new Set()));
+      set.add(sub);
+      // The reply goes out first; deliveries follow on the next turn.
+      setImmediate(() => void this.#pump(sub));
+      return { subscriptionId: sub.id, queue, prefetch, partition: part.partition };
+    });
+    router.register(Op.QUEUE_UNSUBSCRIBE, (body) => {
+      const f = asFields(body, "QUEUE_UNSUBSCRIBE");
+      const id = int(f, "subscriptionId", "QUEUE_UNSUBSCRIBE", { min: 1 });
+      const sub = this.#subs.get(id);
+      if (sub) this.#closeSub(sub);
+      return { subscriptionId: id, closed: sub !== undefined };
+    });
+    router.register(Op.QUEUE_STATS, async (body) => {
+      const f = asFields(body, "QUEUE_STATS");
+      const queue = queueName(f, "QUEUE_STATS");
+      const part = this.partitions.partitionFor(queue);
+      if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
+      const config = part.machine.config(queue);
+      const dlq = config.dlq ?? `${queue}.dlq`;
+      return { queue, partition: part.partition, leader: part.group.leader, stats: part.machine.stats(queue), dlq, dlqDepth: part.machine.peekDlq(dlq, CONSUME_MAX).length, config };
+    });
+    router.register(Op.QUEUE_CONFIGURE, async (body) => {
+      const f = asFields(body, "QUEUE_CONFIGURE");
+      const queue = queueName(f, "QUEUE_CONFIGURE");
+      const pick = (k: string): unknown => (f[k] === undefined ? null : f[k]);
+      const cmd = { op: "configure", queue, maxDeliveries: pick("maxDeliveries"), visibilityMs: pick("visibilityMs"), backoff: pick("backoff"), dlq: pick("dlq"), dedupWindowMs: pick("dedupWindowMs") } as UnstampedQueueCommand;
+      const r = ok(await this.#submit(this.partitions.partitionFor(queue), cmd), "configured");
+      return { queue, config: r.config };
+    });
+    router.register(Op.QUEUE_DLQ_LIST, async (body) => {
+      const f = asFields(body, "QUEUE_DLQ_LIST");
+      const queue = queueName(f, "QUEUE_DLQ_LIST");
+      const max = int(f, "max", "QUEUE_DLQ_LIST", { optional: true, min: 1, max: CONSUME_MAX }) ?? 100;
+      const part = this.partitions.partitionFor(queue);
+      if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
+      const dlq = part.machine.config(queue).dlq ?? `${queue}.dlq`;
+      return { queue, dlq, messages: part.machine.peekDlq(dlq, max) };
+    });
+    router.register(Op.QUEUE_DLQ_REDRIVE, async (body) => {
+      const f = asFields(body, "QUEUE_DLQ_REDRIVE");
+      const queue = queueName(f, "QUEUE_DLQ_REDRIVE");
+      const max = int(f, "max", "QUEUE_DLQ_REDRIVE", { optional: true, min: 1, max: 10_000 }) ?? 1000;
+      const part = this.partitions.partitionFor(queue);
+      const dlq = part.machine.config(queue).dlq ?? `${queue}.dlq`;
+      const r = ok(await this.#submit(part, { op: "dlq.redrive", queue: dlq, max }), "redriven");
+      return { queue, dlq, ids: r.ids };
+    });
+    router.register(Op.QUEUE_PURGE, async (body) => {
+      const f = asFields(body, "QUEUE_PURGE");
+      const queue = queueName(f, "QUEUE_PURGE");
+      const dlqToo = f.dlq === true;
+      const part = this.partitions.partitionFor(queue);
+      const target = dlqToo ? (part.machine.config(queue).dlq ?? `${queue}.dlq`) : queue;
+      const r = ok(await this.#submit(part, { op: "purge", queue: target, dlq: dlqToo }), "purged");
+      return { queue: target, purged: r.count };
+    });
+    router.register(Op.QUEUE_LIST, async (body) => {
+      const f = asFields(body, "QUEUE_LIST");
+      const parts = this.partitions.all();
+      if (f.stale !== true) await Promise.all(parts.map((p) => this.proposer.readBarrier(p.group.group)));
+      return {
+        layout: this.partitions.layout,
+        partitions: parts.map((p) => ({
+          partition: p.partition,
+          leader: p.group.leader,
+          queues: p.machine.queues().map((queue) => ({ queue, ...p.machine.stats(queue) })),
+          dlqs: p.machine.dlqs(),
+        })),
+      };
+    });
+  }
+
+  // ---- proposing ----
+
+  /** Queues `cmd` into this turn's batch for its partition. */
+  #submit(part: Partition, cmd: UnstampedQueueCommand): Promise<QueueResult> {
+    return new Promise((resolve, reject) => {
+      const bytes = cmd.op === "enqueue" ? cmd.messages.reduce((n, m) => n + m.payload.length, 0) : 64;
+      let b = this.#batches.get(part.partition);
+      if (b && (b.cmds.length >= BATCH_MAX || b.bytes + bytes > BATCH_BYTES_MAX)) {
+        this.#batches.delete(part.partition);
+        void this.#flush(part, b);
+        b = undefined;
+      }
+      if (!b) {
+        const fresh: PendingBatch = { cmds: [], waiters: [], bytes: 0 };
+        this.#batches.set(part.partition, fresh);
+        setImmediate(() => {
+          if (this.#batches.get(part.partition) !== fresh) return;
+          this.#batches.delete(part.partition);
+          void this.#flush(part, fresh);
+        });
+        b = fresh;
+      }
+      b.cmds.push(cmd);
+      b.waiters.push({ resolve, reject });
+      b.bytes += bytes;
+    });
+  }
+
+  async #flush(part: Partition, b: PendingBatch): Promise<void> {
+    this.#metrics.entry(b.cmds.length);
+    try {
+      const single = b.cmds.length === 1;
+      const r = await this.#proposeRetrying(part, single ? b.cmds[0]! : { op: "batch", cmds: b.cmds });
+      if (single) return b.waiters[0]!.resolve(r);
+      if (!r.ok || r.kind !== "batch" || r.results.length !== b.waiters.length) {
+        const err = new DsyncError(ErrorCode.INTERNAL, `queue partition ${part.partition} answered a batch with ${JSON.stringify(r).slice(0, 200)}`);
+        for (const w of b.waiters) w.reject(err);
+        return;
+      }
+      b.waiters.forEach((w, i) => w.resolve(r.results[i]!));
+    } catch (err) {
+      for (const w of b.waiters) w.reject(err as Error);
+    }
+  }
+
+  /**
+   * Proposes through the partition's leader. While the partition fails over, a write that
+   * certainly was not applied (no leader, or the leader changed before it committed) is tried
+   * again here, so clients see a slower reply instead of an error; an outcome that is unknown
+   * (a timeout) is reported as such.
+   */
+  async #proposeRetrying(part: Partition, cmd: Record<string, unknown>): Promise<QueueResult> {
+    const deadline = Date.now() + FAILOVER_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return (await this.proposer.proposeStamped(part.group.group, cmd)) as QueueResult;
+      } catch (err) {
+        if (!(err instanceof NotLeaderError || err instanceof UnavailableError) || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(200, 20 * 2 ** attempt)));
+      }
+    }
+  }
+
+  // ---- consumers ----
+
+  #consumer(ctx: RequestContext, part: Partition): Consumer {
+    let c = this.#consumers.get(ctx.conn);
+    if (!c) {
+      const consumer: Consumer = { id: `${this.nodeId}/${this.#bootId}/${++this.#connSeq}`, partitions: new Set(), subscriptions: new Set() };
+      this.#consumers.set(ctx.conn, consumer);
+      ctx.onClose(() => this.#release(consumer));
+      c = consumer;
+    }
+    c.partitions.add(part);
+    return c;
+  }
+
+  /** The connection closed: its subscriptions end and its unacked messages are visible again at once. */
+  #release(c: Consumer): void {
+    for (const s of c.subscriptions) this.#closeSub(s);
+    for (const part of c.partitions) {
+      this.#submit(part, { op: "release-consumer", consumerId: c.id }).catch((err: unknown) =>
+        this.log.warn({ consumer: c.id, partition: part.partition, err: (err as Error).message }, "could not release a closed consumer's messages; they return when their visibility ends"),
+      );
+    }
+  }
+
+  #closeSub(s: Subscription): void {
+    s.closed = true;
+    this.#subs.delete(s.id);
+    s.consumer.subscriptions.delete(s);
+    this.#subsByQueue.get(s.queue)?.delete(s);
+    if (this.#subsByQueue.get(s.queue)?.size === 0) this.#subsByQueue.delete(s.queue);
+    for (const r of s.outstanding.keys()) this.#receiptSub.delete(r);
+  }
+
+  /** Acks and nacks give a subscription its credit back. */
+  #settled(receipts: readonly string[]): void {
+    const touched = new Set<Subscription>();
+    for (const r of receipts) {
+      const s = this.#receiptSub.get(r);
+      if (!s) continue;
+      this.#receiptSub.delete(r);
+      s.outstanding.delete(r);
+      touched.add(s);
+    }
+    for (const s of touched) void this.#pump(s);
+  }
+
+  /** Delivers to a subscription while it has credit and the queue has visible messages. */
+  async #pump(s: Subscription): Promise<void> {
+    if (s.busy || s.closed) return;
+    s.busy = true;
+    try {
+      while (!s.closed && !s.conn.isClosed) {
+        this.#forgetExpired(s);
+        const credit = s.prefetch - s.outstanding.size;
+        if (credit <= 0) return;
+        const gen = this.#gen.get(s.queue) ?? 0;
+        const r = ok(await this.#submit(s.part, { op: "consume", queue: s.queue, consumerId: s.consumer.id, max: credit, visibilityMs: s.visibilityMs }), "messages");
+        if (r.messages.length > 0) {
+          const visibility = s.visibilityMs ?? s.part.machine.config(s.queue).visibilityMs;
+          const until = Date.now() + visibility;
+          for (const m of r.messages) {
+            s.outstanding.set(m.receipt, until);
+            this.#receiptSub.set(m.receipt, s);
+          }
+          this.#metrics.delivered(s.queue, r.messages);
+          if (s.closed) {
+            // Closed while the consume was in flight: the release on close makes these visible again.
+            for (const m of r.messages) this.#receiptSub.delete(m.receipt);
+            return;
+          }
+          s.conn.send({ type: Op.QUEUE_DELIVERY, id: 0, body: { subscriptionId: s.id, queue: s.queue, messages: r.messages } });
+          continue;
+        }
+        if ((this.#gen.get(s.queue) ?? 0) === gen) return;
+      }
+    } catch (err) {
+      this.log.debug({ subscription: s.id, queue: s.queue, err: (err as Error).message }, "subscription delivery failed; retrying");
+    } finally {
+      s.busy = false;
+    }
+  }
+
+  /** A delivery whose visibility ended will be redelivered: it no longer holds credit. */
+  #forgetExpired(s: Subscription): void {
+    if (s.outstanding.size === 0) return;
+    const now = Date.now();
+    for (const [r, until] of s.outstanding) {
+      if (until > now) continue;
+      s.outstanding.delete(r);
+      this.#receiptSub.delete(r);
+    }
+  }
+
+  #waitVisible(queue: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(queue);
+      if (!set) this.#waiters.set(queue, (set = new Set()));
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.get(queue)?.delete(wake);
+        resolve();
+      }, ms);
+      set.add(wake);
+    });
+  }
+}
+
+function queueName(f: Fields, what: string): string {
+  const q = str(f, "queue", what, { maxBytes: NAME_BYTES_MAX });
+  if (q.length === 0) throw new InvalidArgumentError(`${what}: field "queue" must not be empty`);
+  return q;
+}
+
+function enqueueMessage(m: unknown, i: number): { payload: Uint8Array; delayMs: number | null; dedupId: string | null } {
+  const f = asFields(m, `QUEUE_ENQUEUE messages[${i}]`);
+  const payload = typeof f.payload === "string" ? new TextEncoder().encode(f.payload) : f.payload;
+  if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError(`QUEUE_ENQUEUE: messages[${i}].payload must be bytes (bin) or a string`);
+  const delayMs = int(f, "delayMs", `QUEUE_ENQUEUE messages[${i}]`, { optional: true, min: 0, max: 7 * 24 * 3600_000 }) ?? null;
+  const dedupId = str(f, "dedupId", `QUEUE_ENQUEUE messages[${i}]`, { optional: true, maxBytes: NAME_BYTES_MAX }) ?? null;
+  return { payload, delayMs, dedupId };
+}
+
+function receiptList(v: unknown): string[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > 10_000 || !v.every((r) => typeof r === "string" && r.length <= 64)) {
+    throw new InvalidArgumentError('QUEUE_ACK: field "receipts" must be an array of 1..10000 receipt strings');
+  }
+  return v as string[];
+}
+
+/** The result of the expected kind, or the refusal as its typed error. */
+function ok<K extends Ok<string>["kind"]>(r: QueueResult, kind: K): Ok<K> {
+  if (r.ok && r.kind === kind) return r as Ok<K>;
+  if (!r.ok) {
+    if (r.code === "QUEUE_FULL") throw new QueueFullError(r.message);
+    if (r.code === "STALE_RECEIPT") throw new StaleReceiptError(r.message);
+    throw new InvalidArgumentError(r.message);
+  }
+  throw new DsyncError(ErrorCode.INTERNAL, `queue partition answered ${r.kind} where ${kind} was expected`);
+}
+
+export type { DeliveredMessage };
