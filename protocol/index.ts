@@ -7,3 +7,4 @@ export * from "./error-codes.ts";
 export * from "./errors.ts";
 export * from "./messages.ts";
 export * from "./validate.ts";
+export * from "./cache-messages.ts";

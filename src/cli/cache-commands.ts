@@ -74,12 +74,12 @@ cache
   .description("the connected node's cache counters")
   .action(async () => {
     await withCache(async (c, g) => {
-      const s = (await c.stats()) as Record<string, unknown> & { lines: { M: number; E: number; S: number } };
+      const s = await c.stats();
       const text = [
-        `node ${String(s.nodeId)}: ${String(s.hits)} hits, ${String(s.misses)} misses (hit ratio ${(Number(s.hitRatio) * 100).toFixed(1)}%)`,
-        `lines: M ${s.lines.M}, E ${s.lines.E}, S ${s.lines.S}; ${String(s.bytes)} bytes of ${String(s.capacityBytes)}, capacity ${String(s.capacity)} entries`,
-        `evictions ${String(s.evictions)}, invalidations sent ${String(s.invalidationsSent)} / received ${String(s.invalidationsReceived)}, write-backs ${String(s.writeBacks)}, owner lines lost ${String(s.ownerLinesLost)}`,
-        `store ${String(s.store)}, ${String(s.writePolicy)}, directory entries ${String(s.directoryEntries)}, near-cache clients ${String(s.nearClients)}`,
+        `node ${s.nodeId}: ${s.hits} hits, ${s.misses} misses (hit ratio ${(s.hitRatio * 100).toFixed(1)}%)`,
+        `lines: M ${s.lines.M}, E ${s.lines.E}, S ${s.lines.S}; ${s.bytes} bytes of ${s.capacityBytes}, capacity ${s.capacity} entries`,
+        `evictions ${s.evictions}, invalidations sent ${s.invalidationsSent} / received ${s.invalidationsReceived}, write-backs ${s.writeBacks}, owner lines lost ${s.ownerLinesLost}`,
+        `store ${s.store}, ${s.writePolicy}, directory entries ${s.directoryEntries}, near-cache clients ${s.nearClients}`,
       ].join("\n");
       print(g, s, text);
     });

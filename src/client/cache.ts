@@ -1,4 +1,4 @@
-import { Op, type Envelope } from "../../protocol/index.ts";
+import { Op, type CacheKeyState, type CacheStats, type Envelope } from "../../protocol/index.ts";
 import type { DsyncClient } from "./client.ts";
 
 /** Options of {@link CacheClient}. */
@@ -16,23 +16,6 @@ export interface CacheClientOptions {
 export interface CacheSetOptions {
   /** Expire the value this long after the write. */
   readonly ttlMs?: number;
-}
-
-/** One node's copy of a key, as `state()` reports it. */
-export interface CacheCopy {
-  readonly node: string;
-  readonly state: "M" | "E" | "S" | "I";
-  readonly gen: number | null;
-  readonly home: string | null;
-  readonly near: number;
-  readonly directory: { node: string; state: "S" | "X"; gen: number }[] | null;
-}
-
-export interface CacheKeyState {
-  readonly key: string;
-  readonly home: string | null;
-  readonly copies: CacheCopy[];
-  readonly unreachable: string[];
 }
 
 interface GetReply {
@@ -131,8 +114,8 @@ export class CacheClient {
   }
 
   /** The connected node's cache counters. */
-  async stats(): Promise<Record<string, unknown>> {
-    return (await this.#client.call(Op.CACHE_STATS, {}, { idempotent: true })) as Record<string, unknown>;
+  async stats(): Promise<CacheStats> {
+    return (await this.#client.call(Op.CACHE_STATS, {}, { idempotent: true })) as CacheStats;
   }
 
   /** Stops listening to the connection (the connection itself stays open). */

@@ -4,7 +4,7 @@
  */
 export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./client.ts";
 export type { ClientOptions } from "./options.ts";
-export { CacheClient, type CacheClientOptions, type CacheSetOptions, type CacheKeyState, type CacheCopy } from "./cache.ts";
+export { CacheClient, type CacheClientOptions, type CacheSetOptions } from "./cache.ts";
 export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";
 export {
   QueueClient,
@@ -38,5 +38,8 @@ export {
   StaleReceiptError,
   ErrorCode,
   type NodeStatus,
+  type CacheKeyState,
+  type CacheCopy,
+  type CacheStats,
   type PeerStatus,
 } from "../../protocol/index.ts";

@@ -1,5 +1,5 @@
 import { Counter, Gauge } from "prom-client";
-import { CacheHomeUnavailableError, DsyncError, ErrorCode, InvalidArgumentError, Op, int, str, type Envelope } from "../../protocol/index.ts";
+import { CacheHomeUnavailableError, DsyncError, ErrorCode, InvalidArgumentError, Op, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope } from "../../protocol/index.ts";
 import { Directory, HomeTable, KeyQueue, LineStore, type Holder, type Line, type Takeover } from "../services/cache/index.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
 import { EmbeddedStore, type BackingStore, type StoredValue } from "./cache-store.ts";
@@ -42,40 +42,6 @@ interface ReadGrant extends StoredValue {
 interface FetchReply extends StoredValue {
   readonly has: boolean;
   readonly dirty: boolean;
-}
-
-/** One node's copy of a key, in CACHE_PEEK and CACHE_STATE. */
-export interface CopyReport {
-  readonly node: string;
-  readonly state: "M" | "E" | "S" | "I";
-  readonly gen: number | null;
-  readonly home: string | null;
-  /** Near-cache clients holding the key through this node. */
-  readonly near: number;
-  /** The directory entry, when this node is the key's home. */
-  readonly directory: { node: string; state: "S" | "X"; gen: number }[] | null;
-}
-
-export interface CacheStats {
-  readonly nodeId: string;
-  readonly hits: number;
-  readonly misses: number;
-  readonly hitRatio: number;
-  readonly evictions: number;
-  readonly invalidationsSent: number;
-  readonly invalidationsReceived: number;
-  readonly writeBacks: number;
-  readonly ownerLinesLost: number;
-  readonly lines: { M: number; E: number; S: number };
-  readonly bytes: number;
-  readonly capacity: number;
-  readonly capacityBytes: number;
-  readonly directoryEntries: number;
-  readonly nearClients: number;
-  readonly nearKeys: number;
-  readonly store: "redis" | "embedded";
-  readonly writePolicy: CacheWritePolicy;
-  readonly homeOf: { stamp: number; taker: string; view: readonly string[] }[];
 }
 
 type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "writeBacks" | "lost" | "takeovers";
@@ -300,14 +266,14 @@ export class CacheService {
   }
 
   /** The line of `key` on every reachable member, with the home's directory entry. */
-  async state(key: string): Promise<{ key: string; home: string | null; copies: CopyReport[]; unreachable: string[] }> {
+  async state(key: string): Promise<CacheKeyState> {
     const members = this.#o.members();
-    const copies: CopyReport[] = [];
+    const copies: CacheCopy[] = [];
     const unreachable: string[] = [];
     await Promise.all(
       members.map(async (m) => {
         try {
-          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, HOLDER_TIMEOUT_MS)) as CopyReport);
+          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, HOLDER_TIMEOUT_MS)) as CacheCopy);
         } catch {
           unreachable.push(m);
         }
@@ -512,7 +478,7 @@ export class CacheService {
     }
   }
 
-  #peek(key: string): CopyReport {
+  #peek(key: string): CacheCopy {
     const line = this.#lines.peek(key);
     const isHome = this.#table.homeOf(key)?.node === this.#self && this.#myTakeover !== null;
     return {
