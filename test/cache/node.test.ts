@@ -1,0 +1,103 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { ErrorCode, InvalidArgumentError, Op } from "../../protocol/index.ts";
+import { CacheClient } from "../../src/client/cache.ts";
+import { DsyncClient } from "../../src/client/client.ts";
+import { ConfigError, configFromEnv, resolveConfig } from "../../src/server/config.ts";
+import { TestCluster, waitFor } from "../helpers/daemon.ts";
+
+let cluster: TestCluster;
+let conn: DsyncClient;
+let cache: CacheClient;
+
+before(async () => {
+  // One node: it is home of every key; the embedded store backs the cache.
+  cluster = await TestCluster.create(1, { FSYNC: "false", CACHE_WRITE_POLICY: "write-through" });
+  conn = new DsyncClient({ nodes: cluster.clientAddrs, preferLeader: false, maxAttempts: 1 });
+  cache = new CacheClient(conn);
+  await waitFor(async () => cache.set("ready", "1").then(() => true, () => false), "the cache to serve", 20_000);
+});
+
+after(async () => {
+  await conn?.close();
+  await cluster?.destroy();
+});
+
+test("cache node - bad requests get INVALID_ARGUMENT naming the field, and the node keeps serving", async () => {
+  const bad: [number, unknown, RegExp][] = [
+    [Op.CACHE_GET, {}, /"key" is required/],
+    [Op.CACHE_GET, { key: "" }, /must not be empty/],
+    [Op.CACHE_GET, { key: "k".repeat(1025) }, /longer than 1024 bytes/],
+    [Op.CACHE_GET, { key: 7 }, /must be a string/],
+    [Op.CACHE_GET, { key: "k", near: "yes" }, /"near" must be a boolean/],
+    [Op.CACHE_SET, { key: "k", value: "text" }, /bytes \(MessagePack bin\), got string/],
+    [Op.CACHE_SET, { key: "k" }, /bytes \(MessagePack bin\), got nil/],
+    [Op.CACHE_SET, { key: "k", value: new Uint8Array(1024 * 1024 + 1) }, /largest value is 1048576 bytes/],
+    [Op.CACHE_SET, { key: "k", value: new Uint8Array(1), ttlMs: 0 }, /"ttlMs" must be in/],
+    [Op.CACHE_SET, { key: "k", value: new Uint8Array(1), ttlMs: 1.5 }, /"ttlMs" must be an integer/],
+    [Op.CACHE_DELETE, [1, 2], /body must be a map/],
+    [Op.CACHE_STATE, { key: null }, /"key" is required/],
+    [Op.CACHE_NEAR_ACK, { seq: -1 }, /"seq" must be in/],
+  ];
+  for (const [op, body, message] of bad) {
+    await assert.rejects(conn.call(op, body), (err: Error) => err instanceof InvalidArgumentError && message.test(err.message), `${op} ${JSON.stringify(body)?.slice(0, 60)}`);
+  }
+  // A peer-only type on the client port is refused too.
+  await assert.rejects(conn.call(Op.CACHE_TAKEOVER, { stamp: 1, taker: "x", view: ["x"] }), (err: { code?: number }) => err.code === ErrorCode.UNKNOWN_TYPE);
+  await cache.set("still", "serving");
+  assert.equal(await cache.getString("still"), "serving");
+});
+
+test("cache node - set, get, delete, TTL expiry and invalidate; values are bytes", async () => {
+  const bytes = new Uint8Array([0, 255, 1, 254]);
+  await cache.set("bin", bytes);
+  assert.deepEqual([...(await cache.get("bin"))!], [...bytes]);
+  await cache.delete("bin");
+  assert.equal(await cache.get("bin"), null);
+  await cache.set("short", "lived", { ttlMs: 150 });
+  assert.equal(await cache.getString("short"), "lived");
+  await waitFor(async () => (await cache.get("short")) === null, "the TTL to expire the value", 5000);
+  await cache.set("kept", "in the store");
+  await cache.invalidate("kept");
+  const s = await cache.state("kept");
+  assert.deepEqual(s.copies.map((c) => c.state), ["I"]);
+  assert.equal(await cache.getString("kept"), "in the store", "write-through put it in the embedded store");
+  const stats = await cache.stats();
+  assert.equal(stats.store, "embedded");
+  assert.equal(stats.writePolicy, "write-through");
+  assert.ok(stats.hits > 0 && stats.misses > 0 && stats.writeBacks > 0);
+});
+
+test("cache node - a near-cache serves hits locally and drops a key another client writes", async () => {
+  const nearConn = new DsyncClient({ nodes: cluster.clientAddrs, preferLeader: false });
+  const near = new CacheClient(nearConn, { nearCache: true });
+  try {
+    await cache.set("nc", "v1");
+    assert.equal(await near.getString("nc"), "v1");
+    assert.equal(await near.getString("nc"), "v1");
+    assert.equal(near.nearHits, 1);
+    assert.equal((await cache.state("nc")).copies[0]!.near, 1, "the node knows the near copy");
+    await cache.set("nc", "v2"); // resolves only once the near-cache confirmed the invalidation
+    assert.equal(await near.getString("nc"), "v2");
+    assert.equal(near.nearHits, 1, "the second value came from the node");
+    await nearConn.close();
+    await waitFor(async () => (await cache.state("nc")).copies[0]!.near === 0, "the node to forget a closed client's copies", 5000);
+  } finally {
+    near.close();
+    await nearConn.close();
+  }
+});
+
+test("cache config - bad cache settings are reported with every other problem", () => {
+  const raw = configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "write-around", CACHE_WRITE_BACK_MS: "-5", CACHE_CAPACITY_BYTES: "12" });
+  assert.throws(
+    () => resolveConfig(raw),
+    (err: ConfigError) =>
+      err instanceof ConfigError && err.problems.length === 3 && err.problems.some((p) => /CACHE_WRITE_POLICY must be one of write-back, write-through/.test(p)) && err.problems.some((p) => /CACHE_WRITE_BACK_MS/.test(p)) && err.problems.some((p) => /CACHE_CAPACITY_BYTES/.test(p)),
+  );
+  const ok = resolveConfig(configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "Write-Through", CACHE_WRITE_BACK_MS: "0", CACHE_CAPACITY_BYTES: "4096" }));
+  assert.equal(ok.cacheWritePolicy, "write-through");
+  assert.equal(ok.cacheWriteBackMs, 0);
+  assert.equal(ok.cacheCapacityBytes, 4096);
+  assert.equal(resolveConfig(configFromEnv({ NODE_ID: "n" })).cacheWritePolicy, "write-back");
+});
