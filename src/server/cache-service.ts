@@ -433,7 +433,7 @@ export class CacheService {
       if (l.state === "M") this.#victims.set(l.key, l);
       keys.push(l.key);
     }
-    void this.#near.invalidate(keys);
+    void this.#near.invalidate(keys).catch(() => {});
   }
 
   // ---------------------------------------------------------------- peer requests (both roles)
