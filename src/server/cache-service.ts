@@ -322,7 +322,12 @@ export class CacheService {
   async #readMiss(key: string): Promise<{ v: StoredValue; installed: boolean }> {
     return this.#withHome(key, async (home) => {
       // A dirty copy we evicted must reach the home before we read the key again.
-      if (this.#victims.has(key)) await this.#writeBack(key, false, true);
+      const victim = this.#victims.get(key);
+      if (victim && !this.#isHome(key, victim.home, victim.stamp)) {
+        // Newer data than the store's waits here for the key's next home: not readable until then.
+        throw new CacheHomeUnavailableError(`${JSON.stringify(key)} has dirty data waiting for its new home`);
+      }
+      if (victim) await this.#writeBack(key, false, true);
       const g = this.#readGrantOf(await this.#call(home, Op.CACHE_READ, { key }, HOME_TIMEOUT_MS));
       // Install at once (no await in between): a later invalidation from the home is only
       // handled after this, see #deferred.
@@ -413,14 +418,19 @@ export class CacheService {
       // Accepted, or refused because the home already took the data (a fetch): clean either way,
       // unless the line changed meanwhile or was handed over elsewhere.
       if (victim) {
-        if (this.#victims.get(key) === victim && (r.accepted === true || victim.writeSeq === seq)) this.#victims.delete(key);
+        // A refusal from the key's current home means it already took the data (a fetch); from
+        // a home that lost the key, nothing: the line waits for the takeover that claims it.
+        const taken = r.accepted === true || this.#isHome(key, victim.home, victim.stamp);
+        if (this.#victims.get(key) === victim && taken) this.#victims.delete(key);
       } else if (r.accepted === true && line.writeSeq === seq && line.state === "M") {
         line.state = "E";
       }
     } catch (err) {
       if (strict) throw err;
-      // The home is unreachable: try again later; a takeover hands the line to the next home.
-      setTimeout(() => this.#scheduleWriteBack(key), WRITE_BACK_RETRY_MS).unref();
+      // The home is unreachable: try again later, unless a takeover hands the line over first.
+      setTimeout(() => {
+        if (this.#victims.get(key) === line || this.#lines.peek(key) === line) this.#scheduleWriteBack(key);
+      }, WRITE_BACK_RETRY_MS).unref();
     }
   }
 
@@ -747,10 +757,15 @@ export class CacheService {
       this.#lines.delete(l.key);
       this.#dirty.delete(l.key);
       dropped.push(l.key);
-      if (l.state === "M") out.push(handoffOfLine(l));
+      if (l.state !== "M") continue;
+      // Dirty data goes to the node that claims its key. A copy the taker granted for a key it no
+      // longer claims waits aside, unserved, for the takeover that claims the key: handing it to
+      // the taker would let it reach the store after the key's next home began serving it.
+      if (claimed(l.key)) out.push(handoffOfLine(l));
+      else this.#victims.set(l.key, l);
     }
     for (const [key, l] of [...this.#victims]) {
-      if (!claimed(key) && l.home !== t.taker) continue;
+      if (!claimed(key)) continue;
       this.#victims.delete(key);
       out.push(handoffOfLine(l));
     }
