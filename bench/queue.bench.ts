@@ -219,6 +219,7 @@ function problems(r: QueueCellResult): string {
   if (r.consumerErrors) out.push(`${r.consumerErrors} consumer errors (first: ${r.firstConsumerError})`);
   if (r.duplicates) out.push(`${r.duplicates} redelivered`);
   if (r.missing) out.push(`${r.missing} never delivered`);
+  if (r.leftover) out.push(`queue not empty at the end: ${r.leftover}`);
   if (p.stuck) out.push(`${p.stuck} enqueues stuck`);
   if (p.endedBy !== "duration") out.push(`ended by ${p.endedBy}`);
   return out.join("; ");
