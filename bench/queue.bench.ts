@@ -12,9 +12,13 @@
  *   - bullmq-always:   BullMQ `Queue.add` + one `Worker` (concurrency C), redis-server appendfsync always.
  *   - bullmq-everysec: the same on a second redis-server with appendfsync everysec.
  * Each cell uses a queue of its own; servers are started fresh for the run and stopped by PID.
+ * When consumers are slower than producers the queue grows through the cell and the delivery
+ * latency with it; the report flags such rows ("consumers fell behind"), and `--loop acked`
+ * (each producer also waits for its message's ack) gives steady-state latencies instead.
  *
  *   npm run bench:queue                        # 8 s per cell, 2 s warm-up, C = 1, 16, 64
  *   npm run bench:queue -- --quick             # 2 s per cell, 0.5 s warm-up (sanity run)
+ *   npm run bench:queue -- --loop acked        # at most C messages in flight
  *   npm run bench:queue -- --systems dsync,bullmq-always --concurrency 16 --json out.json
  *
  * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
@@ -219,6 +223,7 @@ function problems(r: QueueCellResult): string {
   if (r.consumerErrors) out.push(`${r.consumerErrors} consumer errors (first: ${r.firstConsumerError})`);
   if (r.duplicates) out.push(`${r.duplicates} redelivered`);
   if (r.missing) out.push(`${r.missing} never delivered`);
+  if (r.leftover) out.push(`queue not empty at the end: ${r.leftover}`);
   if (p.stuck) out.push(`${p.stuck} enqueues stuck`);
   if (p.endedBy !== "duration") out.push(`ended by ${p.endedBy}`);
   return out.join("; ");

@@ -100,6 +100,11 @@ export async function startBullmqPeer(appendfsync: AppendFsync, producersPerConn
         async enqueue(s: Stamp): Promise<void> {
           await queues[Math.floor(s.producer / producersPerConnection)]!.add("m", { t: s.sentAtMs, p: s.producer, s: s.seq, pad });
         },
+        async leftover(): Promise<string> {
+          // Completed jobs are removed (removeOnComplete), so anything counted here was not acked.
+          const counts = await queues[0]!.getJobCounts("wait", "active", "delayed", "failed");
+          return Object.entries(counts).filter(([, n]) => n > 0).map(([state, n]) => `${n} ${state}`).join(", ");
+        },
         close,
       };
     },

@@ -69,6 +69,10 @@ export function dsyncQueuePeers(cluster: DsyncCluster, opts: DsyncQueueOptions):
           async enqueue(s: Stamp): Promise<void> {
             await producers[Math.floor(s.producer / opts.perConnection)]!.enqueue(queue, encodeStamp(s, opts.payloadBytes));
           },
+          async leftover(): Promise<string> {
+            const { depth, inFlight, deadLettered } = (await producers[0]!.stats(queue)).stats;
+            return [depth ? `${depth} waiting` : "", inFlight ? `${inFlight} in flight` : "", deadLettered ? `${deadLettered} dead-lettered` : ""].filter(Boolean).join(", ");
+          },
           close,
         };
       } catch (err) {

@@ -107,6 +107,11 @@ const stampKey = (s: Stamp): number => s.producer * 2 ** 32 + s.seq;
 export interface QueueCell {
   /** Enqueues one message carrying `s`; resolves once the system acknowledged the enqueue. */
   enqueue(s: Stamp): Promise<void>;
+  /**
+   * What the server still holds for the cell's queue (waiting, in flight, failed), as a short
+   * text, or "" when the queue is empty: a check that every ack really landed.
+   */
+  leftover(): Promise<string>;
   /** Stops the consumers and closes every connection; must settle on its own (bounded). */
   close(): Promise<void>;
 }
@@ -153,6 +158,8 @@ export interface QueueCellResult {
   readonly missing: number;
   readonly consumerErrors: number;
   readonly firstConsumerError: string | null;
+  /** {@link QueueCell.leftover} after the drain: "" when the server's queue ended empty. */
+  readonly leftover: string;
 }
 
 /** Runs one cell: opens the peer, drives the closed-loop producers, drains, closes. */
@@ -179,6 +186,12 @@ export async function runQueueCell(peer: QueuePeer, tag: string, opts: QueueCell
     const backlogAtStop = Math.max(0, enqueued - sink.ackedTotal);
     const drainUntil = performance.now() + opts.drainMs;
     while (sink.distinctDelivered < enqueued && performance.now() < drainUntil && !opts.signal?.aborted) await sleep(20);
+    // Acks may still be on their way (a subscription sends them a turn later): ask again briefly.
+    let leftover = await describeLeftover(cell);
+    for (let tries = 0; leftover !== "" && tries < 20 && !opts.signal?.aborted; tries++) {
+      await sleep(100);
+      leftover = await describeLeftover(cell);
+    }
     return {
       concurrency: opts.concurrency,
       // A window cut short (errors, abort) is flagged by producers.endedBy; the rate is then rough.
@@ -191,10 +204,20 @@ export async function runQueueCell(peer: QueuePeer, tag: string, opts: QueueCell
       missing: Math.max(0, enqueued - sink.distinctDelivered),
       consumerErrors: sink.errors,
       firstConsumerError: sink.firstError,
+      leftover,
     };
   } finally {
     await cell.close();
     sink.latency.destroy();
+  }
+}
+
+/** The cell's leftover, or why it could not be read. */
+async function describeLeftover(cell: QueueCell): Promise<string> {
+  try {
+    return await withinMs(cell.leftover(), 5000, "leftover");
+  } catch (err) {
+    return `could not check: ${describeError(err)}`;
   }
 }
 
