@@ -86,6 +86,7 @@ export class CacheService {
   #checkTimer: NodeJS.Timeout | null = null;
   #takeoverRunning = false;
   #takeoverAgain = false;
+  #takeoverFailures = 0;
   /** Our own takeover, once every member of its view accepted it. */
   #myTakeover: Takeover | null = null;
   #stopped = false;
@@ -186,6 +187,7 @@ export class CacheService {
   /** A peer link came up or went down. */
   onLinkChange(peer: string, up: boolean): void {
     if (!up) {
+      this.#o.log.warn({ peer }, "cache: peer link lost; dropping its copies from the directory and the copies it granted");
       // As home: the peer's copies are gone with it (or it drops them now, see below).
       for (const key of this.#dir.removeNode(peer)) {
         this.#bump("lost");
@@ -717,8 +719,10 @@ export class CacheService {
     for (const h of newestPerKey(handoff)) await this.#o.store.write(h.key, h.v);
     if (!ok) {
       this.#takeoverAgain = true;
+      if (++this.#takeoverFailures % 20 === 0) this.#o.log.warn({ failures: this.#takeoverFailures, view }, "cache: takeovers keep failing; this node's keys stay unavailable");
       return;
     }
+    this.#takeoverFailures = 0;
     this.#table.install(t);
     this.#myTakeover = t;
     this.#bump("takeovers");
