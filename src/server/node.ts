@@ -162,7 +162,7 @@ export class DsyncNode {
     registerAdminHandlers(this.router, this.#group0, this.peers, c.nodeId);
     const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
     this.#partitions = partitions;
-    this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log);
+    this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
     this.#queues.register(this.router);
     this.machine.setQueueLayoutListener((layout) => {
       partitions
