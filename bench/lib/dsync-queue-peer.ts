@@ -6,9 +6,9 @@
  *     with one batched `ack`.
  * Producers call `enqueue`. `perConnection` producers share one DsyncClient, and consumers have
  * connections of their own, so one socket does not cap a cell. The connections' seed lists are
- * rotated so their first dials spread over the three nodes; with the client's default
- * `preferLeader` each then moves to the leader the node names, as a user's client would, and
- * the report says where they ended up.
+ * rotated so their first dials spread over the three nodes; each then moves to group 0's leader
+ * (the client's default `preferLeader`) and QueueClient sends the queue's requests to its
+ * partition's leader, as a user's client would; the report says where they went.
  */
 import { DsyncClient } from "../../src/client/client.ts";
 import { QueueClient, type DeliveredMessage } from "../../src/client/queues.ts";
@@ -47,20 +47,27 @@ export function dsyncQueuePeers(cluster: DsyncCluster, opts: DsyncQueueOptions):
       const consumerConns = Array.from({ length: groups }, (_, g) => connect(groups + g));
       const conns = [...producerConns, ...consumerConns];
       const stops: (() => Promise<void>)[] = [];
+      let placementNow = (): string => "";
       const close = async (): Promise<void> => {
+        placement = placementNow();
         await Promise.allSettled(stops.map((s) => withinMs(s(), 10_000, `${mode} consumer close`)));
         await Promise.allSettled(conns.map((cn) => withinMs(cn.close(), 5000, "DsyncClient.close")));
       };
       try {
         await Promise.all(conns.map((cn) => cn.ready()));
         const producers = producerConns.map((cn) => new QueueClient(cn));
-        // Where the queue's partition is led, and where the connections ended up: a request
-        // reaching another node is forwarded to the partition leader (one hop more).
-        const { partition, leader } = await producers[0]!.stats(queue);
-        const on = new Map<string, number>();
-        for (const cn of conns) on.set(cn.serverInfo?.nodeId ?? "none", (on.get(cn.serverInfo?.nodeId ?? "none") ?? 0) + 1);
-        placement = `queue partition ${partition} led by ${leader ?? "?"}; connections on ${[...on].map(([id, n]) => `${id} × ${n}`).join(", ")}`;
         const consumers = consumerConns.map((cn) => new QueueClient(cn));
+        const { partition, leader } = await producers[0]!.stats(queue);
+        // Where the queue's partition was led, and which node each QueueClient's requests went
+        // to in the end (it routes them to the partition leader once a reply names it).
+        placementNow = () => {
+          const on = new Map<string, number>();
+          for (const q of [...producers, ...consumers]) {
+            const id = q.clientFor(queue).serverInfo?.nodeId ?? "not connected";
+            on.set(id, (on.get(id) ?? 0) + 1);
+          }
+          return `queue partition ${partition} led by ${leader ?? "?"} at the start; requests of the ${conns.length} QueueClients went to ${[...on].map(([id, n]) => `${id} × ${n}`).join(", ")}`;
+        };
         for (let k = 0; k < c; k++) {
           const q = consumers[Math.floor(k / opts.perConnection)]!;
           stops.push(mode === "subscribe" ? await subscribeConsumer(q, queue, sink, opts.prefetch) : pollConsumer(q, queue, sink, opts.prefetch));

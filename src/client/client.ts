@@ -45,6 +45,7 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
   #nextSeed = 0;
   #preferredAddr: string | null = null;
   #closed = false;
+  readonly #siblings = new Map<string, DsyncClient>();
 
   constructor(opts: ClientOptions) {
     super();
@@ -114,6 +115,24 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     this.#closed = true;
     this.#conn?.close();
     this.#conn = null;
+    const siblings = [...this.#siblings.values()];
+    this.#siblings.clear();
+    await Promise.all(siblings.map((s) => s.close()));
+  }
+
+  /**
+   * A client with the same options that talks to `addr` first (then the seeds), and does not move
+   * to group 0's leader: for services whose requests are best served by a particular node, like
+   * a queue partition's leader. One per address; closed with this client.
+   */
+  sibling(addr: string): DsyncClient {
+    let s = this.#siblings.get(addr);
+    if (!s) {
+      const o = this.#opts;
+      s = new DsyncClient({ ...o, nodes: [addr, ...o.nodes.filter((n) => n !== addr)], preferLeader: false, ...(o.token !== undefined && { token: o.token }), ...(o.clientName !== undefined && { clientName: o.clientName }) });
+      this.#siblings.set(addr, s);
+    }
+    return s;
   }
 
   /** Connects now (instead of on the first call). */

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
-import { Op, type Envelope } from "../../protocol/index.ts";
-import type { DsyncClient } from "./client.ts";
+import { DsyncError, Op, type Envelope } from "../../protocol/index.ts";
+import type { CallOptions, DsyncClient } from "./client.ts";
 
 /** A message handed to a consumer. Ack it with its `receipt` before its visibility ends. */
 export interface DeliveredMessage {
@@ -101,7 +101,61 @@ export interface SubscriptionEvents {
  * timeouts, ack / nack, retries with exponential backoff, dead letters. Any node serves any queue.
  */
 export class QueueClient {
-  constructor(readonly client: DsyncClient) {}
+  /** Queue → client address of its partition's leader, as the nodes last said. */
+  readonly #routes = new Map<string, string>();
+  readonly #routeToLeader: boolean;
+
+  /**
+   * @param opts.routeToLeader send each queue's requests straight to its partition's leader
+   * (learnt from replies) instead of through the node `client` is connected to, which would
+   * forward them: one hop less per request. Default true.
+   */
+  constructor(
+    readonly client: DsyncClient,
+    opts: { routeToLeader?: boolean } = {},
+  ) {
+    this.#routeToLeader = opts.routeToLeader ?? true;
+  }
+
+  /** The connection requests for `queue` go to. */
+  clientFor(queue: string): DsyncClient {
+    const addr = this.#routes.get(queue);
+    return addr === undefined ? this.client : this.client.sibling(addr);
+  }
+
+  /**
+   * Calls through the queue's route, learning the leader from the reply. A routed call that
+   * cannot reach its node forgets the route; an idempotent one is then tried through `client`.
+   */
+  async #call(queue: string, op: number, body: object, opts: CallOptions = {}): Promise<unknown> {
+    const routed = this.#routes.has(queue);
+    let reply: unknown;
+    try {
+      reply = await this.clientFor(queue).call(op, body, opts);
+    } catch (err) {
+      if (!routed || !(err instanceof DsyncError) || !err.retryable) throw err;
+      this.#routes.delete(queue);
+      if (!opts.idempotent) throw err;
+      reply = await this.client.call(op, body, opts);
+    }
+    this.#learn(queue, reply);
+    return reply;
+  }
+
+  #learn(queue: string, reply: unknown): void {
+    if (!this.#routeToLeader) return;
+    const addr = (reply as { leaderAddr?: unknown } | null)?.leaderAddr;
+    if (typeof addr !== "string" || this.#routes.get(queue) === addr) return;
+    // Bounded: a process touching millions of queue names must not grow this without limit.
+    if (this.#routes.size >= 10_000) this.#routes.clear();
+    this.#routes.set(queue, addr);
+  }
+
+  /** Learns where `queue` is led (a stale, local read on any node). */
+  async locate(queue: string): Promise<void> {
+    if (!this.#routeToLeader || this.#routes.has(queue)) return;
+    this.#learn(queue, await this.client.call(Op.QUEUE_STATS, { queue, stale: true }, { idempotent: true }).catch(() => null));
+  }
 
   /** Enqueues one message; resolves once it is committed (durable on a majority). */
   async enqueue(queue: string, payload: Uint8Array | string, opts: EnqueueOptions = {}): Promise<{ id: number; duplicate: boolean }> {
@@ -113,24 +167,24 @@ export class QueueClient {
   async enqueueBatch(queue: string, messages: readonly ({ payload: Uint8Array | string } & EnqueueOptions)[]): Promise<{ ids: number[]; duplicates: boolean[] }> {
     const body = { queue, messages: messages.map((m) => ({ payload: typeof m.payload === "string" ? new TextEncoder().encode(m.payload) : m.payload, delayMs: m.delayMs, dedupId: m.dedupId })) };
     const idempotent = messages.length > 0 && messages.every((m) => m.dedupId !== undefined);
-    return (await this.client.call(Op.QUEUE_ENQUEUE, body, { idempotent })) as { ids: number[]; duplicates: boolean[] };
+    return (await this.#call(queue, Op.QUEUE_ENQUEUE, body, { idempotent })) as { ids: number[]; duplicates: boolean[] };
   }
 
   /** Takes up to `max` messages, waiting up to `waitMs` for the first. */
   async consume(queue: string, opts: ConsumeOptions = {}): Promise<DeliveredMessage[]> {
     const waitMs = opts.waitMs ?? 0;
-    const r = (await this.client.call(Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs, detached: opts.detached === true }, { timeoutMs: waitMs + 5000 })) as { messages: DeliveredMessage[] };
+    const r = (await this.#call(queue, Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs, detached: opts.detached === true }, { timeoutMs: waitMs + 5000 })) as { messages: DeliveredMessage[] };
     return r.messages;
   }
 
   /** Acks deliveries by receipt. A receipt whose delivery already ended gets `ok: false`. */
   async ack(queue: string, receipts: readonly string[]): Promise<{ acked: number; outcomes: AckOutcome[] }> {
-    return (await this.client.call(Op.QUEUE_ACK, { queue, receipts }, { idempotent: true })) as { acked: number; outcomes: AckOutcome[] };
+    return (await this.#call(queue, Op.QUEUE_ACK, { queue, receipts }, { idempotent: true })) as { acked: number; outcomes: AckOutcome[] };
   }
 
   /** Gives a delivery back: visible again after `delayMs`, or after the queue's backoff. */
   async nack(queue: string, receipt: string, opts: { delayMs?: number } = {}): Promise<{ id: number; visibleAt: number | null; deadLettered: boolean }> {
-    return (await this.client.call(Op.QUEUE_NACK, { queue, receipt, delayMs: opts.delayMs })) as { id: number; visibleAt: number | null; deadLettered: boolean };
+    return (await this.#call(queue, Op.QUEUE_NACK, { queue, receipt, delayMs: opts.delayMs })) as { id: number; visibleAt: number | null; deadLettered: boolean };
   }
 
   async configure(queue: string, settings: QueueSettings): Promise<QueueConfig> {
@@ -138,8 +192,8 @@ export class QueueClient {
     return r.config;
   }
 
-  async stats(queue: string): Promise<{ queue: string; partition: number; leader: string | null; stats: QueueStats; dlq: string; dlqDepth: number; config: QueueConfig }> {
-    return (await this.client.call(Op.QUEUE_STATS, { queue }, { idempotent: true })) as Awaited<ReturnType<QueueClient["stats"]>>;
+  async stats(queue: string): Promise<{ queue: string; partition: number; leader: string | null; leaderAddr: string | null; stats: QueueStats; dlq: string; dlqDepth: number; config: QueueConfig }> {
+    return (await this.#call(queue, Op.QUEUE_STATS, { queue }, { idempotent: true })) as Awaited<ReturnType<QueueClient["stats"]>>;
   }
 
   /** Every partition with its leader and queues. */
@@ -167,7 +221,8 @@ export class QueueClient {
    * `handler` resolving acks the message; throwing nacks it (retried with the queue's backoff).
    */
   async subscribe(queue: string, opts: SubscribeOptions, handler: MessageHandler): Promise<Subscription> {
-    const sub = new Subscription(this, queue, opts, handler);
+    await this.locate(queue);
+    const sub = new Subscription(this, this.clientFor(queue), queue, opts, handler);
     await sub.start();
     return sub;
   }
@@ -187,6 +242,8 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
 
   constructor(
     readonly queues: QueueClient,
+    /** The connection deliveries arrive on (the partition leader's, when known). */
+    readonly client: DsyncClient,
     readonly queue: string,
     readonly opts: SubscribeOptions,
     readonly handler: MessageHandler,
@@ -200,25 +257,25 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   }
 
   async start(): Promise<void> {
-    this.queues.client.on("push", this.#onPush);
+    this.client.on("push", this.#onPush);
     await this.#subscribe();
-    this.queues.client.on("disconnect", this.#onDisconnect);
+    this.client.on("disconnect", this.#onDisconnect);
   }
 
   /** Stops deliveries, lets running handlers finish and sends their acks. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.queues.client.off("disconnect", this.#onDisconnect);
+    this.client.off("disconnect", this.#onDisconnect);
     const id = this.#id;
-    if (id !== null) await this.queues.client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: id }, { idempotent: true }).catch(() => {});
+    if (id !== null) await this.client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: id }, { idempotent: true }).catch(() => {});
     if (this.#inHand > 0) await new Promise<void>((r) => this.#idle.push(r));
     await this.#flushAcks();
-    this.queues.client.off("push", this.#onPush);
+    this.client.off("push", this.#onPush);
   }
 
   async #subscribe(): Promise<void> {
-    const r = (await this.queues.client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as { subscriptionId: number };
+    const r = (await this.client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as { subscriptionId: number };
     this.#id = r.subscriptionId;
   }
 

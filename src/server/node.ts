@@ -182,7 +182,7 @@ export class DsyncNode {
     this.#cache.register(this.router, (op, h) => this.onPeerRequest(op, h), (op, h) => this.onPeerMessage(op, h));
     const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
     this.#partitions = partitions;
-    this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log);
+    this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
     this.#queues.register(this.router);
     this.machine.setQueueLayoutListener((layout) => {
       partitions

@@ -94,6 +94,8 @@ export class QueueService {
     readonly nodeId: string,
     metrics: NodeMetrics,
     readonly log: Logger,
+    /** The client address of a node, so replies can tell clients where a partition is led. */
+    readonly leaderAddrOf: (nodeId: string | null) => string | null = () => null,
   ) {
     this.#metrics = new QueueMetrics(metrics.registry);
   }
@@ -147,7 +149,7 @@ export class QueueService {
       const part = this.partitions.partitionFor(queue);
       const r = ok(await this.#submit(part, { op: "enqueue", queue, messages }), "enqueued");
       this.#metrics.enqueued(queue, r.ids.length - r.duplicates.filter(Boolean).length);
-      return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates };
+      return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates, ...this.#leaderHint(part) };
     });
     router.register(Op.QUEUE_CONSUME, async (body, ctx) => {
       const f = asFields(body, "QUEUE_CONSUME");
@@ -166,7 +168,7 @@ export class QueueService {
         const left = deadline - Date.now();
         if (r.messages.length > 0 || left <= 0 || ctx.conn.isClosed) {
           this.#metrics.delivered(queue, r.messages);
-          return { queue, messages: r.messages };
+          return { queue, messages: r.messages, ...this.#leaderHint(part) };
         }
         if ((this.#gen.get(queue) ?? 0) === gen) await this.#waitVisible(queue, left);
       }
@@ -175,12 +177,13 @@ export class QueueService {
       const f = asFields(body, "QUEUE_ACK");
       const queue = queueName(f, "QUEUE_ACK");
       const receipts = receiptList(f.receipts);
-      const pending = this.#submit(this.partitions.partitionFor(queue), { op: "ack", queue, receipts });
+      const part = this.partitions.partitionFor(queue);
+      const pending = this.#submit(part, { op: "ack", queue, receipts });
       // Credit comes back as the ack arrives (as in AMQP): the subscription's next consume then
       // rides in the same log entry as this ack instead of waiting for it to commit.
       this.#settled(receipts);
       const r = ok(await pending, "acked");
-      return { queue, acked: r.acked, outcomes: r.outcomes };
+      return { queue, acked: r.acked, outcomes: r.outcomes, ...this.#leaderHint(part) };
     });
     router.register(Op.QUEUE_NACK, async (body) => {
       const f = asFields(body, "QUEUE_NACK");
@@ -208,7 +211,7 @@ export class QueueService {
       set.add(sub);
       // The reply goes out first; deliveries follow on the next turn.
       setImmediate(() => void this.#pump(sub));
-      return { subscriptionId: sub.id, queue, prefetch, partition: part.partition };
+      return { subscriptionId: sub.id, queue, prefetch, partition: part.partition, ...this.#leaderHint(part) };
     });
     router.register(Op.QUEUE_UNSUBSCRIBE, (body) => {
       const f = asFields(body, "QUEUE_UNSUBSCRIBE");
@@ -224,7 +227,7 @@ export class QueueService {
       if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
       const config = part.machine.config(queue);
       const dlq = config.dlq ?? `${queue}.dlq`;
-      return { queue, partition: part.partition, leader: part.group.leader, stats: part.machine.stats(queue), dlq, dlqDepth: part.machine.peekDlq(dlq, CONSUME_MAX).length, config };
+      return { queue, partition: part.partition, ...this.#leaderHint(part), stats: part.machine.stats(queue), dlq, dlqDepth: part.machine.peekDlq(dlq, CONSUME_MAX).length, config };
     });
     router.register(Op.QUEUE_CONFIGURE, async (body) => {
       const f = asFields(body, "QUEUE_CONFIGURE");
@@ -275,6 +278,12 @@ export class QueueService {
         })),
       };
     });
+  }
+
+  /** Where the partition is led: clients that send there skip the forwarding hop. */
+  #leaderHint(part: Partition): { leader: string | null; leaderAddr: string | null } {
+    const leader = part.group.leader;
+    return { leader, leaderAddr: this.leaderAddrOf(leader) };
   }
 
   // ---- proposing ----

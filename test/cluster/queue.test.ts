@@ -46,6 +46,13 @@ test("queue cluster - CLI walk-through: enqueue, consume, ack, stats on a 3-node
     assert.deepEqual([stats.stats.depth, stats.stats.inFlight, stats.stats.acked], [1, 0, 2]);
     assert.match(await cli(cluster, "queue", "stats"), /PARTITION\s+LEADER\s+QUEUE/);
 
+    // The library learns the partition leader from replies and sends there directly.
+    await q.enqueue("emails", "routed");
+    const led = await q.stats("emails");
+    assert.equal(q.clientFor("emails").connectedTo, led.leaderAddr, "requests for the queue go to its partition leader");
+    const third = await q.consume("emails", { max: 1, waitMs: 1000 });
+    assert.equal((await q.ack("emails", third.map((m) => m.receipt))).acked, 1);
+
     // Bad input: typed errors, nothing enqueued, the daemon keeps serving.
     await assert.rejects(client.call(Op.QUEUE_ENQUEUE, { queue: "emails", messages: "nope" }), InvalidArgumentError);
     await assert.rejects(client.call(Op.QUEUE_ENQUEUE, { queue: "x".repeat(300), messages: [{ payload: "a" }] }), InvalidArgumentError);
@@ -60,7 +67,7 @@ test("queue cluster - CLI walk-through: enqueue, consume, ack, stats on a 3-node
     const scrapes = await Promise.all(cluster.nodes.map((n) => fetch(`${n.httpUrl}/metrics`).then((r) => r.text())));
     for (const text of scrapes) {
       assert.match(text, /dsync_queue_depth\{queue="emails",node="node_\d"\} 1\n/);
-      assert.match(text, /dsync_queue_acked\{queue="emails",node="node_\d"\} 2\n/);
+      assert.match(text, /dsync_queue_acked\{queue="emails",node="node_\d"\} 3\n/);
     }
     assert.ok(scrapes.some((t) => /dsync_queue_delivery_latency_seconds_count\{node="node_\d",queue="emails"\} [1-9]/.test(t)), "some node observed delivery latency");
   } finally {
@@ -73,8 +80,9 @@ test("queue cluster - long-poll consume wakes on enqueue through another node; p
   const cluster = await TestCluster.create(3);
   const a = clientFor(cluster, [cluster.nodes[0]!.clientAddr]);
   const b = clientFor(cluster, [cluster.nodes[1]!.clientAddr]);
-  const qa = new QueueClient(a);
-  const qb = new QueueClient(b);
+  // No routing to the partition leader: the wake-up must cross nodes.
+  const qa = new QueueClient(a, { routeToLeader: false });
+  const qb = new QueueClient(b, { routeToLeader: false });
   try {
     await queueReady(qa, "poll");
     const started = Date.now();
