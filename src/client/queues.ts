@@ -257,6 +257,8 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   }
 
   async start(): Promise<void> {
+    // Many subscriptions may share one connection; each adds two listeners.
+    if (this.client.getMaxListeners() !== 0) this.client.setMaxListeners(this.client.getMaxListeners() + 2);
     this.client.on("push", this.#onPush);
     await this.#subscribe();
     this.client.on("disconnect", this.#onDisconnect);
@@ -272,6 +274,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     if (this.#inHand > 0) await new Promise<void>((r) => this.#idle.push(r));
     await this.#flushAcks();
     this.client.off("push", this.#onPush);
+    if (this.client.getMaxListeners() > 2) this.client.setMaxListeners(this.client.getMaxListeners() - 2);
   }
 
   async #subscribe(): Promise<void> {
@@ -318,7 +321,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
       this.#scheduleAcks();
     } catch (err) {
       if (this.listenerCount("error") > 0) this.emit("error", err as Error, m);
-      await this.queues.nack(this.queue, m.receipt).catch(() => {});
+      await this.client.call(Op.QUEUE_NACK, { queue: this.queue, receipt: m.receipt }).catch(() => {});
     } finally {
       this.#inHand--;
       if (this.#inHand === 0) for (const r of this.#idle.splice(0)) r();
@@ -340,7 +343,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     const receipts = this.#acks;
     this.#acks = [];
     try {
-      await this.queues.ack(this.queue, receipts);
+      // Through the subscription's own node, which counts its credit: acks sent elsewhere (say,
+      // to a partition leader that moved) would settle the messages but never return the credit.
+      await this.client.call(Op.QUEUE_ACK, { queue: this.queue, receipts }, { idempotent: true });
     } catch (err) {
       // The messages come back after their visibility timeout: at-least-once, never lost.
       if (this.listenerCount("error") > 0) this.emit("error", err as Error);

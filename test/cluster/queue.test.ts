@@ -226,7 +226,7 @@ test("queue cluster - 50,000 numbered messages while the partition leader is SIG
   const PRODUCERS = 8;
   const BATCH = 25;
   const CONSUMERS = 4;
-  const KILLS_AT = [8_000, 22_000, 36_000];
+  const KILLS_AT = [5_000, 15_000, 25_000];
   const QUEUE = "numbers";
   const cluster = await TestCluster.create(3, { SNAPSHOT_THRESHOLD: "500" });
   const admin = clientFor(cluster);
