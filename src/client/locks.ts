@@ -41,6 +41,8 @@ export interface LockClientEvents {
 
 interface PendingWait {
   readonly resource: string;
+  /** When the wait was queued (Date.now()). */
+  readonly since: number;
   readonly mode: LockMode;
   resolve(lock: Lock): void;
   reject(err: Error): void;
@@ -112,7 +114,7 @@ export class LockClient extends EventEmitter<LockClientEvents> {
     const r = (await this.#sequenced(Op.LOCK_ACQUIRE, (seq) => ({ sessionId, seq, resource, mode, waitMs: opts.waitMs ?? -1, ...(opts.ttlMs !== undefined && { ttlMs: opts.ttlMs }) }))) as AcquireReply;
     if (r.kind === "granted") return { resource, mode: r.mode, token: r.token, sessionId };
     return new Promise<Lock>((resolve, reject) => {
-      this.#waits.set(r.waitId, { resource, mode, resolve, reject });
+      this.#waits.set(r.waitId, { resource, mode, since: Date.now(), resolve, reject });
       const early = this.#early.get(r.waitId);
       if (early) {
         this.#early.delete(r.waitId);
@@ -196,6 +198,9 @@ export class LockClient extends EventEmitter<LockClientEvents> {
       const sentAt = performance.now();
       await this.#client.call(Op.LOCK_KEEPALIVE, { sessionId: id }, { idempotent: true });
       if (this.#sessionId === id) this.#leaseUntil = Math.max(this.#leaseUntil, sentAt + this.#ttlMs);
+      // Waits older than a keep-alive round are rechecked, so a lost push cannot strand one.
+      const now = Date.now();
+      for (const [waitId, w] of this.#waits) if (now - w.since > this.#ttlMs / 3) void this.#recheck(id, waitId, w);
     } catch (err) {
       if (err instanceof SessionExpiredError) this.#expired(id);
     }
@@ -206,20 +211,27 @@ export class LockClient extends EventEmitter<LockClientEvents> {
     const id = this.#sessionId;
     if (id === null) return;
     await this.#keepAlive();
-    for (const [waitId, w] of this.#waits) {
-      try {
-        const s = (await this.#client.call(Op.LOCK_STATUS, { resource: w.resource }, { idempotent: true })) as {
-          holders: { sessionId: number; token: number; mode: LockMode }[];
-          waiters: { waitId: number }[];
-        };
-        const held = s.holders.find((h) => h.sessionId === id);
-        if (held) this.#settle({ kind: "granted", sessionId: id, waitId, resource: w.resource, mode: held.mode, token: held.token });
-        else if (!s.waiters.some((x) => x.waitId === waitId)) {
-          this.#settle({ kind: "refused", sessionId: id, waitId, resource: w.resource, code: "NOT_HELD", message: "the wait ended while this client was disconnected" });
-        }
-      } catch {
-        // The next reconnect or keep-alive tries again.
+    for (const [waitId, w] of this.#waits) await this.#recheck(id, waitId, w);
+  }
+
+  /**
+   * Asks the cluster (linearizable LOCK_STATUS) what became of a queued wait: a grant or refusal
+   * pushed while no connection of ours was bound, or lost with a connection, is learnt here.
+   */
+  async #recheck(id: number, waitId: number, w: PendingWait): Promise<void> {
+    try {
+      const s = (await this.#client.call(Op.LOCK_STATUS, { resource: w.resource }, { idempotent: true })) as {
+        holders: { sessionId: number; token: number; mode: LockMode }[];
+        waiters: { waitId: number }[];
+      };
+      if (this.#waits.get(waitId) !== w) return;
+      const held = s.holders.find((h) => h.sessionId === id);
+      if (held) this.#settle({ kind: "granted", sessionId: id, waitId, resource: w.resource, mode: held.mode, token: held.token });
+      else if (!s.waiters.some((x) => x.waitId === waitId)) {
+        this.#settle({ kind: "refused", sessionId: id, waitId, resource: w.resource, code: "NOT_HELD", message: "the wait ended without a grant reaching this client" });
       }
+    } catch {
+      // The next reconnect, keep-alive round or recheck tries again.
     }
   }
 
