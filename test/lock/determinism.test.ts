@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { assertPure, tsFiles } from "../helpers/purity.ts";
 import fc from "fast-check";
 import { LockMachine, encodeLockCommand } from "../../src/services/lock/lock-machine.ts";
 import { LockInvariantChecker } from "../../src/services/lock/invariants.ts";
@@ -102,19 +102,7 @@ test("lock - snapshot/restore mid-queue: the restored replica hands off exactly 
 
 test("lock - purity: src/services/lock reads no clock, no randomness, does no I/O and no async", () => {
   const dir = join(import.meta.dirname, "../../src/services/lock");
-  const code = (src: string) => src.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:])\/\/.*$/gm, "$1");
-  const banned: [RegExp, string][] = [
-    [/from\s+["']node:/, "node:* import"],
-    [/\bDate\b/, "Date"],
-    [/Math\.random/, "Math.random"],
-    [/\b(setTimeout|setInterval|setImmediate|queueMicrotask)\b/, "timer"],
-    [/\basync\b|\bawait\b/, "async/await"],
-    [/\bprocess\b/, "process"],
-  ];
-  const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+  const files = tsFiles(dir);
   assert.ok(files.length >= 6);
-  for (const f of files) {
-    const src = code(readFileSync(join(dir, f), "utf8"));
-    for (const [re, what] of banned) assert.doesNotMatch(src, re, `${f}: ${what}`);
-  }
+  assertPure(files);
 });

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { assertPure, tsFiles } from "../helpers/purity.ts";
 import fc from "fast-check";
 import { QueueMachine, encodeQueueCommand } from "../../src/services/queue/queue-machine.ts";
 import { backoffDelay } from "../../src/services/queue/backoff.ts";
@@ -381,23 +381,8 @@ test("queue - snapshot/restore mid-flight gives identical subsequent behaviour a
 
 test("queue - purity: src/services/queue reads no clock, no randomness, does no I/O and no async", () => {
   const dir = join(import.meta.dirname, "../../src/services/queue");
-  const code = (src: string) => src.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:])\/\/.*$/gm, "$1");
-  const banned: [RegExp, string][] = [
-    [/from\s+["']node:/, "node:* import"],
-    [/\bDate\b/, "Date"],
-    [/Math\.random/, "Math.random"],
-    [/\b(setTimeout|setInterval|setImmediate|queueMicrotask)\b/, "timer"],
-    [/\basync\b|\bawait\b/, "async/await"],
-    [/\bprocess\b/, "process"],
-    [/\bperformance\b|\bcrypto\b/, "performance/crypto"],
-  ];
-  const files = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+  const files = tsFiles(dir);
   assert.ok(files.length >= 7);
   // The helpers the queue and lock machines share must be just as pure.
-  const shared = join(dir, "../shared");
-  const all = [...files.map((f) => join(dir, f)), ...readdirSync(shared).filter((f) => f.endsWith(".ts")).map((f) => join(shared, f))];
-  for (const f of all) {
-    const src = code(readFileSync(f, "utf8"));
-    for (const [re, what] of banned) assert.doesNotMatch(src, re, `${f}: ${what}`);
-  }
+  assertPure([...files, ...tsFiles(join(dir, "../shared"))], [[/\bperformance\b|\bcrypto\b/, "performance/crypto"]]);
 });
