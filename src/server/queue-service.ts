@@ -226,7 +226,7 @@ export class QueueService {
       const part = this.partitions.partitionFor(queue);
       if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
       const config = part.machine.config(queue);
-      const dlq = config.dlq ?? `${queue}.dlq`;
+      const dlq = part.machine.dlqOf(queue);
       return { queue, partition: part.partition, ...this.#leaderHint(part), stats: part.machine.stats(queue), dlq, dlqDepth: part.machine.peekDlq(dlq, CONSUME_MAX).length, config };
     });
     router.register(Op.QUEUE_CONFIGURE, async (body) => {
@@ -243,7 +243,7 @@ export class QueueService {
       const max = int(f, "max", "QUEUE_DLQ_LIST", { optional: true, min: 1, max: CONSUME_MAX }) ?? 100;
       const part = this.partitions.partitionFor(queue);
       if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
-      const dlq = part.machine.config(queue).dlq ?? `${queue}.dlq`;
+      const dlq = part.machine.dlqOf(queue);
       return { queue, dlq, messages: part.machine.peekDlq(dlq, max) };
     });
     router.register(Op.QUEUE_DLQ_REDRIVE, async (body) => {
@@ -251,7 +251,7 @@ export class QueueService {
       const queue = queueName(f, "QUEUE_DLQ_REDRIVE");
       const max = int(f, "max", "QUEUE_DLQ_REDRIVE", { optional: true, min: 1, max: 10_000 }) ?? 1000;
       const part = this.partitions.partitionFor(queue);
-      const dlq = part.machine.config(queue).dlq ?? `${queue}.dlq`;
+      const dlq = part.machine.dlqOf(queue);
       const r = ok(await this.#submit(part, { op: "dlq.redrive", queue: dlq, max }), "redriven");
       return { queue, dlq, ids: r.ids };
     });
@@ -260,7 +260,7 @@ export class QueueService {
       const queue = queueName(f, "QUEUE_PURGE");
       const dlqToo = f.dlq === true;
       const part = this.partitions.partitionFor(queue);
-      const target = dlqToo ? (part.machine.config(queue).dlq ?? `${queue}.dlq`) : queue;
+      const target = dlqToo ? part.machine.dlqOf(queue) : queue;
       const r = ok(await this.#submit(part, { op: "purge", queue: target, dlq: dlqToo }), "purged");
       return { queue: target, purged: r.count };
     });

@@ -220,6 +220,12 @@ export class QueueMachine implements StateMachine {
   }
 
   /** Up to `max` messages of the DLQ `dlq`, oldest death first (this is `dlq.list`). */
+  /** The name of `queue`'s dead-letter queue (configured, or `<queue>.dlq`). */
+  dlqOf(queue: string): string {
+    const q = this.#st.queues.get(queue);
+    return q !== undefined ? dlqName(q) : (this.#defaults.dlq ?? `${queue}.dlq`);
+  }
+
   peekDlq(dlq: string, max: number): DeadMessageView[] {
     const store = this.#st.dlqs.get(dlq);
     const out: DeadMessageView[] = [];
