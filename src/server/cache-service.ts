@@ -7,6 +7,7 @@ import { NearHolders } from "./cache-near.ts";
 import { CACHE_TTL_MS_MAX, boolOf, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, valueOf, viewOf } from "./cache-wire.ts";
 import type { CacheWritePolicy } from "./config.ts";
 import type { Logger } from "./logger.ts";
+import { wallNow } from "./wall-clock.ts";
 import type { NodeMetrics } from "./metrics.ts";
 import type { RequestContext, RequestRouter } from "./request-router.ts";
 
@@ -142,7 +143,7 @@ export class CacheService {
       const key = keyOf(f, "CACHE_SET");
       const value = valueOf(f, "CACHE_SET", false);
       const ttlMs = int(f, "ttlMs", "CACHE_SET", { optional: true, min: 1, max: CACHE_TTL_MS_MAX });
-      await this.set(key, value, ttlMs === undefined ? 0 : Date.now() + ttlMs);
+      await this.set(key, value, ttlMs === undefined ? 0 : wallNow() + ttlMs);
       return { key };
     });
     router.register(Op.CACHE_DELETE, async (body) => {
@@ -791,7 +792,7 @@ export class CacheService {
 
 /** The client-facing view of a value: an expired value reads as absent. */
 function present(v: StoredValue): CacheValue {
-  const live = v.value !== null && (v.expiresAt === 0 || v.expiresAt > Date.now());
+  const live = v.value !== null && (v.expiresAt === 0 || v.expiresAt > wallNow());
   return live ? { found: true, value: v.value, expiresAt: v.expiresAt } : { found: false, value: null, expiresAt: 0 };
 }
 

@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { DsyncError, ErrorCode } from "../../protocol/index.ts";
+import { wallNow } from "./wall-clock.ts";
 
 /** A value as the backing store keeps it: bytes (null = absent) and an absolute expiry (0 = none). */
 export interface StoredValue {
@@ -51,7 +52,7 @@ export class RedisStore implements BackingStore {
   async write(key: string, v: StoredValue): Promise<void> {
     const k = REDIS_KEY_PREFIX + key;
     try {
-      if (v.value === null || (v.expiresAt > 0 && v.expiresAt <= Date.now())) await this.#redis.del(k);
+      if (v.value === null || (v.expiresAt > 0 && v.expiresAt <= wallNow())) await this.#redis.del(k);
       else if (v.expiresAt > 0) await this.#redis.set(k, Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength), "PXAT", v.expiresAt);
       else await this.#redis.set(k, Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength));
     } catch (err) {
@@ -76,7 +77,7 @@ export class EmbeddedStore implements BackingStore {
   async read(key: string): Promise<StoredValue> {
     const v = this.#values.get(key);
     if (v === undefined) return { value: null, expiresAt: 0 };
-    if (v.expiresAt > 0 && v.expiresAt <= Date.now()) {
+    if (v.expiresAt > 0 && v.expiresAt <= wallNow()) {
       this.#values.delete(key);
       return { value: null, expiresAt: 0 };
     }
@@ -84,7 +85,7 @@ export class EmbeddedStore implements BackingStore {
   }
 
   async write(key: string, v: StoredValue): Promise<void> {
-    if (v.value === null || (v.expiresAt > 0 && v.expiresAt <= Date.now())) this.#values.delete(key);
+    if (v.value === null || (v.expiresAt > 0 && v.expiresAt <= wallNow())) this.#values.delete(key);
     else this.#values.set(key, v);
   }
 

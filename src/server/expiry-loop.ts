@@ -1,4 +1,5 @@
 import type { Logger } from "./logger.ts";
+import { wallNow } from "./wall-clock.ts";
 
 /** How often a leader looks for state past its deadline. */
 export const EXPIRY_CHECK_MS = 20;
@@ -37,7 +38,7 @@ export class ExpiryLoop {
   #check(): void {
     if (this.#inFlight || !this.o.isLeader()) return;
     const deadline = this.o.nextDeadline();
-    if (deadline === null || deadline > Date.now()) return;
+    if (deadline === null || deadline > wallNow()) return;
     this.#inFlight = true;
     this.o
       .expire()

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, NotLeaderError, Op, UnavailableError, asFields, int, type Envelope } from "../../protocol/index.ts";
+import { wallNow } from "./wall-clock.ts";
 import type { GroupId } from "../raft/index.ts";
 import { encodeCommand } from "../services/command-codec.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
@@ -48,7 +49,7 @@ export class Proposer {
 
   #stamp(cmd: Record<string, unknown>): Uint8Array {
     // Never hand the state machine a clock that runs backwards on this leader.
-    this.#lastStampMs = Math.max(this.#lastStampMs, Date.now());
+    this.#lastStampMs = Math.max(this.#lastStampMs, wallNow());
     return encodeCommand({ ...cmd, now: this.#lastStampMs });
   }
 
