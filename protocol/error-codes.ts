@@ -84,3 +84,36 @@ export function errorCodeName(code: number): ErrorCodeName | undefined {
 export function isRetryableCode(code: number): boolean {
   return RETRYABLE.has(code as ErrorCode);
 }
+
+/**
+ * Codes after which the failed request certainly had no effect. After any other code (TIMEOUT,
+ * CONNECTION_CLOSED, UNAVAILABLE, SHUTTING_DOWN, CACHE_STORE_ERROR, INTERNAL) a request that
+ * changes state may or may not have been applied: a write may have been replicated before the
+ * node that took it failed, and may still commit.
+ */
+const NO_EFFECT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.PROTOCOL_ERROR,
+  ErrorCode.FRAME_TOO_LARGE,
+  ErrorCode.UNKNOWN_TYPE,
+  ErrorCode.INVALID_ARGUMENT,
+  ErrorCode.UNSUPPORTED_VERSION,
+  ErrorCode.UNAUTHENTICATED,
+  ErrorCode.HANDSHAKE_REQUIRED,
+  ErrorCode.OVERLOADED,
+  ErrorCode.NOT_LEADER,
+  ErrorCode.LOCK_HELD,
+  ErrorCode.NOT_HELD,
+  ErrorCode.DEADLOCK,
+  ErrorCode.SESSION_EXPIRED,
+  ErrorCode.UPGRADE_REFUSED,
+  ErrorCode.LOCK_WAIT_TIMEOUT,
+  ErrorCode.QUEUE_FULL,
+  ErrorCode.STALE_RECEIPT,
+  ErrorCode.CACHE_HOME_UNAVAILABLE,
+  ErrorCode.CACHE_WRONG_HOME,
+]);
+
+/** Whether a request that failed with `code` certainly did not take effect (else: unknown). */
+export function hadNoEffect(code: number): boolean {
+  return NO_EFFECT.has(code as ErrorCode);
+}

@@ -2,22 +2,23 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { ErrorCode, Op, encodeEnvelope, encodeFrame, errorCodeName, errorFromBody, isRetryableCode } from "../../protocol/index.ts";
+import { ErrorCode, Op, encodeEnvelope, encodeFrame, errorCodeName, errorFromBody, hadNoEffect, isRetryableCode } from "../../protocol/index.ts";
 import { ROOT } from "../helpers/daemon.ts";
 
 const doc = readFileSync(path.join(ROOT, "protocol/PROTOCOL.md"), "utf8");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
 
-test("catalogue - every error code maps both ways and is documented with its number and retry rule", () => {
+test("catalogue - every error code maps both ways and is documented with its number, retry rule and effect", () => {
   const entries = Object.entries(ErrorCode);
   assert.equal(new Set(entries.map(([, c]) => c)).size, entries.length, "codes are unique");
   for (const [name, code] of entries) {
     assert.equal(errorCodeName(code), name);
-    const row = new RegExp(`^\\| ${code} \\| \`${name}\` \\| (yes|no) \\|`, "m").exec(doc);
+    const row = new RegExp(`^\\| ${code} \\| \`${name}\` \\| (yes|no) \\| (none|maybe) \\|`, "m").exec(doc);
     assert.ok(row, `PROTOCOL.md lists ${code} ${name}`);
     assert.equal(row[1] === "yes", isRetryableCode(code), `${name}: documented retry rule matches the code`);
+    assert.equal(row[2] === "none", hadNoEffect(code), `${name}: documented effect matches the code`);
     assert.equal(errorFromBody({ code, message: "m" }).code, code);
-    assert.match(readme, new RegExp(`^\\| ${code} \\| \`${name}\` \\| ${row[1]} \\|$`, "m"), `README lists ${code} ${name}`);
+    assert.match(readme, new RegExp(`^\\| ${code} \\| \`${name}\` \\| ${row[1]} \\| ${row[2]} \\|$`, "m"), `README lists ${code} ${name}`);
   }
   const documented = [...doc.matchAll(/^\| (\d+) \| `([A-Z_]+)` \| (?:yes|no) \|/gm)].map((m) => m[2]);
   assert.deepEqual(documented.sort(), entries.map(([n]) => n).sort(), "PROTOCOL.md lists no code the code does not have");
