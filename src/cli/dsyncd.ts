@@ -1,6 +1,7 @@
 import { Command, Option } from "commander";
 import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../server/config.ts";
-import { DsyncNode } from "../server/node.ts";
+import { DsyncNode, EXIT_STORAGE_FAILURE } from "../server/node.ts";
+import { FailpointConfigError, envFailpoints, ioFailureDetails } from "../storage/index.ts";
 
 const program = new Command("dsyncd")
   .description(
@@ -54,17 +55,29 @@ const program = new Command("dsyncd")
       join: opts.join === true ? true : undefined,
     };
     let config;
+    let failpoints;
     try {
+      failpoints = envFailpoints(); // An invalid DSYNC_FAILPOINTS is refused here, not ignored.
       const file = typeof opts.config === "string" ? configFromFile(opts.config) : {};
       config = resolveConfig(file, configFromEnv(process.env), flags);
     } catch (err) {
-      if (err instanceof ConfigError) {
+      if (err instanceof ConfigError || err instanceof FailpointConfigError) {
         process.stderr.write(`dsyncd: ${err.message}\n\nRun dsyncd --help for every setting.\n`);
         process.exit(2);
       }
       throw err;
     }
-    const node = new DsyncNode(config);
+    // Fail-stop on a storage failure: after EIO on fsync the kernel may have dropped the dirty
+    // pages, so neither retrying nor serving on is safe. One line saying what failed, then exit;
+    // nothing else runs in between (this is called synchronously, before any waiter is told).
+    const onFatal = (err: Error): void => {
+      const io = ioFailureDetails(err);
+      const what = io.code !== null ? `${io.code} on ${io.syscall ?? "I/O"} of ${io.file ?? config.dataDir}` : err.message;
+      node.log.fatal({ err, code: io.code, syscall: io.syscall, file: io.file, exitCode: EXIT_STORAGE_FAILURE }, `storage failure: ${what}; stopping the node (fail-stop, exit ${EXIT_STORAGE_FAILURE})`);
+      process.exit(EXIT_STORAGE_FAILURE);
+    };
+    const node = new DsyncNode(config, { onFatal });
+    if (failpoints.faults.length > 0 || failpoints.recordSynced) node.log.warn({ failpoints: process.env.DSYNC_FAILPOINTS }, "DSYNC_FAILPOINTS is set: disk faults will be injected (testing only)");
     try {
       await node.start();
     } catch (err) {

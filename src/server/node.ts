@@ -24,6 +24,12 @@ import type { QueueLayout } from "../services/queue/layout.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
+/**
+ * dsyncd's exit status after a storage failure (EIO/ENOSPC on a WAL write or fsync): fail-stop,
+ * like etcd's panic on a failed fsync. 70 is EX_SOFTWARE of sysexits(3).
+ */
+export const EXIT_STORAGE_FAILURE = 70;
+
 /** What the consensus layer tells the rest of the node about itself. */
 interface ConsensusView {
   readonly role: string;
@@ -52,9 +58,12 @@ export class DsyncNode {
   #host: RaftHost | null = null;
   #group0: RaftGroup | null = null;
   #stopping: Promise<void> | null = null;
+  readonly #onFatal: ((err: Error) => void) | undefined;
 
-  constructor(config: NodeConfig, opts: { log?: Logger } = {}) {
+  /** `onFatal`: a storage failure this node cannot survive; dsyncd exits there (fail-stop). */
+  constructor(config: NodeConfig, opts: { log?: Logger; onFatal?: (err: Error) => void } = {}) {
     this.config = config;
+    this.#onFatal = opts.onFatal;
     this.log = opts.log ?? createLogger(config.nodeId, config.logLevel);
     this.metrics = new NodeMetrics(config.nodeId);
     this.router = new RequestRouter(this.metrics, this.log);
@@ -148,6 +157,7 @@ export class DsyncNode {
       snapshotThreshold: c.snapshotThreshold,
       peers: this.peers,
       log: this.log,
+      onFatal: this.#onFatal,
       onRoleChange: (group, role) => {
         this.metrics.raftLeaderChanges.labels(String(group)).inc();
         if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());

@@ -60,6 +60,11 @@ export interface RaftGroupOptions {
   readonly onConfChange?: (cc: ConfChange, conf: ConfState) => void;
   /** Called on every role or leader change. */
   readonly onRoleChange?: (role: Role, leader: NodeId | null, term: number) => void;
+  /**
+   * Called once if the Ready loop fails (a storage error): a server stops the process here
+   * (fail-stop) instead of leaving a mute member behind. Without it the group just stops.
+   */
+  readonly onFatal?: (err: Error) => void;
 }
 
 interface Waiter {
@@ -350,6 +355,7 @@ export class RaftGroup {
     if (this.#failure) return;
     // A failed fsync leaves the durable state unknown: stop serving rather than guess.
     this.#failure = err;
+    this.#o.onFatal?.(err);
     this.#o.log.fatal({ err, group: this.group }, "raft group stopped: storage failure");
     this.#failAll(new UnavailableError(`storage failure: ${err.message}`));
     this.#stopped = true;

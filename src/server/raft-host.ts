@@ -22,6 +22,8 @@ export interface RaftHostOptions {
   readonly log: Logger;
   readonly onConfChange?: (group: GroupId, cc: ConfChange, conf: ConfState) => void;
   readonly onRoleChange?: (group: GroupId, role: Role, leader: NodeId | null, term: number) => void;
+  /** A storage failure (the WAL, or a group's Ready loop) that this node cannot survive; see RaftGroupOptions.onFatal. */
+  readonly onFatal?: (err: Error) => void;
 }
 
 /**
@@ -41,7 +43,7 @@ export class RaftHost {
   }
 
   static async open(o: RaftHostOptions): Promise<RaftHost> {
-    const wal = await Wal.open(`${o.dataDir}/wal`, { fsync: o.fsync });
+    const wal = await Wal.open(`${o.dataDir}/wal`, { fsync: o.fsync, onFailure: (err) => o.onFatal?.(err) });
     if (wal.recovery.truncatedBytes > 0) {
       o.log.warn({ segment: wal.recovery.segment, truncatedBytes: wal.recovery.truncatedBytes }, "cut a torn record from the end of the log (a crash mid-write)");
     }
@@ -69,6 +71,7 @@ export class RaftHost {
       seed: seedOf(this.#o.nodeId, group),
       onConfChange: (cc, conf) => this.#o.onConfChange?.(group, cc, conf),
       onRoleChange: (role, leader, term) => this.#o.onRoleChange?.(group, role, leader, term),
+      onFatal: this.#o.onFatal,
     });
     this.#groups.set(group, g);
     return g;

@@ -57,3 +57,14 @@ export class WalInvalidArgumentError extends Error {
   readonly code = "INVALID_ARGUMENT";
   readonly retryable = false;
 }
+
+/** The fs error behind `err` (its `cause` chain): code ('EIO'…), syscall and file, where known. */
+export function ioFailureDetails(err: unknown): { code: string | null; syscall: string | null; file: string | null } {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const x = e as NodeJS.ErrnoException;
+    if (typeof x.syscall === "string" || (typeof x.code === "string" && /^E[A-Z]+$/.test(x.code))) {
+      return { code: x.code ?? null, syscall: x.syscall ?? null, file: x.path ?? null };
+    }
+  }
+  return { code: null, syscall: null, file: null };
+}

@@ -3,12 +3,16 @@
  * main thread resolves appends only on an `ack` whose `seq` covers them.
  */
 
-/** `workerData` of the worker: where to write and whether to fdatasync. */
+import type { FailpointConfig } from "./failpoints.ts";
+
+/** `workerData` of the worker: where to write, whether to fdatasync, and test-only failpoints. */
 export interface WorkerInit {
   readonly dir: string;
   /** The segment to append to; it exists (created and dir-fsynced by the main thread at open). */
   readonly segment: number;
   readonly fsync: boolean;
+  /** Disk faults to inject (see `failpoints.ts`); none in production. */
+  readonly failpoints: FailpointConfig;
 }
 
 /** One step of a batch, executed in order. */
@@ -38,7 +42,18 @@ export type FromWorker =
   | { readonly type: "ready" }
   /** Batch `seq` is durable. `fsyncs` were issued for it, the last taking `lastFsyncMs`. */
   | { readonly type: "ack"; readonly seq: number; readonly fsyncs: number; readonly lastFsyncMs: number }
-  /** Batch `seq` (or start-up, seq -1) failed; the worker processes nothing more. */
-  | { readonly type: "error"; readonly seq: number; readonly message: string; readonly code: string | null }
+  /**
+   * Batch `seq` (or start-up, seq -1) failed; the worker processes nothing more. The fields of the
+   * fs error (code 'EIO', syscall 'fdatasync'…) and the file it was about.
+   */
+  | {
+      readonly type: "error";
+      readonly seq: number;
+      readonly message: string;
+      readonly code: string | null;
+      readonly errno: number | null;
+      readonly syscall: string | null;
+      readonly path: string | null;
+    }
   /** Closed cleanly after a `close`. */
   | { readonly type: "closed" };

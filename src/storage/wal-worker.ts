@@ -6,25 +6,44 @@
  * `batch` runs the ops in order, fdatasyncs once, and acks with the batch's `seq`. After any
  * failure it reports `error` and ignores everything else: after a failed fsync the kernel may
  * have dropped the dirty pages, so retrying could report durability that does not exist.
+ *
+ * Test hooks (`failpoints.ts`, `power-loss.ts`): the config arrives in `workerData`; injected
+ * faults throw errors shaped like node's own, so they take the same path as real ones.
  */
-import { closeSync, fdatasyncSync, openSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, fstatSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parentPort, workerData } from "node:worker_threads";
 import { ok as assert } from "node:assert";
 import type { FromWorker, ToWorker, WorkerInit, WorkerOp } from "./wal-protocol.ts";
 import { fsyncDirSync, segmentFileName } from "./segment-files.ts";
+import { armFailpoint, syscallError } from "./failpoints.ts";
+import { SyncedRecorder } from "./power-loss.ts";
 
 const port = parentPort;
 assert(port !== null, "wal-worker must run in a worker thread");
 const init = workerData as WorkerInit;
 
+// Test-only hooks, all null in production: the hot path pays one null check each. `after-ms`
+// counts from here, when the worker (and so the WAL) is ready: start-up time, which includes
+// compiling this module, must not eat into it.
+const startedAt = Date.now();
+const appendFault = armFailpoint(init.failpoints, "wal-append", startedAt);
+const fsyncFault = armFailpoint(init.failpoints, "wal-fsync", startedAt);
+const recorder = init.failpoints.recordSynced ? new SyncedRecorder(init.dir) : null;
+
 let segment = init.segment;
+/** Path of the current segment, kept rather than rebuilt on every write. */
+let segmentFile = segmentPath(segment);
 let fd = -1;
+/** Bytes written to the current segment, synced or not: what a completed sync makes durable. */
+let segmentBytes = 0;
 let dirty = false;
 let failed = false;
 let fsyncs = 0;
 let lastFsyncMs = 0;
+/** The file the current step works on, named in the error report (fd-based syscalls carry no path). */
+let activeFile = "";
 
 function post(msg: FromWorker): void {
   port!.postMessage(msg);
@@ -33,17 +52,39 @@ function post(msg: FromWorker): void {
 function fail(seq: number, error: unknown): void {
   failed = true;
   const e = error as NodeJS.ErrnoException;
-  post({ type: "error", seq, message: e?.message ?? String(error), code: e?.code ?? null });
+  post({
+    type: "error",
+    seq,
+    message: e?.message ?? String(error),
+    code: e?.code ?? null,
+    errno: e?.errno ?? null,
+    syscall: e?.syscall ?? null,
+    path: e?.path ?? (activeFile || null),
+  });
+}
+
+function segmentPath(id: number): string {
+  return join(init.dir, segmentFileName(id));
 }
 
 function writeAll(buf: Uint8Array): void {
+  activeFile = segmentFile;
   let offset = 0;
+  if (appendFault !== null && appendFault.shouldFail(Date.now())) {
+    // A full disk typically takes part of a write before refusing the rest: leave a torn tail.
+    if (appendFault.error === "enospc") segmentBytes += writeSync(fd, buf, 0, buf.length >> 1);
+    throw syscallError(appendFault.error, "write", activeFile);
+  }
   while (offset < buf.length) offset += writeSync(fd, buf, offset, buf.length - offset);
+  segmentBytes += buf.length;
 }
 
 /** Makes everything written so far durable (or just forgets it, with fsync off). */
 function sync(): void {
   if (!dirty) return;
+  activeFile = segmentFile;
+  // Consulted even with fsync off, at the point where the fdatasync would be, so tests can run fast.
+  if (fsyncFault !== null && fsyncFault.shouldFail(Date.now())) throw syscallError(fsyncFault.error, "fdatasync", activeFile);
   if (init.fsync) {
     const t0 = performance.now();
     fdatasyncSync(fd);
@@ -51,6 +92,16 @@ function sync(): void {
     fsyncs++;
   }
   dirty = false;
+  if (recorder !== null) {
+    // Before the ack is posted: every acknowledged byte is in the record.
+    recorder.set(segmentFileName(segment), segmentBytes);
+    recorder.write();
+  }
+}
+
+function fsyncDir(): void {
+  activeFile = init.dir;
+  fsyncDirSync(init.dir);
 }
 
 function rotateTo(next: number): void {
@@ -60,9 +111,15 @@ function rotateTo(next: number): void {
   // a torn tail in the last segment.
   sync();
   closeSync(fd);
-  fd = openSync(join(init.dir, segmentFileName(next)), "wx");
+  segmentFile = activeFile = segmentPath(next);
+  fd = openSync(segmentFile, "wx");
   segment = next;
-  if (init.fsync) fsyncDirSync(init.dir);
+  segmentBytes = 0;
+  if (init.fsync) fsyncDir();
+  if (recorder !== null) {
+    recorder.set(segmentFileName(next), 0);
+    recorder.write();
+  }
 }
 
 function deleteSegments(from: number, below: number): void {
@@ -71,13 +128,15 @@ function deleteSegments(from: number, below: number): void {
     // Invariant: the current segment is never deleted.
     assert(id < segment, `deleting live segment ${id}`);
     try {
-      unlinkSync(join(init.dir, segmentFileName(id)));
+      unlinkSync(segmentPath(id));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
     }
     // Oldest first and durable one by one, so a crash leaves a contiguous range of segments.
-    if (init.fsync) fsyncDirSync(init.dir);
+    if (init.fsync) fsyncDir();
+    recorder?.delete(segmentFileName(id));
   }
+  recorder?.write();
 }
 
 function runOp(op: WorkerOp): void {
@@ -115,7 +174,15 @@ port.on("message", (msg: ToWorker) => {
 
 try {
   // Append mode: the main thread truncated any torn tail before starting us.
-  fd = openSync(join(init.dir, segmentFileName(segment)), "a");
+  activeFile = segmentFile;
+  fd = openSync(segmentFile, "a");
+  segmentBytes = fstatSync(fd).size;
+  if (recorder !== null) {
+    // A fresh record: what is on disk now is durable from here on (older segments are sealed).
+    if (init.fsync) fdatasyncSync(fd);
+    recorder.set(segmentFileName(segment), segmentBytes);
+    recorder.write();
+  }
   post({ type: "ready" });
 } catch (error) {
   fail(-1, error);

@@ -28,6 +28,7 @@ import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { WalClosedError, WalCorruptionError, WalInvalidArgumentError, WalIoError } from "./errors.ts";
+import { envFailpoints, type FailpointConfig } from "./failpoints.ts";
 import { GroupLog } from "./group-log.ts";
 import { RECORD_BODY_BYTES_MAX, FRAME_HEADER_BYTES, encodeRecord, type CheckpointGroup, type LogRecord } from "./record.ts";
 import { recoverWal } from "./recovery.ts";
@@ -51,6 +52,14 @@ export interface WalOptions {
    * Default: on unless `NODE_ENV === "production"`.
    */
   verifyWrites?: boolean;
+  /** Injected disk faults, for tests. Default: what `DSYNC_FAILPOINTS` named (none when unset). */
+  failpoints?: FailpointConfig;
+  /**
+   * Called once, synchronously, when the WAL fails (a write, fsync or the worker), before any
+   * pending append is rejected. A server makes this fail-stop: nothing written since the last
+   * good fsync can be trusted, and retrying an fsync after EIO can report lost data as durable.
+   */
+  onFailure?: (error: WalIoError) => void;
 }
 
 interface Waiter {
@@ -81,6 +90,7 @@ export class Wal {
   readonly #segmentBytesMax: number;
   readonly #fsync: boolean;
   readonly #verify: boolean;
+  readonly #onFailure: ((error: WalIoError) => void) | null;
   readonly #worker: Worker;
   readonly #exited: Promise<void>;
   /** Per-group state in log order, including records not yet durable. Ranges only, no entries. */
@@ -106,12 +116,13 @@ export class Wal {
   #appendsBatched = 0;
   #batches = 0;
 
-  private constructor(dir: string, opts: Required<WalOptions>, worker: Worker, groups: Map<number, GroupLog>, segments: { id: number; bytes: number }[], recovery: WalRecoveryInfo) {
+  private constructor(dir: string, opts: Required<Omit<WalOptions, "onFailure">> & WalOptions, worker: Worker, groups: Map<number, GroupLog>, segments: { id: number; bytes: number }[], recovery: WalRecoveryInfo) {
     this.dir = dir;
     this.recovery = recovery;
     this.#segmentBytesMax = opts.segmentBytes;
     this.#fsync = opts.fsync;
     this.#verify = opts.verifyWrites;
+    this.#onFailure = opts.onFailure ?? null;
     this.#worker = worker;
     this.#groups = groups;
     this.#replayed = new Map();
@@ -138,12 +149,15 @@ export class Wal {
    * superseded segments.
    * @throws WalCorruptionError if the log is damaged other than by a torn tail.
    * @throws WalIoError if the directory cannot be used or the worker does not start.
+   * @throws FailpointConfigError if `DSYNC_FAILPOINTS` is invalid (and no `failpoints` were given).
    */
   static async open(dir: string, opts: WalOptions = {}): Promise<Wal> {
-    const options: Required<WalOptions> = {
+    const options: Required<Omit<WalOptions, "onFailure">> & WalOptions = {
       segmentBytes: opts.segmentBytes ?? SEGMENT_BYTES_DEFAULT,
       fsync: opts.fsync ?? true,
       verifyWrites: opts.verifyWrites ?? process.env.NODE_ENV !== "production",
+      failpoints: opts.failpoints ?? envFailpoints(),
+      onFailure: opts.onFailure,
     };
     if (!Number.isSafeInteger(options.segmentBytes) || options.segmentBytes < 1) {
       throw new WalInvalidArgumentError(`segmentBytes ${options.segmentBytes} is not a positive integer`);
@@ -157,7 +171,7 @@ export class Wal {
     }
     await removeUnreferencedSnapshots(dir, found.groups);
 
-    const worker = await startWorker({ dir, segment: segments.at(-1)!.id, fsync: options.fsync });
+    const worker = await startWorker({ dir, segment: segments.at(-1)!.id, fsync: options.fsync, failpoints: options.failpoints });
     const wal = new Wal(dir, options, worker, found.groups, segments, found.recovery);
     try {
       // Every segment starts with a checkpoint; the last one may have been created (or cut back
@@ -517,9 +531,14 @@ export class Wal {
         else this.#becameIdle();
         return;
       }
-      case "error":
-        this.#fail(new WalIoError(`WAL write failed: ${msg.message}`, { cause: msg.code }));
+      case "error": {
+        // Rebuilt as node's fs errors look (code 'EIO', syscall, path), so callers can tell EIO
+        // from ENOSPC and name the file; fd-based syscalls carry no path, the worker adds it.
+        const cause = Object.assign(new Error(msg.message), { code: msg.code ?? undefined, errno: msg.errno ?? undefined, syscall: msg.syscall ?? undefined, path: msg.path ?? undefined });
+        const where = msg.path !== null && !msg.message.includes(msg.path) ? ` (${msg.path})` : "";
+        this.#fail(new WalIoError(`WAL write failed: ${msg.message}${where}`, { cause }));
         return;
+      }
       case "closed":
         this.#closedAck?.();
         return;
@@ -541,9 +560,12 @@ export class Wal {
   }
 
   /** Fail-stop: after a failed write or fsync nothing can be known to be durable (fsyncgate). */
-  #fail(error: Error): void {
+  #fail(error: WalIoError): void {
     if (this.#failure !== null) return;
     this.#failure = error;
+    // First, before any waiter hears of it: a fail-stop handler exits here, so no code at all
+    // runs between the failure and the stop.
+    this.#onFailure?.(error);
     for (const batch of [this.#inFlight, this.#pending]) for (const w of batch?.waiters ?? []) w.reject(error);
     this.#inFlight = null;
     this.#pending = null;

@@ -95,14 +95,15 @@ export class TestCluster {
     readonly dir: string,
   ) {}
 
-  static async create(n: number, extraEnv: Record<string, string> = {}): Promise<TestCluster> {
+  /** `nodeEnv[i]`, when given, adds to (and overrides) `extraEnv` for node i only. */
+  static async create(n: number, extraEnv: Record<string, string> = {}, nodeEnv: readonly Record<string, string>[] = []): Promise<TestCluster> {
     const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-test-"));
     const specs: NodeSpec[] = [];
     for (let i = 0; i < n; i++) {
       specs.push({ id: `node_${i}`, clientPort: await freePort(), peerPort: await freePort(), httpPort: await freePort(), dataDir: path.join(dir, `node_${i}`) });
     }
     const nodes = specs.map(
-      (s) =>
+      (s, i) =>
         new DaemonProcess(s, {
           NODE_ID: s.id,
           NODE_HOST: "127.0.0.1",
@@ -113,6 +114,7 @@ export class TestCluster {
           DATA_DIR: s.dataDir,
           LOG_LEVEL: "warn",
           ...extraEnv,
+          ...nodeEnv[i],
         }),
     );
     const cluster = new TestCluster(nodes, dir);
