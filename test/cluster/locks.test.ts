@@ -61,7 +61,7 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
   let stop = false;
   try {
     await leaderOf(cluster);
-    const resources = ["r0", "r1", "r2", "r3"];
+    const resources = ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"];
     const worker = async (i: number): Promise<void> => {
       let locks = new LockClient(transports[i % 4]!, { sessionTtlMs: 5000, clientId: `w${i}` });
       let held: Grant[] = [];
@@ -79,7 +79,8 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
           const g: Grant = { resource, mode, token: lock.token, grantedAt: performance.now(), endAt: Infinity, lost: false };
           grants.push(g);
           held.push(g);
-          await new Promise((r) => setTimeout(r, Math.random() * 3));
+          // Holds of 10–40 ms: long against a grant's round trip, so an overlap would show.
+          await new Promise((r) => setTimeout(r, 10 + Math.random() * 30));
           g.endAt = performance.now();
           await locks.release(lock);
           held = held.filter((h) => h !== g);
@@ -113,9 +114,15 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
     assert.ok(grants.length > 500, `the clients got ${grants.length} grants`);
     assert.ok(checked > 1000, `${checked} conflicting pairs were checked`);
     const byRes = new Set(grants.map((g) => g.resource));
-    assert.equal(byRes.size, 4);
+    assert.equal(byRes.size, resources.length);
+    // Grants taken away by expiry are left out of the overlap check above, so they are bounded:
+    // sessions live 5 s while each failover takes the leader away for 0.7 s plus an election, so
+    // a session should only lapse when a client's keep-alives missed a whole failover; allow one
+    // such session per client (64), each holding at most one grant at a time.
+    const lostGrants = grants.filter((g) => g.lost).length;
+    assert.ok(lostGrants <= 64, `${lostGrants} grants were lost to session expiry (at most 64 expected)`);
     // Errors are allowed (a request may time out while no leader exists), never silent overlap.
-    console.log(`locks: ${grants.length} grants, ${checked} conflicting pairs checked, errors ${JSON.stringify(Object.fromEntries(errors))}`);
+    console.log(`locks: ${grants.length} grants (${lostGrants} lost to expiry), ${checked} conflicting pairs checked, errors ${JSON.stringify(Object.fromEntries(errors))}`);
   } finally {
     stop = true;
     for (const t of transports) await t.close();
