@@ -1,3 +1,4 @@
+import { installClockControl } from "../server/wall-clock.ts";
 import { Command, Option } from "commander";
 import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../server/config.ts";
 import { DsyncNode, EXIT_STORAGE_FAILURE } from "../server/node.ts";
@@ -78,6 +79,7 @@ const program = new Command("dsyncd")
     };
     const node = new DsyncNode(config, { onFatal });
     if (failpoints.faults.length > 0 || failpoints.recordSynced) node.log.warn({ failpoints: process.env.DSYNC_FAILPOINTS }, "DSYNC_FAILPOINTS is set: disk faults will be injected (testing only)");
+    installClockControl(process.env, node.log);
     try {
       await node.start();
     } catch (err) {

@@ -1,0 +1,180 @@
+/**
+ * One fault-campaign run: a real cluster, workloads, the nemesis, heal, settle, final reads,
+ * checks, and a report. Used by `npm run chaos` and by the bounded run in the test suite.
+ */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Prng } from "../sim/prng.ts";
+import { ChaosCluster } from "./cluster.ts";
+import { Nemesis, type FaultKind } from "./nemesis.ts";
+import { kvWorkload } from "./workloads/kv.ts";
+import { longestGapMs, sleep, type Workload, type WorkloadContext } from "./workloads/workload.ts";
+import { lockWorkload } from "./workloads/locks.ts";
+import { queueWorkload } from "./workloads/queue.ts";
+import { cacheWorkload } from "./workloads/cache.ts";
+import { waitFor } from "../helpers/daemon.ts";
+import { diskFaultSupport } from "./disk.ts";
+
+export const WORKLOADS = ["kv", "locks", "queue", "cache"] as const;
+export type WorkloadName = (typeof WORKLOADS)[number];
+
+export interface CampaignOptions {
+  readonly workloads: readonly WorkloadName[];
+  readonly seconds: number;
+  readonly seed: number;
+  readonly nodes: 3 | 5;
+  readonly faults: readonly FaultKind[];
+  /** Keep the run folder even when the run passed. */
+  readonly keep: boolean;
+  /** Run folder; default a new one under the system's temp folder. */
+  readonly dir?: string;
+  readonly log?: (line: string) => void;
+  /** Fault order and timing; see NemesisOptions. */
+  readonly order?: "random" | "cycle";
+  readonly quietMs?: readonly [number, number];
+  readonly faultMs?: readonly [number, number];
+}
+
+export interface WorkloadResult {
+  readonly name: string;
+  readonly outcomes: Record<"ok" | "fail" | "unknown", number>;
+  readonly ok: boolean;
+  readonly violations: number;
+  readonly lines: readonly string[];
+  readonly longestGapMs: number;
+}
+
+export interface CampaignResult {
+  readonly ok: boolean;
+  readonly dir: string;
+  readonly faults: Record<string, number>;
+  readonly problems: readonly string[];
+  readonly workloads: readonly WorkloadResult[];
+  readonly report: string;
+}
+
+function build(name: WorkloadName): Workload {
+  switch (name) {
+    case "kv":
+      return kvWorkload();
+    case "locks":
+      return lockWorkload();
+    case "queue":
+      return queueWorkload();
+    case "cache":
+      return cacheWorkload();
+  }
+}
+
+/** Runs one campaign; never throws for a violation (see `ok`), only for a harness failure. */
+export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
+  const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const dir = o.dir ?? path.join(os.tmpdir(), `dsync-chaos-${new Date().toISOString().replace(/[:.]/g, "-")}-seed${o.seed}`);
+  await mkdir(dir, { recursive: true });
+  const rng = new Prng(o.seed);
+  const disk = diskFaultSupport(o.faults.includes("disk"));
+  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}; folder ${dir}`);
+  const cluster = await ChaosCluster.create(o.nodes, dir, {
+    // Small enough that snapshots and log compaction happen during a run.
+    SNAPSHOT_THRESHOLD: "500",
+    ...disk.clusterEnv,
+  });
+  const problems: string[] = [];
+  const workloads = o.workloads.map(build);
+  let nemesis: Nemesis | null = null;
+  try {
+    await verifyFaultLayer(cluster);
+    const ctx: WorkloadContext = { addrs: cluster.clientAddrs, rng: rng.fork(), dir };
+    for (const w of workloads) await w.start(ctx);
+    const t0 = performance.now();
+    const faultEnd = t0 + o.seconds * 1000;
+    nemesis = new Nemesis(cluster, rng.fork(), {
+      kinds: o.faults,
+      log,
+      ...disk.nemesis,
+      ...(o.order && { order: o.order }),
+      ...(o.quietMs && { quietMs: o.quietMs }),
+      ...(o.faultMs && { faultMs: o.faultMs }),
+    });
+    await nemesis.run(faultEnd, () => false);
+    await nemesis.healAll();
+    const healedAt = performance.now();
+    log(`+${((healedAt - t0) / 1000).toFixed(1)}s healed; load goes on for 5 s`);
+    // Recovery phase: the workloads keep running on a healed cluster.
+    await sleep(5000);
+    for (const w of workloads) await w.stop();
+    const stoppedAt = performance.now();
+    await settle(cluster);
+    for (const w of workloads) await w.final(ctx);
+    for (const e of nemesis.timeline) if (e.problem) problems.push(e.problem);
+    for (const n of cluster.nodes) {
+      const bad = n.exits.filter((x) => x.signal === null && x.code !== 0 && x.code !== null);
+      for (const x of bad) if (!nemesis.timeline.some((e) => e.kind === "disk" && e.nodes.includes(n.spec.id))) problems.push(`${n.spec.id} exited with status ${x.code} without a disk fault`);
+    }
+    const results: WorkloadResult[] = workloads.map((w) => {
+      const c = w.check();
+      return { name: w.name, outcomes: w.outcomes(), ok: c.ok, violations: c.violations, lines: c.lines, longestGapMs: longestGapMs(w.okTimes(), t0, stoppedAt).gapMs };
+    });
+    const ok = problems.length === 0 && results.every((r) => r.ok);
+    const report = formatReport(o, nemesis, results, problems, ok, dir);
+    for (const l of report.split("\n")) log(l);
+    await writeFile(path.join(dir, "timeline.json"), JSON.stringify(nemesis.timeline, null, 1));
+    for (const w of workloads) await writeFile(path.join(dir, `${w.name}.history.json`), JSON.stringify(w.history()));
+    await writeFile(path.join(dir, "report.txt"), report + "\n");
+    await writeFile(path.join(dir, "link-bytes.json"), JSON.stringify(cluster.linkBytes(), null, 1));
+    return { ok, dir, faults: nemesis.counts(), problems, workloads: results, report };
+  } finally {
+    for (const w of workloads) await w.close().catch(() => {});
+    await cluster.destroy();
+  }
+}
+
+/** Fails the run unless peer traffic really crosses the proxies (else partitions would be fake). */
+async function verifyFaultLayer(cluster: ChaosCluster): Promise<void> {
+  await waitFor(() => cluster.leader(), "a group-0 leader", 30_000);
+  const ids = cluster.nodes.map((n) => n.spec.id);
+  await waitFor(
+    () => {
+      // One connection per pair, dialed by the smaller id: that direction's proxy carries it.
+      for (const a of ids) for (const b of ids) if (a < b && (cluster.links.find((l) => l.from === a && l.to === b)?.proxy.bytes ?? 0) === 0) return false;
+      return true;
+    },
+    "peer traffic through every link proxy",
+    20_000,
+  );
+}
+
+/** Waits (bounded) until every node is up and agrees on one group-0 leader. */
+async function settle(cluster: ChaosCluster): Promise<void> {
+  await waitFor(
+    async () => {
+      const views = await Promise.all(cluster.nodes.map((n) => n.health(1000)));
+      const leader = views[0]?.leader;
+      return views.every((v) => v !== null && v.leader !== null && v.leader === leader);
+    },
+    "every node to agree on a leader after the heal",
+    60_000,
+    200,
+  );
+}
+
+function formatReport(o: CampaignOptions, n: Nemesis, results: readonly WorkloadResult[], problems: readonly string[], ok: boolean, dir: string): string {
+  const lines: string[] = [];
+  const faults = Object.entries(n.counts()).map(([k, v]) => `${k} ${v}`).join(", ") || "none";
+  lines.push(`== chaos report: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s ==`);
+  lines.push(`faults injected: ${faults}`);
+  for (const r of results) {
+    const c = r.outcomes;
+    lines.push(`${r.name}: ${c.ok + c.fail + c.unknown} ops (ok ${c.ok}, failed ${c.fail}, unknown ${c.unknown}); longest stretch without a successful op ${(r.longestGapMs / 1000).toFixed(2)} s; ${r.ok ? "PASS" : `FAIL (${r.violations} violations)`}`);
+    for (const l of r.lines) lines.push(`  ${l}`);
+  }
+  for (const p of problems) lines.push(`problem: ${p}`);
+  lines.push(`verdict: ${ok ? "PASS" : "FAIL"}; replay with --seed ${o.seed}; history, fault timeline and node logs in ${dir}`);
+  return lines.join("\n");
+}
+
+/** Removes a passing run's folder unless asked to keep it. */
+export async function cleanUp(result: CampaignResult, keep: boolean): Promise<void> {
+  if (result.ok && !keep) await rm(result.dir, { recursive: true, force: true });
+}

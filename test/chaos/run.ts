@@ -1,0 +1,47 @@
+/**
+ * `npm run chaos -- --workload kv|locks|queue|cache|all --seconds N --seed S --nodes 3|5
+ *   [--faults kill,pause,partition,delay,disk,clock] [--keep] [--dir D]`
+ *
+ * Starts real dsyncd processes on loopback, drives the workloads, injects faults, heals, checks
+ * the histories and prints a report. Exit status 1 on any violation, 2 on bad arguments.
+ */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { WORKLOADS, cleanUp, runCampaign, type WorkloadName } from "./campaign.ts";
+import { FAULT_KINDS, type FaultKind } from "./nemesis.ts";
+
+function list<T extends string>(allowed: readonly T[], what: string, allName: string | null) {
+  return (v: string): T[] => {
+    if (allName !== null && v === allName) return [...allowed];
+    const items = v.split(",").map((s) => s.trim()).filter(Boolean);
+    if (v === "none") return [];
+    for (const i of items) if (!(allowed as readonly string[]).includes(i)) throw new InvalidArgumentError(`unknown ${what} "${i}"; choose from ${allowed.join(", ")}${allName ? ` or ${allName}` : ""}`);
+    return items as T[];
+  };
+}
+
+function int(min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`must be an integer in [${min}, ${max}]`);
+    return n;
+  };
+}
+
+const program = new Command("chaos")
+  .description("fault campaign against a real local dsync cluster: faults, workloads, history checks")
+  .addOption(new Option("--workload <names>", "kv, locks, queue, cache, a comma list, or all").default(["kv", "locks", "queue", "cache"], "all").argParser(list(WORKLOADS, "workload", "all")))
+  .option("--seconds <n>", "how long faults are injected", int(1, 24 * 3600), 60)
+  .option("--seed <n>", "seed of the fault schedule and the workloads (printed; replays the same choices)", int(0, 2 ** 31 - 1))
+  .addOption(new Option("--nodes <n>", "cluster size").choices(["3", "5"]).default("3"))
+  .addOption(new Option("--faults <kinds>", `comma list of ${FAULT_KINDS.join(", ")}, or none`).default([...FAULT_KINDS], "all").argParser(list(FAULT_KINDS, "fault", "all")))
+  .option("--keep", "keep the run folder (history, timeline, logs) even when the run passes", false)
+  .option("--dir <path>", "run folder (default: a new one under the temp folder)")
+  .showHelpAfterError();
+
+program.parse();
+const o = program.opts<{ workload: WorkloadName[]; seconds: number; seed?: number; nodes: string; faults: FaultKind[]; keep: boolean; dir?: string }>();
+const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
+const result = await runCampaign({ workloads: o.workload, seconds: o.seconds, seed, nodes: o.nodes === "5" ? 5 : 3, faults: o.faults, keep: o.keep, ...(o.dir !== undefined && { dir: o.dir }) });
+await cleanUp(result, o.keep);
+if (result.ok && !o.keep) process.stdout.write(`(run folder removed; --keep keeps it)\n`);
+process.exit(result.ok ? 0 : 1);

@@ -1,0 +1,146 @@
+/**
+ * A register workload: clients read, write unique values, delete (and, for the cache,
+ * invalidate) a few hot keys through every node; the history is checked for linearizability per
+ * key. The KV and cache workloads differ only in their driver.
+ */
+import type { DsyncClient } from "../../../src/client/index.ts";
+import { checkLinearizable, formatLinearizable } from "../checkers/linearizable.ts";
+import { History, type RegisterOp } from "../history.ts";
+import { loop, nodeClient, sleep, type CheckReport, type Workload, type WorkloadContext } from "./workload.ts";
+
+/** One client's way to reach the register. */
+export interface RegisterDriver {
+  read(key: string): Promise<string | null>;
+  write(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Cache only: drop cached copies without changing the value. */
+  invalidate?(key: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RegisterOptions {
+  readonly name: string;
+  readonly clients: number;
+  readonly keys: number;
+  /** Builds the driver of client `i` on its own connection. */
+  readonly driver: (client: DsyncClient, i: number) => RegisterDriver;
+  /** Share of writes, deletes and invalidates; the rest are reads. */
+  readonly mix: { write: number; delete: number; invalidate: number };
+}
+
+export class RegisterWorkload implements Workload {
+  readonly name: string;
+  readonly #o: RegisterOptions;
+  readonly #history = new History<RegisterOp>();
+  readonly #drivers: { driver: RegisterDriver; conn: DsyncClient }[] = [];
+  readonly #loops: Promise<void>[] = [];
+  #stopped = false;
+  #checked: CheckReport | null = null;
+
+  constructor(o: RegisterOptions) {
+    this.#o = o;
+    this.name = o.name;
+  }
+
+  async start(ctx: WorkloadContext): Promise<void> {
+    const keys = Array.from({ length: this.#o.keys }, (_, i) => `${this.name}-k${i}`);
+    for (let i = 0; i < this.#o.clients; i++) {
+      const conn = nodeClient(ctx.addrs, i, `${this.name}-${i}`);
+      const driver = this.#o.driver(conn, i);
+      this.#drivers.push({ driver, conn });
+      const rng = ctx.rng.fork();
+      let gen = 0;
+      let seq = 0;
+      this.#loops.push(
+        loop(
+          () => this.#stopped,
+          async () => {
+            // A client whose last operation has an unknown outcome is, for the checker, a new
+            // process: the old one may still be "running" that operation forever.
+            const client = `${this.name}-${i}.${gen}`;
+            const key = keys[rng.nextInt(keys.length)]!;
+            const p = rng.float();
+            const m = this.#o.mix;
+            let op: RegisterOp | undefined;
+            try {
+              if (p < m.write) {
+                const value = `${client}#${seq++}`;
+                op = this.#history.invoke(client, "write", key, value);
+                await driver.write(key, value);
+                this.#history.complete(op, null);
+              } else if (p < m.write + m.delete) {
+                op = this.#history.invoke(client, "delete", key, null);
+                await driver.delete(key);
+                this.#history.complete(op, null);
+              } else if (driver.invalidate && p < m.write + m.delete + m.invalidate) {
+                op = this.#history.invoke(client, "invalidate", key, null);
+                await driver.invalidate(key);
+                this.#history.complete(op, null);
+              } else {
+                op = this.#history.invoke(client, "read", key, null);
+                const v = await driver.read(key);
+                this.#history.complete(op, v);
+              }
+            } catch (err) {
+              if (!op) throw err;
+              this.#history.failed(op, err);
+              if (op.outcome === "unknown") gen++;
+              await sleep(20 + rng.nextInt(50));
+            }
+            await sleep(rng.nextInt(5));
+          },
+        ),
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.race([Promise.all(this.#loops), sleep(15_000)]);
+  }
+
+  /** A final linearizable read of every key from every node, so late effects are seen. */
+  async final(ctx: WorkloadContext): Promise<void> {
+    const keys = Array.from({ length: this.#o.keys }, (_, i) => `${this.name}-k${i}`);
+    for (let n = 0; n < ctx.addrs.length; n++) {
+      const conn = nodeClient(ctx.addrs, n, `${this.name}-final-${n}`, 5000);
+      const driver = this.#o.driver(conn, 1_000 + n);
+      for (const key of keys) {
+        const op = this.#history.invoke(`${this.name}-final-${n}`, "read", key, null);
+        try {
+          this.#history.complete(op, await driver.read(key));
+        } catch (err) {
+          this.#history.failed(op, err);
+        }
+      }
+      await driver.close();
+      await conn.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const { driver, conn } of this.#drivers) {
+      await driver.close().catch(() => {});
+      await conn.close().catch(() => {});
+    }
+  }
+
+  outcomes() {
+    return this.#history.outcomes();
+  }
+
+  okTimes(): number[] {
+    return this.#history.ops.filter((o) => o.outcome === "ok").map((o) => o.completeMs);
+  }
+
+  check(): CheckReport {
+    if (this.#checked) return this.#checked;
+    const r = checkLinearizable(this.#history.ops);
+    this.#checked = { ok: r.ok, violations: r.violations.length, lines: formatLinearizable(r) };
+    return this.#checked;
+  }
+
+  history(): unknown {
+    return this.#history.ops;
+  }
+}

@@ -1,0 +1,65 @@
+/** What every fault-campaign workload provides to the runner. */
+import { DsyncClient } from "../../../src/client/index.ts";
+import type { Prng } from "../../sim/prng.ts";
+import type { Outcome } from "../history.ts";
+
+export interface WorkloadContext {
+  /** Client addresses of every node. */
+  readonly addrs: readonly string[];
+  readonly rng: Prng;
+  /** Where the workload may write extra files (its history). */
+  readonly dir: string;
+}
+
+export interface CheckReport {
+  readonly ok: boolean;
+  /** Lines for the run report: counts, verdict, and on a violation the ops that explain it. */
+  readonly lines: readonly string[];
+  readonly violations: number;
+}
+
+export interface Workload {
+  readonly name: string;
+  /** Opens clients and starts the load; returns at once. */
+  start(ctx: WorkloadContext): Promise<void>;
+  /** Stops issuing new operations and waits (bounded) for those in flight. */
+  stop(): Promise<void>;
+  /** After the cluster healed and settled: final reads, drains. */
+  final(ctx: WorkloadContext): Promise<void>;
+  /** Closes every client. */
+  close(): Promise<void>;
+  outcomes(): Record<Outcome, number>;
+  /** Completion times (harness clock) of successful operations, for availability gaps. */
+  okTimes(): number[];
+  check(): CheckReport;
+  /** The recorded history, as JSON-able data, kept in the run folder. */
+  history(): unknown;
+}
+
+/**
+ * A client bound to one node first (then the others), not moving to the leader: operations
+ * enter the cluster through every node, so followers' forwarding and reads are exercised.
+ */
+export function nodeClient(addrs: readonly string[], first: number, name: string, requestTimeoutMs = 2000): DsyncClient {
+  const nodes = [addrs[first % addrs.length]!, ...addrs.filter((_, i) => i !== first % addrs.length)];
+  return new DsyncClient({ nodes, clientName: name, preferLeader: false, requestTimeoutMs, connectTimeoutMs: 1000, maxAttempts: 4, backoff: { baseMs: 20, maxMs: 200, factor: 2 } });
+}
+
+/** Longest stretch without a successful operation within [fromMs, toMs]. */
+export function longestGapMs(okTimes: readonly number[], fromMs: number, toMs: number): { gapMs: number; atMs: number } {
+  const ts = okTimes.filter((t) => t >= fromMs && t <= toMs).sort((a, b) => a - b);
+  let prev = fromMs;
+  let best = { gapMs: 0, atMs: fromMs };
+  for (const t of [...ts, toMs]) {
+    if (t - prev > best.gapMs) best = { gapMs: t - prev, atMs: prev };
+    prev = t;
+  }
+  return best;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `step` until `isStopped()`, as one sequential logical process. */
+export async function loop(isStopped: () => boolean, step: () => Promise<void>): Promise<void> {
+  while (!isStopped()) await step();
+}
