@@ -15,6 +15,7 @@ import { queueWorkload } from "./workloads/queue.ts";
 import { cacheWorkload } from "./workloads/cache.ts";
 import { waitFor } from "../helpers/daemon.ts";
 import { diskFaultSupport } from "./disk.ts";
+import { startRedis } from "../../scripts/lib/redis-server.ts";
 
 export const WORKLOADS = ["kv", "locks", "queue", "cache"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
@@ -34,6 +35,9 @@ export interface CampaignOptions {
   readonly order?: "random" | "cycle";
   readonly quietMs?: readonly [number, number];
   readonly faultMs?: readonly [number, number];
+  /** The cache's backing store: the embedded default, or a private redis-server the run starts. */
+  readonly cacheStore?: "embedded" | "redis";
+  readonly cacheWritePolicy?: "write-back" | "write-through";
 }
 
 export interface WorkloadResult {
@@ -74,11 +78,18 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   await mkdir(dir, { recursive: true });
   const rng = new Prng(o.seed);
   const disk = diskFaultSupport(o.faults.includes("disk"));
-  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}; folder ${dir}`);
+  const cacheSetup = o.workloads.includes("cache") ? `; cache store ${o.cacheStore ?? "embedded"}, ${o.cacheWritePolicy ?? "write-back"}` : "";
+  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}; folder ${dir}`);
+  const redis = o.cacheStore === "redis" ? await startRedis({ appendfsync: "always" }) : null;
   const cluster = await ChaosCluster.create(o.nodes, dir, {
     // Small enough that snapshots and log compaction happen during a run.
     SNAPSHOT_THRESHOLD: "500",
     ...disk.clusterEnv,
+    ...(redis && { REDIS_URL: redis.url }),
+    ...(o.cacheWritePolicy && { CACHE_WRITE_POLICY: o.cacheWritePolicy }),
+  }).catch(async (err: unknown) => {
+    await redis?.stop();
+    throw err;
   });
   const problems: string[] = [];
   const workloads = o.workloads.map(build);
@@ -127,6 +138,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   } finally {
     for (const w of workloads) await w.close().catch(() => {});
     await cluster.destroy();
+    await redis?.stop();
   }
 }
 
