@@ -16,6 +16,14 @@ export const Invariant = {
   StateMachineSafety: "StateMachineSafety",
   CommitMonotonic: "CommitMonotonic",
   Linearizability: "Linearizability",
+  /** A KV read returned a value that no linearization of the committed log allows. */
+  ReadValue: "ReadValue",
+  /** A node's KV value or queue placement differs from the reference model of the committed log. */
+  ReferenceModel: "ReferenceModel",
+  /** Two nodes' service machines at the same applied index serialize to different snapshots. */
+  StateDigest: "StateDigest",
+  /** A lock or queue invariant (src/services/{lock,queue}/invariants.ts) or a machine's own assertion broke. */
+  ServiceInvariant: "ServiceInvariant",
   ReadyContract: "ReadyContract",
   BoundedTraffic: "BoundedTraffic",
   /** The core threw (an internal assertion): reported with the seed like any other violation. */
@@ -61,8 +69,14 @@ export class Checkers {
    * term T we need the largest index committed by a term ≤ T; dominated points add nothing.
    */
   #front: CommitPoint[] = [];
+  /** index → digest of the service machines' snapshot bytes there, and the node that first showed it. */
+  readonly #digests = new Map<number, { digest: number; node: NodeId }>();
+  /** Snapshot images (`index:digest`) some node has already restored from and checked. */
+  readonly #restored = new Set<string>();
   /** Highest index applied on any node: every entry up to it has been acknowledged to a client. */
   maxAppliedIndex = 0;
+  /** Number of state digests compared against an earlier one. */
+  digestsCompared = 0;
 
   /**
    * @param where supplies the current step for violation messages.
@@ -135,6 +149,30 @@ export class Checkers {
     else if (prev.hash !== hash) {
       this.fail(inv, [prev.node, node], `${node} ${what} a different entry/prefix at index ${index} than ${prev.node}`);
     }
+  }
+
+  /**
+   * Replica agreement: `node`'s service machines at applied index `index` have snapshot digest
+   * `digest`; every node's machines at the same index must serialize identically.
+   */
+  observeStateDigest(node: NodeId, index: number, digest: number, what: string): void {
+    const prev = this.#digests.get(index);
+    if (prev === undefined) this.#digests.set(index, { digest, node });
+    else {
+      this.digestsCompared++;
+      if (prev.digest !== digest) {
+        this.fail(Invariant.StateDigest, [prev.node, node],
+          `${node}'s service machines (${what}) differ from ${prev.node}'s at applied index ${index}: snapshot digests ${digest} and ${prev.digest}`);
+      }
+    }
+  }
+
+  /** Whether no machine was restored yet from the image at `index` with `digest` (and note it). */
+  firstRestoreOf(index: number, digest: number): boolean {
+    const key = `${index}:${digest}`;
+    if (this.#restored.has(key)) return false;
+    this.#restored.add(key);
+    return true;
   }
 
   /** The committed prefix hash at `index`, if any node has shown it. */

@@ -1,6 +1,7 @@
 /**
- * The simulated cluster: nodes, network, clock, clients, fault injector and checkers, advanced one
- * step at a time. Everything random comes from forked streams of the one seed.
+ * The simulated cluster: nodes, network, clock, clients, fault injector, checkers and the
+ * reference model of the committed log, advanced one step at a time. Everything random comes
+ * from forked streams of the one seed.
  */
 import type { RaftStatus } from "../../src/raft/raw-node.ts";
 import { ConfChangeType, MessageType, Role, type Message, type NodeId, type ReadState } from "../../src/raft/types.ts";
@@ -9,8 +10,19 @@ import { SimClock } from "./clock.ts";
 import { SimNetwork } from "./network.ts";
 import { SimNode, type NodeEnv } from "./node.ts";
 import { Prng } from "./prng.ts";
+import { Reference, showValue, showVersion } from "./reference.ts";
 import type { Scenario } from "./scenario.ts";
+import { Tag, encodeEntry, type SimCommand } from "./services.ts";
+import { KV_KEYS, Workload } from "./workload.ts";
 
+/** Simulated milliseconds per step: the unit of the `now` leaders stamp into commands. */
+export const MS_PER_STEP = 50;
+/** A node's clock runs up to this far ahead of global time (so a new leader's clock may lag). */
+const CLOCK_SKEW_MS_MAX = 200;
+/** The leader proposes a due `expire` at most once per this many steps (per machine). */
+const EXPIRE_EVERY = 10;
+/** The KV key of the liveness phase's probes. */
+const PROBE_KEY = "live";
 /** Test-only ways to break the system on purpose, proving the checkers can fail. */
 export interface Sabotage {
   /** This node answers every (Pre)Vote request with a grant: a second vote in the same term. */
@@ -21,6 +33,13 @@ export interface Sabotage {
   readonly corruptDisk?: { readonly node: NodeId; readonly index: number };
   /** Followers answer reads from their local commit index instead of running ReadIndex (stale reads). */
   readonly localReads?: boolean;
+  /**
+   * Followers answer KV reads at once from their own machines, without ReadIndex (stale values).
+   * Only the value checker can catch this: no read index is ever produced.
+   */
+  readonly staleValueReads?: boolean;
+  /** This node's service machines skip the entry at this index (its hash chain does not). */
+  readonly skipServiceApply?: { readonly node: NodeId; readonly index: number };
 }
 
 /** Run counters, printed in the summary. */
@@ -37,15 +56,28 @@ export interface SimStats {
   snapshotsInstalled: number;
   readsIssued: number;
   readsChecked: number;
+  /** Reads answered with a value from a node's KV register, checked against the reference model. */
+  valueReads: number;
+  /** Client commands accepted by a node, by service (expires proposed by leaders not counted). */
+  kvCommands: number;
+  lockCommands: number;
+  queueCommands: number;
+  expiresProposed: number;
 }
 
 /** Steps (not necessarily consecutive) in which a link may overflow before it counts as a storm. */
 const STORM_STEPS = 25;
 
-/** A pending ReadIndex read: its answer must be ≥ every index acknowledged before it was issued. */
+/**
+ * A pending read of a KV key: its read index must be ≥ every index acknowledged before it was
+ * issued, and the value it returns must be the key's value at some index from there on.
+ */
 interface PendingRead {
   readonly node: NodeId;
   readonly minIndex: number;
+  readonly key: string;
+  /** A read index arrived and the node will answer once it has applied that far. */
+  queued: boolean;
 }
 
 /** The whole simulated world for one seed. */
@@ -58,29 +90,39 @@ export class Cluster {
   readonly stats: SimStats = {
     steps: 0, proposals: 0, commandsApplied: 0, crashes: 0, partitions: 0, transfers: 0,
     confChangesProposed: 0, confChangesApplied: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
-    readsIssued: 0, readsChecked: 0,
+    readsIssued: 0, readsChecked: 0, valueReads: 0, kvCommands: 0, lockCommands: 0, queueCommands: 0, expiresProposed: 0,
   };
   /** Whether crashes, partitions, transfers and membership changes are injected. */
   faultsEnabled = true;
-  /** Client commands applied anywhere, by command string (the liveness phase waits on these). */
+  /** Liveness probes (see {@link propose}) applied anywhere (the liveness phase waits on these). */
   readonly appliedCommands = new Set<string>();
+  /** What the committed log holds, built from the log alone. */
+  readonly reference = new Reference((key, value) => {
+    if (key === PROBE_KEY) this.appliedCommands.add(value);
+  });
 
   readonly #faultRng: Prng;
   readonly #clientRng: Prng;
   readonly #reads = new Map<string, PendingRead>();
+  readonly #workload: Workload;
   #partitionUntil = 0;
-  #nextCommand = 1;
   #nextRead = 1;
+  #lastLockExpire = -Infinity;
+  #lastQueueExpire = -Infinity;
   /** Per directed link: how many distinct steps overflowed its buffer, and the last one. */
   readonly #overflows = new Map<string, { steps: number; last: number }>();
   /** The node the membership operator is cycling (remove → learner → voter). */
   #confTarget: NodeId | undefined;
 
-  /** @param replay the command that replays this run (quoted in violation messages). */
+  /**
+   * @param replay the command that replays this run (quoted in violation messages).
+   * @param fullChecks run the service checks on every node after every apply (see NodeEnv).
+   */
   constructor(
     readonly scenario: Scenario,
     readonly sabotage: Sabotage = {},
     replay?: string,
+    fullChecks = false,
   ) {
     const root = new Prng(scenario.seed);
     this.clock = new SimClock(root.fork(), scenario.tickSkipRate);
@@ -94,20 +136,25 @@ export class Cluster {
       checkers: this.checkers,
       scenario,
       send: (m) => this.#send(m),
-      onApplyCommand: (_node, cmd) => {
-        this.stats.commandsApplied++;
-        this.appliedCommands.add(cmd);
-      },
+      reference: this.reference,
+      onFirstApply: (_node, _index, outcome) => this.#workload.learn(outcome),
       onReadStates: (node, states) => this.#checkReads(node, states),
+      onServeRead: (node, ctx) => this.#serveRead(node, ctx),
       stats: this.stats,
+      fullChecks,
       corruptApply: sabotage.corruptApply,
       corruptDisk: sabotage.corruptDisk,
+      skipServiceApply: sabotage.skipServiceApply,
     };
     for (const id of ids) {
       const n = new SimNode(id, bootstrap, env, root.fork());
       this.nodes.push(n);
       this.byId.set(id, n);
     }
+    // Streams forked after the nodes' (so adding them did not shift any older stream).
+    this.#workload = new Workload(root.fork());
+    const skews = root.fork();
+    for (const n of this.nodes) n.clockSkewMs = skews.nextInt(CLOCK_SKEW_MS_MAX + 1);
     for (const n of this.nodes) n.start();
   }
 
@@ -225,22 +272,35 @@ export class Cluster {
     }
   }
 
-  /** Clients: proposals (mostly to the leader, sometimes to a follower) and ReadIndex reads. */
+  /** `node`'s clock in ms: global time plus its skew (what it stamps into commands it proposes). */
+  nodeNow(node: SimNode): number {
+    return this.clock.now * MS_PER_STEP + node.clockSkewMs;
+  }
+
+  /**
+   * Clients: KV, lock and queue commands (mostly to the leader, sometimes to a follower) and
+   * linearizable KV reads through ReadIndex at whichever node they talk to.
+   */
   #client(): void {
     const r = this.#clientRng;
     const s = this.scenario;
     // Background writes stop in the liveness phase: convergence is judged against a quiet log,
     // not a race between a slow learner's catch-up and new load.
-    if (r.chance(s.proposeRate) && this.faultsEnabled) this.propose(`c${this.#nextCommand++}`);
+    // A proposal slot goes to the leader's due `expire` if it has one, else to a client command:
+    // the log grows at the scenario's rate whatever the mix.
+    if (r.chance(s.proposeRate) && this.faultsEnabled && !this.#maybeExpire()) this.#proposeClient();
     if (r.chance(s.readRate)) {
       const target = this.#clientTarget();
       if (target) {
         const ctx = `r${this.#nextRead++}`;
         // Every index applied anywhere so far has been acknowledged to some client.
-        this.#reads.set(ctx, { node: target.id, minIndex: this.checkers.maxAppliedIndex });
+        this.#reads.set(ctx, { node: target.id, minIndex: this.checkers.maxAppliedIndex, key: r.pick(KV_KEYS), queued: false });
         this.stats.readsIssued++;
         const st = target.lastStatus;
-        if (this.sabotage.localReads && st && st.role !== Role.Leader) {
+        const follower = st !== undefined && st.role !== Role.Leader;
+        if (this.sabotage.staleValueReads && follower) {
+          this.#serveRead(target.id, ctx);
+        } else if (this.sabotage.localReads && follower) {
           this.#checkReads(target.id, [{ context: ctx, index: st.commit }]);
         } else {
           target.raw!.readIndex(ctx);
@@ -250,16 +310,60 @@ export class Cluster {
     }
   }
 
-  /** Propose a client command (padded to a random size) on a likely leader. Returns whether it was accepted. */
-  propose(command: string): boolean {
+  /** Propose the workload's next command on a likely leader, stamped with that node's clock. */
+  #proposeClient(): void {
     const target = this.#clientTarget();
-    if (!target) return false;
-    // Padding varies entry sizes (so byte limits split appends); the command is before the "|".
-    const pad = "-".repeat(this.#clientRng.nextInt(24));
-    const res = target.raw!.propose(new TextEncoder().encode(`${command}|${pad}`));
+    if (!target) return;
+    const now = this.nodeNow(target);
+    const locks = target.services.cluster.locks;
+    const cmd = this.#workload.next(now, (id) => (locks.session(id)?.expiresAt ?? 0) > now, this.reference.queueSize);
+    if (this.#proposeOn(target, cmd)) {
+      if (cmd.tag === Tag.Queue) this.stats.queueCommands++;
+      else if (cmd.cmd.op === "put" || cmd.cmd.op === "delete") this.stats.kvCommands++;
+      else this.stats.lockCommands++;
+    }
+  }
+
+  #proposeOn(target: SimNode, cmd: SimCommand): boolean {
+    const res = target.raw!.propose(encodeEntry(cmd));
     target.observe();
     if (res.ok) this.stats.proposals++;
     return res.ok;
+  }
+
+  /**
+   * Propose a liveness probe — a KV put of `value` under the probe key — on a likely leader.
+   * Returns whether it was accepted; {@link appliedCommands} gets `value` once it is applied.
+   */
+  propose(value: string): boolean {
+    const target = this.#clientTarget();
+    if (!target) return false;
+    return this.#proposeOn(target, { tag: Tag.Cluster, cmd: { op: "put", key: PROBE_KEY, value: new TextEncoder().encode(value) } });
+  }
+
+  /**
+   * The leader proposes `expire` once its clock passes the earliest deadline its lock or queue
+   * machine holds (as the services' leaders do), at most once per {@link EXPIRE_EVERY} steps per
+   * machine. Returns whether it proposed one.
+   */
+  #maybeExpire(): boolean {
+    const leader = this.leader();
+    if (!leader) return false;
+    const now = this.nodeNow(leader);
+    const step = this.clock.now;
+    const lockDue = leader.services.cluster.locks.nextDeadline();
+    if (lockDue !== null && lockDue <= now && step - this.#lastLockExpire >= EXPIRE_EVERY) {
+      this.#lastLockExpire = step;
+      if (this.#proposeOn(leader, { tag: Tag.Cluster, cmd: { op: "expire", now } })) this.stats.expiresProposed++;
+      return true;
+    }
+    const queueDue = leader.services.queue.nextDeadline();
+    if (queueDue !== null && queueDue <= now && step - this.#lastQueueExpire >= EXPIRE_EVERY) {
+      this.#lastQueueExpire = step;
+      if (this.#proposeOn(leader, { tag: Tag.Queue, cmd: { op: "expire", now } })) this.stats.expiresProposed++;
+      return true;
+    }
+    return false;
   }
 
   #clientTarget(): SimNode | undefined {
@@ -279,6 +383,42 @@ export class Cluster {
         this.checkers.fail(Invariant.Linearizability, [...new Set([pending.node, node])],
           `read ${rs.context} got read index ${rs.index}, below index ${pending.minIndex} acknowledged before it was issued`);
       }
+      // The node answers once it has applied up to the read index (a duplicated answer is ignored).
+      const n = this.byId.get(node);
+      if (!pending.queued && n?.isUp) {
+        pending.queued = true;
+        n.queueRead(rs.context, rs.index);
+      }
+    }
+  }
+
+  /**
+   * `node` answers read `ctx` from its KV register now. The value must be one the key had at some
+   * index between the last one acknowledged before the read was issued and the highest applied
+   * anywhere now (linearizability), and it must be what the log says at the index the node applied.
+   */
+  #serveRead(node: NodeId, ctx: string): void {
+    const pending = this.#reads.get(ctx);
+    if (!pending) return;
+    this.#reads.delete(ctx);
+    const n = this.byId.get(node)!;
+    const got = n.services.cluster.kv.get(pending.key);
+    const value = got === null ? null : new TextDecoder().decode(got.value);
+    const applied = n.sm.index;
+    this.stats.valueReads++;
+    const hi = this.checkers.maxAppliedIndex;
+    const allowed = this.reference.kvAllowed(pending.key, pending.minIndex, hi);
+    if (!allowed.some((v) => v.value === value)) {
+      const wrote = this.reference.kvAt(pending.key, applied);
+      this.checkers.fail(Invariant.ReadValue, [...new Set([pending.node, node])],
+        `read ${ctx} of ${pending.key} at ${node} (applied index ${applied}) returned ${wrote.value === value ? showVersion(wrote) : showValue(value)}` +
+        `, but it was issued after index ${pending.minIndex} was acknowledged, so it must return one of ` +
+        `${allowed.map(showVersion).join(", ")} (the key's value at ${pending.minIndex} and its writes up to index ${hi})`);
+    }
+    const want = this.reference.kvAt(pending.key, applied);
+    if (want.value !== value) {
+      this.checkers.fail(Invariant.ReferenceModel, [node],
+        `read ${ctx} of ${pending.key} at ${node} returned ${showValue(value)}; at its applied index ${applied} the committed log says ${showVersion(want)}`);
     }
   }
 
@@ -378,6 +518,26 @@ export class Cluster {
     for (const n of this.nodes) if (!n.isUp) n.start();
   }
 
+  /** The lock and queue machines' counters on the most advanced live node, for the summary. */
+  serviceCounters(): ServiceCounters {
+    let best: SimNode | undefined;
+    for (const n of this.nodes) if (n.isUp && (!best || n.sm.index > best.sm.index)) best = n;
+    const out: ServiceCounters = { grants: 0, deadlocks: 0, sessionExpiries: 0, delivered: 0, acked: 0, redelivered: 0, deadLettered: 0 };
+    if (!best) return out;
+    const ls = best.services.cluster.locks.stats();
+    out.grants = ls.grants;
+    out.deadlocks = ls.deadlocks;
+    out.sessionExpiries = ls.sessionExpiries;
+    for (const q of best.services.queue.queues()) {
+      const qs = best.services.queue.stats(q);
+      out.delivered += qs.delivered;
+      out.acked += qs.acked;
+      out.redelivered += qs.redelivered;
+      out.deadLettered += qs.deadLettered;
+    }
+    return out;
+  }
+
   /** One line per node for failure reports. */
   describe(): string {
     return this.nodes
@@ -389,4 +549,15 @@ export class Cluster {
       })
       .join("; ");
   }
+}
+
+/** Lock and queue counters of one run (from the machines themselves). */
+export interface ServiceCounters {
+  grants: number;
+  deadlocks: number;
+  sessionExpiries: number;
+  delivered: number;
+  acked: number;
+  redelivered: number;
+  deadLettered: number;
 }

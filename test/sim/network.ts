@@ -23,6 +23,8 @@ export interface NetworkOptions {
 
 interface InFlight {
   readonly msg: Message;
+  /** The directed link `from>to` (kept so delivery need not rebuild the key). */
+  readonly link: string;
   readonly deliverAt: number;
   /** Tie-breaker drawn at send time, so equal delivery times are reordered too. */
   readonly order: number;
@@ -104,7 +106,7 @@ export class SimNetwork {
       this.#linkLast.set(link, deliverAt);
       order = this.#seq++;
     }
-    this.#inFlight.push({ msg, deliverAt, order });
+    this.#inFlight.push({ msg, link, deliverAt, order });
     return true;
   }
 
@@ -120,8 +122,7 @@ export class SimNetwork {
     due.sort((a, b) => a.order - b.order);
     const out: Message[] = [];
     for (const f of due) {
-      const link = `${f.msg.from}>${f.msg.to}`;
-      this.#linkCount.set(link, this.#linkCount.get(link)! - 1);
+      this.#linkCount.set(f.link, this.#linkCount.get(f.link)! - 1);
       if (this.isBlocked(f.msg.from, f.msg.to)) {
         this.stats.partitioned++;
         onDrop(f.msg, "partition");

@@ -85,9 +85,11 @@ export function drawScenario(seed: number, overrides: ScenarioOverrides = {}, op
     heartbeatTicks: r.between(1, 3),
     preVote: r.chance(0.6),
     checkQuorum: r.chance(0.6),
-    maxMsgBytes: r.pick([16, 64, 256, 1 << 20]),
+    // Client entries are ~40–120 bytes: the small limits put one or a few entries in a message.
+    maxMsgBytes: r.pick([64, 256, 1024, 1 << 20]),
     maxInflightMsgs: r.pick([1, 2, 4, 256]),
-    snapshotChunkBytes: r.pick([4, 8, 64, 1 << 16]),
+    // Service snapshots are 0.5–4 KB: these give ~10–60, ~5–30, a few and one chunk(s).
+    snapshotChunkBytes: r.pick([64, 128, 1024, 1 << 16]),
     lossRate: rate([0, 0.01, 0.05, 0.15, 0.3]),
     dupRate: rate([0, 0.01, 0.05, 0.2]),
     delayMin,

@@ -5,7 +5,7 @@
  * whole committed log (convergence).
  */
 import { Invariant, SimViolation } from "./checkers.ts";
-import { Cluster, type Sabotage, type SimStats } from "./cluster.ts";
+import { Cluster, type Sabotage, type ServiceCounters, type SimStats } from "./cluster.ts";
 import type { NetworkStats } from "./network.ts";
 import { drawScenario, type Scenario, type ScenarioOverrides } from "./scenario.ts";
 
@@ -20,6 +20,8 @@ export interface RunOptions {
   readonly sabotage?: Sabotage;
   /** Election timeouts the liveness phase may take; default 50. */
   readonly livenessTimeouts?: number;
+  /** Service checks on every node after every apply (default: first applier, checkpoints, restores). */
+  readonly fullChecks?: boolean;
 }
 
 /** The outcome of a clean run (a failing run throws {@link SimViolation}). */
@@ -32,6 +34,10 @@ export interface RunResult {
   /** Steps the liveness phase needed. */
   readonly livenessSteps: number;
   readonly messages: NetworkStats;
+  /** Lock and queue counters of the most advanced node's machines at the end. */
+  readonly services: ServiceCounters;
+  /** State digests compared between nodes (same applied index) or against a snapshot. */
+  readonly digestsCompared: number;
 }
 
 /**
@@ -41,7 +47,7 @@ export interface RunResult {
 export function runSeed(opts: RunOptions): RunResult {
   const scenario = drawScenario(opts.seed, opts.overrides, { allFaults: opts.allFaults ?? false });
   const replay = replayCommand(opts);
-  const cluster = new Cluster(scenario, opts.sabotage, replay);
+  const cluster = new Cluster(scenario, opts.sabotage, replay, opts.fullChecks ?? false);
   const guard = (fn: () => void): void => {
     try {
       fn();
@@ -108,6 +114,8 @@ export function runSeed(opts: RunOptions): RunResult {
     commitIndex: cluster.checkers.maxAppliedIndex,
     livenessSteps,
     messages: { ...net },
+    services: cluster.serviceCounters(),
+    digestsCompared: cluster.checkers.digestsCompared,
   };
 }
 
@@ -133,6 +141,7 @@ export function replayCommand(opts: RunOptions): string {
   if (opts.steps !== 2000) cmd += ` --steps ${opts.steps}`;
   if (nodes !== undefined) cmd += ` --nodes ${nodes}`;
   if (opts.allFaults) cmd += " --all-faults";
+  if (opts.fullChecks) cmd += " --full-checks";
   if (rest.tolerateStorms) cmd += " --tolerate-storms";
   const extra = Object.keys(rest).filter((k) => k !== "tolerateStorms");
   if (extra.length > 0 || opts.sabotage) cmd += ` (plus test-only settings: ${[...extra, ...(opts.sabotage ? ["sabotage"] : [])].join(", ")})`;

@@ -14,6 +14,17 @@ export class Summary {
   snapshotsTaken = 0;
   snapshotsInstalled = 0;
   readsChecked = 0;
+  valueReads = 0;
+  kvCommands = 0;
+  lockCommands = 0;
+  queueCommands = 0;
+  lockGrants = 0;
+  deadlocks = 0;
+  sessionExpiries = 0;
+  queueDelivered = 0;
+  queueRedelivered = 0;
+  deadLettered = 0;
+  digestsCompared = 0;
   messagesSent = 0;
   livenessStepsMax = 0;
 
@@ -30,6 +41,17 @@ export class Summary {
     this.snapshotsTaken += r.stats.snapshotsTaken;
     this.snapshotsInstalled += r.stats.snapshotsInstalled;
     this.readsChecked += r.stats.readsChecked;
+    this.valueReads += r.stats.valueReads;
+    this.kvCommands += r.stats.kvCommands;
+    this.lockCommands += r.stats.lockCommands;
+    this.queueCommands += r.stats.queueCommands;
+    this.lockGrants += r.services.grants;
+    this.deadlocks += r.services.deadlocks;
+    this.sessionExpiries += r.services.sessionExpiries;
+    this.queueDelivered += r.services.delivered;
+    this.queueRedelivered += r.services.redelivered;
+    this.deadLettered += r.services.deadLettered;
+    this.digestsCompared += r.digestsCompared;
     this.messagesSent += r.messages.sent;
     this.livenessStepsMax = Math.max(this.livenessStepsMax, r.livenessSteps);
   }
@@ -48,6 +70,11 @@ export class Summary {
       `snapshotsTaken=${this.snapshotsTaken}`,
       `snapshotsInstalled=${this.snapshotsInstalled}`,
       `readsChecked=${this.readsChecked}`,
+      `valueReads=${this.valueReads}`,
+      `commands(kv/lock/queue)=${this.kvCommands}/${this.lockCommands}/${this.queueCommands}`,
+      `lock(grants/deadlocks/sessionExpiries)=${this.lockGrants}/${this.deadlocks}/${this.sessionExpiries}`,
+      `queue(delivered/redelivered/deadLettered)=${this.queueDelivered}/${this.queueRedelivered}/${this.deadLettered}`,
+      `digestsCompared=${this.digestsCompared}`,
       `messages=${this.messagesSent}`,
       `livenessStepsMax=${this.livenessStepsMax}`,
       `elapsed=${elapsedS.toFixed(1)}s`,
