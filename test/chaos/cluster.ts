@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { ROOT, freePort, waitFor } from "../helpers/daemon.ts";
+import { DAEMON_START_TIMEOUT_MS, ROOT, freePort, waitFor } from "../helpers/daemon.ts";
 import { LinkProxy, type LinkMode } from "./link-proxy.ts";
 
 /** Every daemon the campaign started, so none outlives the harness. */
@@ -76,7 +76,7 @@ export class ChaosNode {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`dsyncd ${this.spec.id} exited with ${child.exitCode ?? child.signalCode} at start; see ${this.spec.logFile}`);
       const res = await fetch(`http://127.0.0.1:${this.spec.httpPort}/health`).catch(() => null);
       return res !== null;
-    }, `dsyncd ${this.spec.id} to listen`);
+    }, `dsyncd ${this.spec.id} to listen`, DAEMON_START_TIMEOUT_MS);
   }
 
   /** SIGKILL (or another terminating signal), resolving once the process is gone. */

@@ -8,6 +8,13 @@ export { freePort, waitFor };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
+/**
+ * How long a daemon may take to answer on its side port after it is spawned. It starts in about
+ * a second on a quiet machine; a 2-core machine running the suite's clusters side by side has
+ * been seen to take over 20 s, and a slow machine must not fail a test.
+ */
+export const DAEMON_START_TIMEOUT_MS = 60_000;
+
 
 
 export interface NodeSpec {
@@ -67,7 +74,7 @@ export class DaemonProcess {
       if (child.exitCode !== null) throw new Error(`dsyncd ${this.spec.id} exited with ${child.exitCode}:\n${this.output}`);
       const res = await fetch(`${this.httpUrl}/health`).catch(() => null);
       return res !== null;
-    }, `dsyncd ${this.spec.id} to listen`);
+    }, `dsyncd ${this.spec.id} to listen`, DAEMON_START_TIMEOUT_MS);
   }
 
   get alive(): boolean {
