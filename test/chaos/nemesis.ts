@@ -54,7 +54,11 @@ export class Nemesis {
   /** Injects faults until `untilMs` (harness clock) or `isStopped()`. */
   async run(untilMs: number, isStopped: () => boolean): Promise<void> {
     const [qlo, qhi] = this.o.quietMs ?? [1000, 3000];
-    if (this.o.kinds.length === 0) return;
+    if (this.o.kinds.length === 0) {
+      // No faults: the load still runs for the whole phase.
+      while (!isStopped() && performance.now() < untilMs) await sleep(Math.min(500, untilMs - performance.now()));
+      return;
+    }
     const cycle = [...this.o.kinds].sort(() => this.rng.float() - 0.5);
     let turn = 0;
     while (!isStopped() && performance.now() < untilMs) {
