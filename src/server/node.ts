@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { Op, UnknownTypeError, asFields, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
+import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
 import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
@@ -83,7 +83,12 @@ export class DsyncNode {
       },
       onRequest: async (from, env) => {
         const handler = this.#peerRequests.get(env.type);
-        if (!handler) throw new UnknownTypeError(`peer request type ${env.type} is not handled`);
+        if (!handler) {
+          // A peer request this version knows arrives before its service registered (a node
+          // that just restarted): a transient state, so a retryable error, not UNKNOWN_TYPE.
+          if (isKnownOp(env.type)) throw new UnavailableError(`this node is still starting: ${opName(env.type)} is not served yet; retry shortly`);
+          throw new UnknownTypeError(`peer request type ${env.type} is not handled`);
+        }
         return handler(from, env);
       },
       onLinkChange: (peer, up) => {
