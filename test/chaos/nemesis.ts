@@ -7,6 +7,9 @@ import type { ChaosCluster, ChaosNode } from "./cluster.ts";
 import type { LinkMode } from "./link-proxy.ts";
 import { sleep } from "./workloads/workload.ts";
 
+/** How far past its end a "cycle" fault phase may run to inject each kind once. */
+const CYCLE_OVERRUN_MS = 60_000;
+
 export const FAULT_KINDS = ["kill", "pause", "partition", "delay", "disk", "clock"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -61,11 +64,15 @@ export class Nemesis {
     }
     const cycle = [...this.o.kinds].sort(() => this.rng.float() - 0.5);
     let turn = 0;
-    while (!isStopped() && performance.now() < untilMs) {
+    // "cycle" promises every kind once: on a slow machine the phase runs on until each kind
+    // came up, for at most CYCLE_OVERRUN_MS more.
+    const hardEnd = this.o.order === "cycle" ? untilMs + CYCLE_OVERRUN_MS : untilMs;
+    const more = (): boolean => performance.now() < untilMs || (performance.now() < hardEnd && turn < cycle.length);
+    while (!isStopped() && more()) {
       await sleep(this.rng.between(qlo, qhi));
-      if (isStopped() || performance.now() >= untilMs) break;
+      if (isStopped() || !more()) break;
       const kind = this.o.order === "cycle" ? cycle[turn++ % cycle.length]! : this.o.kinds[this.rng.nextInt(this.o.kinds.length)]!;
-      await this.#inject(kind, untilMs);
+      await this.#inject(kind, Math.max(untilMs, performance.now() + 1000));
     }
   }
 
