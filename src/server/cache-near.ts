@@ -20,7 +20,29 @@ export class NearHolders {
   readonly #byKey = new Map<string, Set<FramedSocket>>();
   readonly #byConn = new Map<FramedSocket, Set<string>>();
   readonly #pending = new Map<number, PendingAck>();
+  /** Misses in flight that may register a near copy, per key; an invalidation marks them. */
+  readonly #watchers = new Map<string, Set<{ invalidated: boolean }>>();
   #seq = 0;
+
+  /**
+   * Starts watching `key` while a miss that may register a near copy is in flight; the returned
+   * `end()` stops watching and tells whether an invalidation of `key` passed in the meantime. A
+   * copy read before such an invalidation must not be registered after it: the invalidation would
+   * have missed it and the client would keep serving it (the client then does not cache it).
+   */
+  watch(key: string): { end(): boolean } {
+    const w = { invalidated: false };
+    let set = this.#watchers.get(key);
+    if (!set) this.#watchers.set(key, (set = new Set()));
+    set.add(w);
+    return {
+      end: () => {
+        set.delete(w);
+        if (set.size === 0 && this.#watchers.get(key) === set) this.#watchers.delete(key);
+        return w.invalidated;
+      },
+    };
+  }
 
   /** Records that `conn` holds `key`; `onClose` registers the cleanup once per connection. */
   add(key: string, conn: FramedSocket, onClose: (fn: () => void) => void): void {
@@ -66,6 +88,7 @@ export class NearHolders {
   invalidate(keys: Iterable<string>): Promise<void> {
     const perConn = new Map<FramedSocket, string[]>();
     for (const key of keys) {
+      for (const w of this.#watchers.get(key) ?? []) w.invalidated = true;
       const conns = this.#byKey.get(key);
       if (!conns) continue;
       this.#byKey.delete(key);

@@ -232,8 +232,19 @@ export class CacheService {
       p = this.#readMiss(key).finally(() => this.#pendingReads.delete(key));
       this.#pendingReads.set(key, p);
     }
-    const r = await p;
-    const registered = near !== null && r.installed;
+    // An invalidation of the key may pass between the line's install and this continuation (it
+    // can arrive right behind the read grant): a near copy registered after it would never be
+    // invalidated, so such a read is answered without letting the client cache it.
+    const watch = near ? this.#near.watch(key) : null;
+    let r: { v: StoredValue; installed: boolean };
+    try {
+      r = await p;
+    } catch (err) {
+      watch?.end();
+      throw err;
+    }
+    const invalidated = watch?.end() ?? false;
+    const registered = near !== null && r.installed && !invalidated;
     if (registered) this.#near.add(key, near.conn, (fn) => near.onClose(fn));
     return { ...present(r.v), near: registered };
   }
