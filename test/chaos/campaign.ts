@@ -103,6 +103,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     nemesis = new Nemesis(cluster, rng.fork(), {
       kinds: o.faults,
       log,
+      targets: async () => (await Promise.all(workloads.map((w) => w.targets?.() ?? Promise.resolve([])))).flat(),
       ...disk.nemesis,
       ...(o.order && { order: o.order }),
       ...(o.quietMs && { quietMs: o.quietMs }),

@@ -35,6 +35,8 @@ export interface NemesisOptions {
   /** Env that makes the next start of a node fail its fsyncs after `afterMs`. */
   readonly fsyncFailureEnv?: (afterMs: number) => Record<string, string>;
   readonly log?: (line: string) => void;
+  /** Nodes the workloads find interesting, e.g. a queue partition's leader or a cache key's home. */
+  readonly targets?: () => Promise<{ role: string; node: string }[]>;
   /**
    * "random" (default): each fault's kind drawn at random. "cycle": every kind in turn (in an
    * order drawn from the seed), so a short run still injects each kind.
@@ -109,12 +111,19 @@ export class Nemesis {
     e.endMs = performance.now() - this.#t0;
   }
 
+  /** Half the time group 0's leader, a quarter a node a workload named, else any live node. */
   async #pickTarget(): Promise<{ node: ChaosNode; role: string }> {
     const alive = this.cluster.nodes.filter((n) => n.alive && !n.paused);
-    if (this.rng.chance(0.5)) {
-      const leader = await this.cluster.leader();
-      const n = leader ? this.cluster.nodes.find((x) => x.spec.id === leader && x.alive) : undefined;
+    const live = (id: string | null | undefined): ChaosNode | undefined => (id ? alive.find((x) => x.spec.id === id) : undefined);
+    const roll = this.rng.float();
+    if (roll < 0.5) {
+      const n = live(await this.cluster.leader());
       if (n) return { node: n, role: "leader" };
+    } else if (roll < 0.75 && this.o.targets) {
+      const named = await this.o.targets().catch(() => []);
+      const pick = named[this.rng.nextInt(Math.max(1, named.length))];
+      const n = live(pick?.node);
+      if (n && pick) return { node: n, role: pick.role };
     }
     return { node: alive[this.rng.nextInt(alive.length)] ?? this.cluster.nodes[0]!, role: "node" };
   }

@@ -13,6 +13,18 @@ function cacheDriver(c: DsyncClient, i: number): RegisterDriver {
   };
 }
 
+/** The home node of each key: a home's failure is the cache's hardest case. */
+async function homesOf(c: DsyncClient, keys: readonly string[]): Promise<{ role: string; node: string }[]> {
+  const cache = new CacheClient(c);
+  const out: { role: string; node: string }[] = [];
+  for (const key of keys) {
+    const s = await cache.state(key).catch(() => null);
+    if (s?.home) out.push({ role: `home of ${key}`, node: s.home });
+  }
+  cache.close();
+  return out;
+}
+
 export function cacheWorkload(clients = 8, keys = 4): RegisterWorkload {
-  return new RegisterWorkload({ name: "cache", clients, keys, driver: cacheDriver, mix: { write: 0.35, delete: 0.05, invalidate: 0.05 } });
+  return new RegisterWorkload({ name: "cache", clients, keys, driver: cacheDriver, targets: homesOf, mix: { write: 0.35, delete: 0.05, invalidate: 0.05 } });
 }

@@ -51,8 +51,12 @@ export class QueueWorkload implements Workload {
     if (outcome === "ok") this.#okTimes.push(performance.now());
   }
 
+  /** A client the nemesis asks where partition leaders are. */
+  #probe: QueueClient | null = null;
+
   async start(ctx: WorkloadContext): Promise<void> {
     const queues = this.#queueNames();
+    this.#probe = this.#client(ctx.addrs, 0, "queue-probe");
     for (let p = 0; p < this.o.producers; p++) {
       const q = this.#client(ctx.addrs, p, `queue-producer-${p}`);
       const rng = ctx.rng.fork();
@@ -161,6 +165,17 @@ export class QueueWorkload implements Workload {
       const dlq = await q.dlqList(queue, { max: 1000 }).catch(() => null);
       for (const m of dlq?.messages ?? []) this.#dead.push({ queue, body: text.decode(m.payload) });
     }
+  }
+
+  async targets(): Promise<{ role: string; node: string }[]> {
+    const q = this.#probe;
+    if (!q) return [];
+    const out: { role: string; node: string }[] = [];
+    for (const queue of this.#queueNames()) {
+      const s = await q.stats(queue).catch(() => null);
+      if (s?.leader) out.push({ role: `leader of ${queue}'s partition ${s.partition}`, node: s.leader });
+    }
+    return out;
   }
 
   async close(): Promise<void> {

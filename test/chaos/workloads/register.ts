@@ -24,6 +24,8 @@ export interface RegisterOptions {
   readonly keys: number;
   /** Builds the driver of client `i` on its own connection. */
   readonly driver: (client: DsyncClient, i: number) => RegisterDriver;
+  /** Where the fault injector should aim for this service, if anywhere in particular. */
+  readonly targets?: (client: DsyncClient, keys: readonly string[]) => Promise<{ role: string; node: string }[]>;
   /** Share of writes, deletes and invalidates; the rest are reads. */
   readonly mix: { write: number; delete: number; invalidate: number };
 }
@@ -92,6 +94,12 @@ export class RegisterWorkload implements Workload {
         ),
       );
     }
+  }
+
+  async targets(): Promise<{ role: string; node: string }[]> {
+    const first = this.#drivers[0];
+    if (!this.#o.targets || !first) return [];
+    return this.#o.targets(first.conn, Array.from({ length: this.#o.keys }, (_, i) => `${this.name}-k${i}`));
   }
 
   async stop(): Promise<void> {

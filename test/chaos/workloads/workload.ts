@@ -34,6 +34,8 @@ export interface Workload {
   check(): CheckReport;
   /** The recorded history, as JSON-able data, kept in the run folder. */
   history(): unknown;
+  /** Nodes worth a fault for this service (a queue partition's leader, a cache key's home). */
+  targets?(): Promise<{ role: string; node: string }[]>;
 }
 
 /**
