@@ -20,6 +20,12 @@ export class NearHolders {
   readonly #byKey = new Map<string, Set<FramedSocket>>();
   readonly #byConn = new Map<FramedSocket, Set<string>>();
   readonly #pending = new Map<number, PendingAck>();
+  /**
+   * Invalidations still waiting for clients' acks, per key. A later invalidation of the key (a
+   * takeover releasing it) waits for them too: the holders are already forgotten, but their
+   * clients may still serve the copy until they ack.
+   */
+  readonly #inflight = new Map<string, Promise<void>>();
   /** Misses in flight that may register a near copy, per key; an invalidation marks them. */
   readonly #watchers = new Map<string, Set<{ invalidated: boolean }>>();
   #seq = 0;
@@ -71,9 +77,9 @@ export class NearHolders {
     return this.#byKey.size;
   }
 
-  /** Keys held by near-cache clients that `pred` selects. */
+  /** Keys held by near-cache clients (or whose invalidation is still unacknowledged) that `pred` selects. */
   keysWhere(pred: (key: string) => boolean): string[] {
-    return [...this.#byKey.keys()].filter(pred);
+    return [...new Set([...this.#byKey.keys(), ...this.#inflight.keys()])].filter(pred);
   }
 
   /** Holders of `key`. */
@@ -87,11 +93,16 @@ export class NearHolders {
    */
   invalidate(keys: Iterable<string>): Promise<void> {
     const perConn = new Map<FramedSocket, string[]>();
+    const earlier: Promise<void>[] = [];
+    const asked: string[] = [];
     for (const key of keys) {
       for (const w of this.#watchers.get(key) ?? []) w.invalidated = true;
+      const pending = this.#inflight.get(key);
+      if (pending) earlier.push(pending);
       const conns = this.#byKey.get(key);
       if (!conns) continue;
       this.#byKey.delete(key);
+      asked.push(key);
       for (const c of conns) {
         this.#byConn.get(c)?.delete(key);
         let list = perConn.get(c);
@@ -99,10 +110,16 @@ export class NearHolders {
         list.push(key);
       }
     }
-    if (perConn.size === 0) return Promise.resolve();
+    if (perConn.size === 0) return earlier.length === 0 ? Promise.resolve() : Promise.all(earlier).then(() => undefined);
     // After pending microtasks: a CACHE_GET reply already decided (a few promise hops from being
     // sent) must reach the client before the push that invalidates its value.
-    return new Promise<void>((r) => setImmediate(r)).then(() => Promise.all([...perConn].map(([conn, list]) => this.#ask(conn, list)))).then(() => undefined);
+    const done = new Promise<void>((r) => setImmediate(r))
+      .then(() => Promise.all([...perConn].map(([conn, list]) => this.#ask(conn, list))))
+      .then(() => {
+        for (const key of asked) if (this.#inflight.get(key) === done) this.#inflight.delete(key);
+      });
+    for (const key of asked) this.#inflight.set(key, done);
+    return Promise.all([done, ...earlier]).then(() => undefined);
   }
 
   /** A client's CACHE_NEAR_ACK. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { NearHolders } from "../../src/server/cache-near.ts";
+import type { FramedSocket } from "../../src/transport/framed-socket.ts";
 
 // Seen in the fault campaign with no fault at all: a near-cache client read a value 1.8 ms after
 // a newer write had completed. The node registered the client's near copy only after the miss's
@@ -30,4 +31,31 @@ test("cache near - concurrent misses on one key each see the invalidation; watch
   assert.deepEqual([a.end(), b.end(), c.end()], [true, true, false]);
   const d = near.watch("k");
   assert.equal(d.end(), false, "a finished watch leaves nothing behind that marks a later one");
+});
+
+/** A client connection that records pushes and acks only when told to. */
+function fakeConn(): { conn: FramedSocket; pushes: { seq: number; keys: string[] }[] } {
+  const pushes: { seq: number; keys: string[] }[] = [];
+  const conn = { isClosed: false, send: (env: { body: { seq: number; keys: string[] } }) => pushes.push(env.body), destroy: () => {} } as unknown as FramedSocket;
+  return { conn, pushes };
+}
+
+test("cache near - a second invalidation of a key waits for the clients the first one is still waiting for", async () => {
+  const near = new NearHolders();
+  const { conn, pushes } = fakeConn();
+  near.add("k", conn, () => {});
+  let firstDone = false;
+  void near.invalidate(["k"]).then(() => (firstDone = true));
+  // A takeover releasing the key: the holder is already forgotten, its client has not acked yet.
+  assert.deepEqual(near.keysWhere((k) => k === "k"), ["k"], "the unacknowledged key is still listed");
+  let secondDone = false;
+  const second = near.invalidate(["k"]).then(() => (secondDone = true));
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(pushes.length, 1, "the client was asked once");
+  assert.equal(secondDone, false, "the second invalidation does not finish before the client acked");
+  near.ack(pushes[0]!.seq, conn);
+  await second;
+  assert.equal(firstDone, true);
+  assert.deepEqual(near.keysWhere(() => true), [], "nothing is left in flight");
 });
