@@ -82,6 +82,11 @@ export class NearHolders {
     return [...new Set([...this.#byKey.keys(), ...this.#inflight.keys()])].filter(pred);
   }
 
+  /** The invalidation of `key` still waiting for clients' acks, if any. */
+  pending(key: string): Promise<void> | undefined {
+    return this.#inflight.get(key);
+  }
+
   /** Holders of `key`. */
   count(key: string): number {
     return this.#byKey.get(key)?.size ?? 0;

@@ -219,6 +219,10 @@ export class CacheService {
 
   /** Reads `key`: a hit is served from the line; a miss asks the home. `near` registers a near-cache copy. */
   async get(key: string, near: RequestContext | null): Promise<CacheValue & { near: boolean }> {
+    // A write here makes its value visible in the line before this node's near-cache clients have
+    // dropped the old one: serving the new value meanwhile would let a near client read the old
+    // value after someone read the new (a read inversion). Wait until they have acked.
+    for (let p = this.#near.pending(key); p; p = this.#near.pending(key)) await p;
     const line = this.#lines.touch(key);
     if (line) {
       this.#bump("hits");
@@ -521,6 +525,9 @@ export class CacheService {
    */
   async #holderFetch(key: string, mode: "share" | "invalidate"): Promise<FetchReply> {
     await deferred();
+    // Our near-cache clients may still hold the value this write replaced: another node must not
+    // read the new one before they dropped it (see get).
+    for (let p = this.#near.pending(key); p; p = this.#near.pending(key)) await p;
     this.#bump("invReceived");
     const victim = this.#victims.get(key);
     const line = victim ?? this.#lines.peek(key);
