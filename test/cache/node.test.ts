@@ -88,6 +88,42 @@ test("cache node - a near-cache serves hits locally and drops a key another clie
   }
 });
 
+// Seen in the fault campaign with no fault: a plain client read a write's new value while a
+// near-cache client on the same node still served the old one (the node made the new value
+// visible before its near clients had acked the invalidation): a read inversion.
+test("cache node - while a near-cache client has not yet dropped the old value, nobody reads the new one", async () => {
+  const nearConn = new DsyncClient({ nodes: cluster.clientAddrs, preferLeader: false });
+  const readerConn = new DsyncClient({ nodes: cluster.clientAddrs, preferLeader: false });
+  const ACK_DELAY_MS = 400;
+  let ackSentAt = 0;
+  // A near-cache client that takes its time to confirm the invalidation (it still serves the
+  // old value until it does).
+  nearConn.on("push", (env) => {
+    if (env.type !== Op.CACHE_NEAR_INVALIDATE) return;
+    const { seq } = env.body as { seq: number };
+    setTimeout(() => {
+      ackSentAt = performance.now();
+      void nearConn.call(Op.CACHE_NEAR_ACK, { seq }).catch(() => {});
+    }, ACK_DELAY_MS);
+  });
+  try {
+    await cache.set("inv", "old");
+    const got = (await nearConn.call(Op.CACHE_GET, { key: "inv", near: true })) as { near: boolean };
+    assert.equal(got.near, true, "the near copy is registered");
+    const write = cache.set("inv", "new");
+    await new Promise((r) => setTimeout(r, 50));
+    const reader = new CacheClient(readerConn);
+    const value = await reader.getString("inv");
+    const readAt = performance.now();
+    await write;
+    assert.equal(value, "new");
+    assert.ok(ackSentAt > 0 && readAt >= ackSentAt, `the read finished ${(ackSentAt - readAt).toFixed(0)} ms before the near client dropped the old value`);
+  } finally {
+    await nearConn.close();
+    await readerConn.close();
+  }
+});
+
 test("cache config - bad cache settings are reported with every other problem", () => {
   const raw = configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "write-around", CACHE_WRITE_BACK_MS: "-5", CACHE_CAPACITY_BYTES: "12" });
   assert.throws(
