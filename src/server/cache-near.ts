@@ -82,9 +82,15 @@ export class NearHolders {
     return [...new Set([...this.#byKey.keys(), ...this.#inflight.keys()])].filter(pred);
   }
 
-  /** The invalidation of `key` still waiting for clients' acks, if any. */
-  pending(key: string): Promise<void> | undefined {
-    return this.#inflight.get(key);
+  /**
+   * Undefined when no invalidation of `key` waits for clients' acks (the common case costs no
+   * await); else a promise that resolves once none does, ones started meanwhile included.
+   */
+  settled(key: string): Promise<void> | undefined {
+    if (!this.#inflight.has(key)) return undefined;
+    return (async () => {
+      for (let p = this.#inflight.get(key); p; p = this.#inflight.get(key)) await p;
+    })();
   }
 
   /** Holders of `key`. */

@@ -222,7 +222,8 @@ export class CacheService {
     // A write here makes its value visible in the line before this node's near-cache clients have
     // dropped the old one: serving the new value meanwhile would let a near client read the old
     // value after someone read the new (a read inversion). Wait until they have acked.
-    for (let p = this.#near.pending(key); p; p = this.#near.pending(key)) await p;
+    const unsettled = this.#near.settled(key);
+    if (unsettled) await unsettled;
     const line = this.#lines.touch(key);
     if (line) {
       this.#bump("hits");
@@ -527,7 +528,8 @@ export class CacheService {
     await deferred();
     // Our near-cache clients may still hold the value this write replaced: another node must not
     // read the new one before they dropped it (see get).
-    for (let p = this.#near.pending(key); p; p = this.#near.pending(key)) await p;
+    const unsettled = this.#near.settled(key);
+    if (unsettled) await unsettled;
     this.#bump("invReceived");
     const victim = this.#victims.get(key);
     const line = victim ?? this.#lines.peek(key);
