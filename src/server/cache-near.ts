@@ -2,7 +2,6 @@ import { Op } from "../../protocol/index.ts";
 import type { FramedSocket } from "../transport/framed-socket.ts";
 
 /** How long a near-cache client has to confirm an invalidation before its connection is cut. */
-export const NEAR_ACK_TIMEOUT_MS = 1000;
 
 interface PendingAck {
   readonly conn: FramedSocket;
@@ -17,6 +16,9 @@ interface PendingAck {
  * answer in time is disconnected (its library drops the whole near-cache with the connection).
  */
 export class NearHolders {
+  /** @param ackTimeoutMs how long a client has to acknowledge an invalidation before it is disconnected. */
+  constructor(readonly ackTimeoutMs = 500) {}
+
   readonly #byKey = new Map<string, Set<FramedSocket>>();
   readonly #byConn = new Map<FramedSocket, Set<string>>();
   readonly #pending = new Map<number, PendingAck>();
@@ -152,7 +154,7 @@ export class NearHolders {
         this.#pending.delete(seq);
         conn.destroy();
         resolve();
-      }, NEAR_ACK_TIMEOUT_MS);
+      }, this.ackTimeoutMs);
       this.#pending.set(seq, { conn, resolve, timer });
       conn.send({ type: Op.CACHE_NEAR_INVALIDATE, id: 0, body: { seq, keys } });
     });

@@ -1,6 +1,6 @@
 import { Counter, Gauge } from "prom-client";
 import { CacheHomeUnavailableError, DsyncError, ErrorCode, InvalidArgumentError, Op, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope } from "../../protocol/index.ts";
-import { Directory, HomeTable, KeyQueue, LineStore, type Holder, type Line, type Takeover } from "../services/cache/index.ts";
+import { Directory, HomeTable, KeyQueue, LineStore, type EvictionPolicy, type Holder, type Line, type Takeover } from "../services/cache/index.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
 import { EmbeddedStore, type BackingStore, type StoredValue } from "./cache-store.ts";
 import { NearHolders } from "./cache-near.ts";
@@ -17,6 +17,9 @@ export interface CacheServiceOptions {
   readonly capacityBytes: number;
   readonly writeBackMs: number;
   readonly writePolicy: CacheWritePolicy;
+  readonly evictionPolicy: EvictionPolicy;
+  /** How long a home waits for a holder to drop (or hand over) its copy; a write fails after. */
+  readonly invalidationTimeoutMs: number;
   readonly store: BackingStore;
   readonly peers: PeerLinks;
   /** The cluster's members (group 0's voters), over which homes are placed. */
@@ -47,9 +50,8 @@ interface FetchReply extends StoredValue {
 
 type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "writeBacks" | "lost" | "takeovers";
 
-/** A home waits this long for a holder; the requester waits longer for the home. */
-const HOLDER_TIMEOUT_MS = 2000;
-const HOME_TIMEOUT_MS = 4000;
+/** How long a node waits for the members of its view to accept a takeover. */
+const TAKEOVER_TIMEOUT_MS = 2000;
 /** How long a request keeps retrying while a key has no reachable home (a takeover runs). */
 const RETRY_WINDOW_MS = 3000;
 const TAKEOVER_CHECK_MS = 200;
@@ -79,7 +81,10 @@ export class CacheService {
   readonly #dir = new Directory(Date.now() * 1000);
   readonly #table = new HomeTable();
   readonly #queue = new KeyQueue();
-  readonly #near = new NearHolders();
+  readonly #near: NearHolders;
+  /** A home waits `invalidationTimeoutMs` for a holder; the requester waits longer for the home. */
+  readonly #holderTimeoutMs: number;
+  readonly #homeTimeoutMs: number;
   readonly #readBatches = new Map<string, { readers: string[]; started: boolean; result: Promise<Map<string, ReadGrant>> }>();
   readonly #pendingReads = new Map<string, Promise<{ v: StoredValue; installed: boolean }>>();
   readonly #dirty = new Set<string>();
@@ -97,12 +102,16 @@ export class CacheService {
   constructor(o: CacheServiceOptions) {
     this.#o = o;
     this.#self = o.nodeId;
-    this.#lines = new LineStore(o.capacity, o.capacityBytes);
+    this.#lines = new LineStore(o.capacity, o.capacityBytes, o.evictionPolicy);
+    this.#holderTimeoutMs = o.invalidationTimeoutMs;
+    this.#homeTimeoutMs = 2 * o.invalidationTimeoutMs + 2000;
+    // A holder answers its home only after its near-cache clients answered it, so they get half.
+    this.#near = new NearHolders(Math.floor(o.invalidationTimeoutMs / 2));
     const registers = [o.metrics.registry];
     this.#c = {
       hits: new Counter({ name: "dsync_cache_hits_total", help: "Cache reads served from this node's own line.", registers }),
       misses: new Counter({ name: "dsync_cache_misses_total", help: "Cache reads that had to ask the key's home.", registers }),
-      evictions: new Counter({ name: "dsync_cache_evictions_total", help: "Lines evicted by the LRU capacity bounds.", registers }),
+      evictions: new Counter({ name: "dsync_cache_evictions_total", help: "Lines evicted past the capacity bounds, by eviction policy.", labelNames: ["policy"] as const, registers }),
       invSent: new Counter({ name: "dsync_cache_invalidations_sent_total", help: "Copies this node, as home, invalidated or fetched away from holders.", registers }),
       invReceived: new Counter({ name: "dsync_cache_invalidations_received_total", help: "Invalidations of this node's copies received from homes.", registers }),
       writeBacks: new Counter({ name: "dsync_cache_write_backs_total", help: "Dirty lines written back to the backing store (accepted by the home).", registers }),
@@ -128,7 +137,8 @@ export class CacheService {
 
   #bump(name: CounterName, by = 1): void {
     this.#n[name] += by;
-    this.#c[name].inc(by);
+    if (name === "evictions") this.#c.evictions.inc({ policy: this.#lines.policy }, by);
+    else this.#c[name].inc(by);
   }
 
   // ---------------------------------------------------------------- wiring
@@ -153,7 +163,7 @@ export class CacheService {
     });
     router.register(Op.CACHE_INVALIDATE, async (body) => {
       const key = keyOf(fieldsOf(body, "CACHE_INVALIDATE"), "CACHE_INVALIDATE");
-      await this.#withHome(key, (home) => this.#call(home, Op.CACHE_DROP, { key }, HOME_TIMEOUT_MS));
+      await this.#withHome(key, (home) => this.#call(home, Op.CACHE_DROP, { key }, this.#homeTimeoutMs));
       return { key };
     });
     router.register(Op.CACHE_STATE, async (body) => this.state(keyOf(fieldsOf(body, "CACHE_STATE"), "CACHE_STATE")));
@@ -268,7 +278,7 @@ export class CacheService {
         this.#trace(key, "local write", { gen: line.gen, value: str8(value) });
         this.#evicted(this.#lines.resize(line, old));
       } else {
-        const g = await this.#call(home, Op.CACHE_WRITE, { key }, HOME_TIMEOUT_MS);
+        const g = await this.#call(home, Op.CACHE_WRITE, { key }, this.#homeTimeoutMs);
         const f = fieldsOf(g, "CACHE_WRITE reply");
         const gen = genOf(f, "CACHE_WRITE reply");
         const stamp = int(f, "stamp", "CACHE_WRITE reply");
@@ -292,7 +302,7 @@ export class CacheService {
     await Promise.all(
       members.map(async (m) => {
         try {
-          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, HOLDER_TIMEOUT_MS)) as CacheCopy);
+          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, this.#holderTimeoutMs)) as CacheCopy);
         } catch {
           unreachable.push(m);
         }
@@ -347,7 +357,7 @@ export class CacheService {
         throw new CacheHomeUnavailableError(`${JSON.stringify(key)} has dirty data waiting for its new home`);
       }
       if (victim) await this.#writeBack(key, false, true);
-      const g = this.#readGrantOf(await this.#call(home, Op.CACHE_READ, { key }, HOME_TIMEOUT_MS));
+      const g = this.#readGrantOf(await this.#call(home, Op.CACHE_READ, { key }, this.#homeTimeoutMs));
       // Install at once (no await in between): a later invalidation from the home is only
       // handled after this, see #deferred.
       const v = { value: g.value, expiresAt: g.expiresAt };
@@ -431,7 +441,7 @@ export class CacheService {
     if (!line || line.state !== "M") return;
     const seq = line.writeSeq;
     try {
-      const r = fieldsOf(await this.#call(line.home, Op.CACHE_WRITE_BACK, { key, gen: line.gen, value: line.value, expiresAt: line.expiresAt, drop }, HOME_TIMEOUT_MS), "CACHE_WRITE_BACK reply");
+      const r = fieldsOf(await this.#call(line.home, Op.CACHE_WRITE_BACK, { key, gen: line.gen, value: line.value, expiresAt: line.expiresAt, drop }, this.#homeTimeoutMs), "CACHE_WRITE_BACK reply");
       if (r.accepted === true) this.#bump("writeBacks");
       this.#trace(key, "write-back reply", { accepted: r.accepted, victim: victim !== undefined, gen: line.gen, value: str8(line.value), drop });
       // Accepted, or refused because the home already took the data (a fetch): clean either way,
@@ -673,7 +683,7 @@ export class CacheService {
       return null;
     }
     try {
-      return fieldsOf(await this.#call(node, op, body, HOLDER_TIMEOUT_MS), "holder reply") as Record<string, unknown>;
+      return fieldsOf(await this.#call(node, op, body, this.#holderTimeoutMs), "holder reply") as Record<string, unknown>;
     } catch (err) {
       if (err instanceof DsyncError && err.code === ErrorCode.UNAVAILABLE && !this.#o.peers.isConnected(node)) return null;
       throw err;
@@ -722,7 +732,7 @@ export class CacheService {
     this.#table.remove(this.#self);
     this.#table.see(t);
     const handoff = await this.#release(t);
-    const replies = await Promise.allSettled(view.filter((m) => m !== this.#self).map((m) => this.#o.peers.request(m, Op.CACHE_TAKEOVER, t, HOLDER_TIMEOUT_MS)));
+    const replies = await Promise.allSettled(view.filter((m) => m !== this.#self).map((m) => this.#o.peers.request(m, Op.CACHE_TAKEOVER, t, TAKEOVER_TIMEOUT_MS)));
     let ok = true;
     for (const r of replies) {
       if (r.status === "rejected") {

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { FRAME_BYTES_MAX_DEFAULT } from "../../protocol/index.ts";
 import { formatAddr, parseAddr } from "../transport/dial.ts";
+import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/line-store.ts";
 
 /** A peer from PEER_NODES: its node id and the address of its peer port. */
 export interface PeerConfig {
@@ -22,12 +23,16 @@ export interface NodeConfig {
   readonly redisUrl: string | null;
   readonly logLevel: LogLevel;
   readonly cacheCapacity: number;
-  /** Bytes of cached keys and values per node (LRU eviction past either bound). */
+  /** Bytes of cached keys and values per node (eviction by the policy past either bound). */
   readonly cacheCapacityBytes: number;
   /** Delay before a dirty cache line is written back to the backing store. */
   readonly cacheWriteBackMs: number;
   /** write-back (default) or write-through: a set returns once the value is in the backing store. */
   readonly cacheWritePolicy: CacheWritePolicy;
+  /** Which line a node evicts first when over capacity: lru (default), lfu or fifo. */
+  readonly cacheEvictionPolicy: EvictionPolicy;
+  /** How long a key's home waits for a holder to drop its copy before the write fails (retryable). */
+  readonly cacheInvalidationTimeoutMs: number;
   readonly authToken: string | null;
   readonly maxFrameBytes: number;
   readonly electionTimeoutMs: number;
@@ -74,6 +79,8 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   CACHE_CAPACITY_BYTES: "cacheCapacityBytes",
   CACHE_WRITE_BACK_MS: "cacheWriteBackMs",
   CACHE_WRITE_POLICY: "cacheWritePolicy",
+  CACHE_EVICTION_POLICY: "cacheEvictionPolicy",
+  CACHE_INVALIDATION_TIMEOUT_MS: "cacheInvalidationTimeoutMs",
   AUTH_TOKEN: "authToken",
   MAX_FRAME_BYTES: "maxFrameBytes",
   ELECTION_TIMEOUT_MS: "electionTimeoutMs",
@@ -139,7 +146,9 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     cacheCapacity: v.int("cacheCapacity", "CACHE_CAPACITY", 100, 1, 100_000_000),
     cacheCapacityBytes: v.int("cacheCapacityBytes", "CACHE_CAPACITY_BYTES", 64 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024),
     cacheWriteBackMs: v.int("cacheWriteBackMs", "CACHE_WRITE_BACK_MS", 10, 0, 60_000),
-    cacheWritePolicy: v.cacheWritePolicy(),
+    cacheWritePolicy: v.oneOf("cacheWritePolicy", "CACHE_WRITE_POLICY", CACHE_WRITE_POLICIES, "write-back"),
+    cacheEvictionPolicy: v.oneOf("cacheEvictionPolicy", "CACHE_EVICTION_POLICY", EVICTION_POLICIES, "lru"),
+    cacheInvalidationTimeoutMs: v.int("cacheInvalidationTimeoutMs", "CACHE_INVALIDATION_TIMEOUT_MS", 1000, 100, 5000),
     authToken: v.string("authToken", "AUTH_TOKEN", null),
     maxFrameBytes: v.int("maxFrameBytes", "MAX_FRAME_BYTES", FRAME_BYTES_MAX_DEFAULT, 1024, 256 * 1024 * 1024),
     electionTimeoutMs: v.int("electionTimeoutMs", "ELECTION_TIMEOUT_MS", 150, 10, 60_000),
@@ -220,13 +229,14 @@ class Reader {
     return "info";
   }
 
-  cacheWritePolicy(): CacheWritePolicy {
-    const v = this.raw.cacheWritePolicy;
-    if (v === undefined || v === null) return "write-back";
+  /** One of `choices`, case-insensitive (the seeds wrote LRU/LFU/FIFO in capitals). */
+  oneOf<T extends string>(field: keyof RawConfig, env: string, choices: readonly T[], dflt: T): T {
+    const v = this.raw[field];
+    if (v === undefined || v === null) return dflt;
     const s = typeof v === "string" ? v.trim().toLowerCase() : "";
-    if ((CACHE_WRITE_POLICIES as readonly string[]).includes(s)) return s as CacheWritePolicy;
-    this.problems.push(`CACHE_WRITE_POLICY must be one of ${CACHE_WRITE_POLICIES.join(", ")}, got ${JSON.stringify(v)}`);
-    return "write-back";
+    if ((choices as readonly string[]).includes(s)) return s as T;
+    this.problems.push(`${env} must be one of ${choices.join(", ")}, got ${JSON.stringify(v)}`);
+    return dflt;
   }
 
   /** PEER_NODES: `"id:host:port,…"` (the seeds' format), or a JSON array of {id, addr}. */

@@ -188,6 +188,8 @@ export class DsyncNode {
       capacityBytes: c.cacheCapacityBytes,
       writeBackMs: c.cacheWriteBackMs,
       writePolicy: c.cacheWritePolicy,
+      evictionPolicy: c.cacheEvictionPolicy,
+      invalidationTimeoutMs: c.cacheInvalidationTimeoutMs,
       store: c.redisUrl !== null ? new RedisStore(c.redisUrl) : new EmbeddedStore(),
       peers: this.peers,
       members: () => group0.status().conf.voters,

@@ -124,16 +124,53 @@ test("cache node - while a near-cache client has not yet dropped the old value, 
   }
 });
 
+test("cache node - CACHE_EVICTION_POLICY=lfu keeps the most used keys and counts evictions by policy in /metrics", async () => {
+  const lfu = await TestCluster.create(1, { FSYNC: "false", CACHE_WRITE_POLICY: "write-through", CACHE_CAPACITY: "3", CACHE_EVICTION_POLICY: "LFU" });
+  const c = new DsyncClient({ nodes: lfu.clientAddrs, preferLeader: false, maxAttempts: 1 });
+  try {
+    const lc = new CacheClient(c);
+    await waitFor(async () => lc.set("a", "1").then(() => true, () => false), "the cache to serve", 20_000);
+    await lc.set("b", "2");
+    await lc.set("c", "3");
+    for (let i = 0; i < 3; i++) assert.equal(await lc.getString("a"), "1");
+    assert.equal(await lc.getString("c"), "3");
+    await lc.set("d", "4"); // b is the least used line
+    const held = async (key: string) => (await lc.state(key)).copies.some((copy) => copy.state !== "I");
+    assert.equal(await held("b"), false, "b, the least used line, was evicted");
+    for (const key of ["a", "c", "d"]) assert.equal(await held(key), true, `${key} is still held`);
+    // Evicted is not lost: write-through put b in the store.
+    assert.equal(await lc.getString("b"), "2");
+    const metrics = await fetch(`${lfu.nodes[0]!.httpUrl}/metrics`).then((r) => r.text());
+    const evicted = Number(/dsync_cache_evictions_total\{policy="lfu"[^}]*\} (\d+)/.exec(metrics)?.[1] ?? -1);
+    assert.ok(evicted >= 1, `evictions by lfu in /metrics: ${evicted}`);
+  } finally {
+    await c.close();
+    await lfu.destroy();
+  }
+});
+
 test("cache config - bad cache settings are reported with every other problem", () => {
-  const raw = configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "write-around", CACHE_WRITE_BACK_MS: "-5", CACHE_CAPACITY_BYTES: "12" });
+  const raw = configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "write-around", CACHE_WRITE_BACK_MS: "-5", CACHE_CAPACITY_BYTES: "12", CACHE_EVICTION_POLICY: "random", CACHE_INVALIDATION_TIMEOUT_MS: "50" });
   assert.throws(
     () => resolveConfig(raw),
     (err: ConfigError) =>
-      err instanceof ConfigError && err.problems.length === 3 && err.problems.some((p) => /CACHE_WRITE_POLICY must be one of write-back, write-through/.test(p)) && err.problems.some((p) => /CACHE_WRITE_BACK_MS/.test(p)) && err.problems.some((p) => /CACHE_CAPACITY_BYTES/.test(p)),
+      err instanceof ConfigError &&
+      err.problems.length === 5 &&
+      err.problems.some((p) => /CACHE_WRITE_POLICY must be one of write-back, write-through/.test(p)) &&
+      err.problems.some((p) => /CACHE_WRITE_BACK_MS/.test(p)) &&
+      err.problems.some((p) => /CACHE_CAPACITY_BYTES/.test(p)) &&
+      err.problems.some((p) => /CACHE_EVICTION_POLICY must be one of lru, lfu, fifo/.test(p)) &&
+      err.problems.some((p) => /CACHE_INVALIDATION_TIMEOUT_MS/.test(p)),
   );
   const ok = resolveConfig(configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "Write-Through", CACHE_WRITE_BACK_MS: "0", CACHE_CAPACITY_BYTES: "4096" }));
   assert.equal(ok.cacheWritePolicy, "write-through");
   assert.equal(ok.cacheWriteBackMs, 0);
   assert.equal(ok.cacheCapacityBytes, 4096);
-  assert.equal(resolveConfig(configFromEnv({ NODE_ID: "n" })).cacheWritePolicy, "write-back");
+  const defaults = resolveConfig(configFromEnv({ NODE_ID: "n" }));
+  assert.equal(defaults.cacheWritePolicy, "write-back");
+  assert.equal(defaults.cacheEvictionPolicy, "lru");
+  assert.equal(defaults.cacheInvalidationTimeoutMs, 1000);
+  const fifo = resolveConfig(configFromEnv({ NODE_ID: "n", CACHE_EVICTION_POLICY: " FIFO ", CACHE_INVALIDATION_TIMEOUT_MS: "250" }));
+  assert.equal(fifo.cacheEvictionPolicy, "fifo");
+  assert.equal(fifo.cacheInvalidationTimeoutMs, 250);
 });

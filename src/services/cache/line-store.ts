@@ -1,5 +1,5 @@
 /**
- * A node's cache lines, bounded by entry count and bytes, in least-recently-used order.
+ * A node's cache lines, bounded by entry count and bytes, evicted by a policy (LRU, LFU or FIFO).
  * Pure: no clock, no I/O. The caller decides what to do with the lines it evicts (an M line must
  * be written back before it is forgotten).
  */
@@ -24,26 +24,41 @@ export interface Line {
   writeSeq: number;
 }
 
+/** The seeds' eviction policies (`CACHE_EVICTION_POLICY`). */
+export const EVICTION_POLICIES = ["lru", "lfu", "fifo"] as const;
+export type EvictionPolicy = (typeof EVICTION_POLICIES)[number];
+
 /** Bytes a line is charged: key and value plus a fixed overhead for the bookkeeping. */
 export function lineBytes(key: string, value: Uint8Array | null): number {
   return 64 + key.length * 2 + (value?.length ?? 0);
 }
 
 /**
- * Lines in LRU order (a Map keeps insertion order: a touch re-inserts at the end, eviction takes
- * from the front). Invariant: `size <= capacity` and `bytes <= capacityBytes` after every call,
- * except that one line larger than `capacityBytes` on its own is kept alone.
+ * Lines under an eviction policy:
+ * - lru: the least recently used line goes first (a Map keeps insertion order: a touch re-inserts
+ *   at the end, eviction takes from the front);
+ * - fifo: the line that entered first goes first; touches and in-place writes keep its place;
+ * - lfu: the line with the fewest uses (puts and touches since it entered) goes first, the least
+ *   recently used among equals. A line just put is never the one evicted for it, or a new key
+ *   could never displace lines that were used more often.
+ * Invariant: `size <= capacity` and `bytes <= capacityBytes` after every call, except that one
+ * line larger than `capacityBytes` on its own is kept alone.
  */
 export class LineStore {
   readonly #lines = new Map<string, Line>();
+  /** lfu only: uses per key, and the keys at each use count in least-recently-used order. */
+  readonly #uses = new Map<string, number>();
+  readonly #byUses = new Map<number, Set<string>>();
   #bytes = 0;
 
   constructor(
     readonly capacity: number,
     readonly capacityBytes: number,
+    readonly policy: EvictionPolicy = "lru",
   ) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be an integer >= 1, got ${capacity}`);
     if (!Number.isInteger(capacityBytes) || capacityBytes < 1) throw new RangeError(`capacityBytes must be an integer >= 1, got ${capacityBytes}`);
+    if (!(EVICTION_POLICIES as readonly string[]).includes(policy)) throw new RangeError(`policy must be one of ${EVICTION_POLICIES.join(", ")}, got ${String(policy)}`);
   }
 
   get size(): number {
@@ -54,41 +69,40 @@ export class LineStore {
     return this.#bytes;
   }
 
-  /** The line of `key` without changing its LRU position. */
+  /** The line of `key` without counting a use. */
   peek(key: string): Line | undefined {
     return this.#lines.get(key);
   }
 
-  /** The line of `key`, marked most recently used. */
+  /** The line of `key`, counted as a use (LRU: most recently used; LFU: one more use). */
   touch(key: string): Line | undefined {
     const line = this.#lines.get(key);
     if (line === undefined) return undefined;
-    this.#lines.delete(key);
-    this.#lines.set(key, line);
+    this.#used(key);
     return line;
   }
 
   /**
-   * Inserts or replaces `line` as most recently used, then evicts from the least recently used
-   * end until within capacity. Returns the evicted lines (never `line` itself).
+   * Inserts or replaces `line` (a use of it), then evicts by the policy until within capacity.
+   * Returns the evicted lines (never `line` itself).
    */
   put(line: Line): Line[] {
     const old = this.#lines.get(line.key);
-    if (old !== undefined) {
-      this.#lines.delete(line.key);
-      this.#bytes -= lineBytes(old.key, old.value);
-    }
+    if (old !== undefined) this.#bytes -= lineBytes(old.key, old.value);
+    // Map.set on an existing key keeps its place: FIFO order is the key's first entry.
     this.#lines.set(line.key, line);
     this.#bytes += lineBytes(line.key, line.value);
-    return this.#evict();
+    if (old === undefined && this.policy === "lfu") this.#enterUses(line.key, 0);
+    this.#used(line.key);
+    return this.#evict(line.key);
   }
 
   /** Re-charges `line` after its value changed in place, and evicts if now over capacity. */
   resize(line: Line, oldValue: Uint8Array | null): Line[] {
     if (this.#lines.get(line.key) !== line) return [];
     this.#bytes += lineBytes(line.key, line.value) - lineBytes(line.key, oldValue);
-    this.touch(line.key);
-    return this.#evict();
+    this.#used(line.key);
+    return this.#evict(line.key);
   }
 
   /** Removes the line of `key`; returns it, or undefined when there was none. */
@@ -97,10 +111,11 @@ export class LineStore {
     if (line === undefined) return undefined;
     this.#lines.delete(key);
     this.#bytes -= lineBytes(line.key, line.value);
+    if (this.policy === "lfu") this.#leaveUses(key);
     return line;
   }
 
-  /** Lines from least to most recently used. */
+  /** Every line, in no promised order. */
   lines(): IterableIterator<Line> {
     return this.#lines.values();
   }
@@ -112,13 +127,62 @@ export class LineStore {
     return c;
   }
 
-  #evict(): Line[] {
+  #used(key: string): void {
+    if (this.policy === "lru") {
+      const line = this.#lines.get(key);
+      if (line === undefined) return;
+      this.#lines.delete(key);
+      this.#lines.set(key, line);
+    } else if (this.policy === "lfu") {
+      const n = this.#leaveUses(key);
+      this.#enterUses(key, n + 1);
+    }
+  }
+
+  #enterUses(key: string, n: number): void {
+    this.#uses.set(key, n);
+    let bucket = this.#byUses.get(n);
+    if (bucket === undefined) this.#byUses.set(n, (bucket = new Set()));
+    bucket.add(key);
+  }
+
+  #leaveUses(key: string): number {
+    const n = this.#uses.get(key) ?? 0;
+    this.#uses.delete(key);
+    const bucket = this.#byUses.get(n);
+    bucket?.delete(key);
+    if (bucket?.size === 0) this.#byUses.delete(n);
+    return n;
+  }
+
+  /** The next line to evict (never `keep`), or undefined when only `keep` is left. */
+  #victim(keep: string): string | undefined {
+    if (this.policy !== "lfu") {
+      for (const key of this.#lines.keys()) if (key !== keep) return key;
+      return undefined;
+    }
+    // Distinct use counts are few next to lines, and eviction needs only the lowest.
+    let best: string | undefined;
+    let bestN = Infinity;
+    for (const [n, bucket] of this.#byUses) {
+      if (n >= bestN) continue;
+      for (const key of bucket) {
+        if (key === keep) continue;
+        best = key;
+        bestN = n;
+        break;
+      }
+    }
+    return best;
+  }
+
+  #evict(keep: string): Line[] {
     const out: Line[] = [];
-    for (const [key, line] of this.#lines) {
-      if (this.#lines.size <= this.capacity && this.#bytes <= this.capacityBytes) break;
-      if (this.#lines.size === 1) break; // A single oversized line stays rather than nothing.
-      this.delete(key);
-      out.push(line);
+    while (this.#lines.size > this.capacity || this.#bytes > this.capacityBytes) {
+      const key = this.#victim(keep);
+      if (key === undefined) break; // A single oversized line stays rather than nothing.
+      const line = this.delete(key);
+      if (line !== undefined) out.push(line);
     }
     return out;
   }
