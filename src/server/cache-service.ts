@@ -219,6 +219,13 @@ export class CacheService {
     const keys = [...this.#lines.lines()].filter((l) => l.state === "M").map((l) => l.key);
     keys.push(...this.#victims.keys());
     await Promise.allSettled(keys.map((k) => this.#writeBack(k)));
+    // Give clean exclusive copies back too: the home cannot tell E from M, and would otherwise
+    // count and log them as lost writes when our link drops.
+    for (const l of this.#lines.lines()) {
+      if (l.state !== "E" || l.home === this.#self) continue;
+      this.#lines.delete(l.key);
+      this.#o.peers.send(l.home, Op.CACHE_EVICTED, { key: l.key, gen: l.gen });
+    }
   }
 
   async close(): Promise<void> {

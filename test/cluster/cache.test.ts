@@ -249,3 +249,22 @@ test("cache - a node SIGKILLed while holding lines: the others keep serving, no 
   const { reads } = checkHistory(history);
   assert.ok(reads > 100, `checked ${reads} reads`);
 });
+
+test("cache - a graceful stop gives clean exclusive copies back: the homes count no lost write", { timeout: 90_000 }, async () => {
+  const reader = actors.find((a) => a.node === 2)!;
+  await waitFor(async () => (await doOp(reader, "read", HOT_KEYS[0]!)).ok, `${reader.name} to serve`, 20_000);
+  // Keys only node_2 reads: it gets exclusive clean (E) copies, some homed on the other nodes.
+  const keys = Array.from({ length: 12 }, (_, i) => `graceful-${i}`);
+  for (const k of keys) await reader.cache.get(k);
+  const states = await Promise.all(keys.map((k) => actors[0]!.cache.state(k)));
+  const cleanElsewhere = states.filter((s) => s.home !== "node_2" && s.copies.some((c) => c.node === "node_2" && c.state === "E"));
+  assert.ok(cleanElsewhere.length > 0, `node_2 holds clean exclusive copies homed elsewhere: ${JSON.stringify(states.map((s) => [s.key, s.home]))}`);
+  const lost = async (n: number) => Number(/dsync_cache_owner_lines_lost_total(?:\{[^}]*\})? (\d+)/.exec(await fetch(`${cluster.nodes[n]!.httpUrl}/metrics`).then((res) => res.text()))?.[1] ?? NaN);
+  const before = [await lost(0), await lost(1)];
+  await cluster.nodes[2]!.kill("SIGTERM");
+  // The homes notice the dropped link at once; give them a moment to log and count.
+  await new Promise((res) => setTimeout(res, 500));
+  assert.deepEqual([await lost(0), await lost(1)], before, "no exclusive copy of the stopped node is counted as a lost write");
+  await cluster.nodes[2]!.start();
+  await waitFor(async () => (await doOp(reader, "read", HOT_KEYS[0]!)).ok, `${reader.name} to serve again`, 20_000);
+});
