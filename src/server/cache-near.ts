@@ -1,8 +1,6 @@
 import { Op } from "../../protocol/index.ts";
 import type { FramedSocket } from "../transport/framed-socket.ts";
 
-/** How long a near-cache client has to confirm an invalidation before its connection is cut. */
-
 interface PendingAck {
   readonly conn: FramedSocket;
   readonly resolve: () => void;

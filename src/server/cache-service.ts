@@ -83,7 +83,6 @@ export class CacheService {
   readonly #queue = new KeyQueue();
   readonly #near: NearHolders;
   /** A home waits `invalidationTimeoutMs` for a holder; the requester waits longer for the home. */
-  readonly #holderTimeoutMs: number;
   readonly #homeTimeoutMs: number;
   readonly #readBatches = new Map<string, { readers: string[]; started: boolean; result: Promise<Map<string, ReadGrant>> }>();
   readonly #pendingReads = new Map<string, Promise<{ v: StoredValue; installed: boolean }>>();
@@ -103,7 +102,6 @@ export class CacheService {
     this.#o = o;
     this.#self = o.nodeId;
     this.#lines = new LineStore(o.capacity, o.capacityBytes, o.evictionPolicy);
-    this.#holderTimeoutMs = o.invalidationTimeoutMs;
     this.#homeTimeoutMs = 2 * o.invalidationTimeoutMs + 2000;
     // A holder answers its home only after its near-cache clients answered it, so they get half.
     this.#near = new NearHolders(Math.floor(o.invalidationTimeoutMs / 2));
@@ -309,7 +307,7 @@ export class CacheService {
     await Promise.all(
       members.map(async (m) => {
         try {
-          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, this.#holderTimeoutMs)) as CacheCopy);
+          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, this.#o.invalidationTimeoutMs)) as CacheCopy);
         } catch {
           unreachable.push(m);
         }
@@ -690,7 +688,7 @@ export class CacheService {
       return null;
     }
     try {
-      return fieldsOf(await this.#call(node, op, body, this.#holderTimeoutMs), "holder reply") as Record<string, unknown>;
+      return fieldsOf(await this.#call(node, op, body, this.#o.invalidationTimeoutMs), "holder reply") as Record<string, unknown>;
     } catch (err) {
       if (err instanceof DsyncError && err.code === ErrorCode.UNAVAILABLE && !this.#o.peers.isConnected(node)) return null;
       throw err;
