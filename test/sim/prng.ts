@@ -9,7 +9,7 @@
 import type { Rng } from "../../src/raft/types.ts";
 
 /** splitmix32 step: turns a weak seed into well-mixed 32-bit words. */
-function splitmix32(state: { s: number }): number {
+export function splitmix32(state: { s: number }): number {
   state.s = (state.s + 0x9e3779b9) | 0;
   let z = state.s;
   z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);

@@ -1,4 +1,5 @@
 /** The Wing–Gong search, for keys whose written values are not unique (or to cross-check the clusters). */
+import { splitmix32 } from "../../../sim/prng.ts";
 import { Kind, type Item, type SearchVerdict } from "./types.ts";
 
 /**
@@ -56,8 +57,8 @@ export function search(items: readonly Item[], maxSteps: number, deadline: numbe
   const z2 = new Uint32Array(n);
   const seed = { s: 0x2545f491 };
   for (let b = 0; b < n; b++) {
-    z1[b] = mix32(seed);
-    z2[b] = mix32(seed);
+    z1[b] = splitmix32(seed);
+    z2[b] = splitmix32(seed);
   }
   let h1 = 0;
   let h2 = 0;
@@ -211,13 +212,4 @@ function sameWords(a: Uint32Array, off: number, req: Uint32Array, lo: number, le
   for (let j = 0; j < len; j++) if (a[off + j] !== req[lo + j]) return false;
   for (let j = 0; j < opt.length; j++) if (a[off + len + j] !== opt[j]) return false;
   return true;
-}
-
-/** splitmix32: deterministic Zobrist keys (the check must give the same answer every run). */
-function mix32(st: { s: number }): number {
-  st.s = (st.s + 0x9e3779b9) | 0;
-  let z = st.s;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  return (z ^ (z >>> 16)) >>> 0;
 }
