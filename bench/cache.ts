@@ -27,7 +27,7 @@ import { Redis } from "ioredis";
 import { startRedis } from "../scripts/lib/redis-server.ts";
 import { CacheClient } from "../src/client/cache.ts";
 import { DsyncClient } from "../src/client/client.ts";
-import { REDIS_KEY_PREFIX } from "../src/server/cache-store.ts";
+import { REDIS_KEY_PREFIX } from "../src/services/cache/store.ts";
 import { runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { installCleanupHandlers, interruptSignal, onInterrupt } from "./lib/proc.ts";

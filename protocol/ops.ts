@@ -79,14 +79,10 @@ export const Op = {
   RAFT: 97,
   /** A follower hands a client's write to the leader. */
   FORWARD: 98,
-  /** Cache coherence between nodes (requester ↔ home ↔ holders); see PROTOCOL.md "Cache". */
+  /** Cache coherence between nodes (holder ↔ home); see PROTOCOL.md "Cache". */
   CACHE_READ: 100,
   CACHE_WRITE: 101,
-  CACHE_FETCH: 102,
   CACHE_INVALIDATE_COPY: 103,
-  CACHE_WRITE_BACK: 104,
-  CACHE_EVICTED: 105,
-  CACHE_TAKEOVER: 106,
   CACHE_DROP: 107,
   CACHE_PEEK: 108,
 } as const;

@@ -47,7 +47,7 @@ cache
 
 cache
   .command("invalidate <key>")
-  .description("drop every cached copy of a key cluster-wide (dirty data is written back first)")
+  .description("drop every cached copy of a key cluster-wide (the value stays; the next read fetches it again)")
   .action(async (key: string) => {
     await withCache(async (c, g) => {
       await c.invalidate(key);
@@ -57,15 +57,15 @@ cache
 
 cache
   .command("state <key>")
-  .description("the key's MESI state on every node, and its home's directory entry")
+  .description("which nodes hold a leased copy of the key, and the copies its home granted")
   .action(async (key: string) => {
     await withCache(async (c, g) => {
       const s = await c.state(key);
-      const home = s.copies.find((x) => x.directory !== null);
-      const rows = s.copies.map((x) => [x.node, x.state, x.node === s.home ? "home" : "", x.near > 0 ? String(x.near) : "-"]);
-      for (const u of s.unreachable) rows.push([u, "?", "unreachable", "-"]);
-      const dir = home?.directory?.map((d) => `${d.node}:${d.state === "X" ? "M/E" : "S"}`).join(" ") || "(no holders)";
-      print(g, s, `${table(["NODE", "STATE", "ROLE", "NEAR CLIENTS"], rows)}\ndirectory at ${s.home ?? "(no home)"}: ${dir}`);
+      const rows = s.copies.map((x) => [x.node, x.state, x.node === s.home ? "home" : "", x.state === "S" ? `${x.leaseMs} ms` : "-", x.near > 0 ? String(x.near) : "-"]);
+      for (const u of s.unreachable) rows.push([u, "?", "unreachable", "-", "-"]);
+      const granted = s.copies.find((x) => x.node === s.home)?.holders;
+      const grants = granted?.map((h) => `${h.node} (${h.leaseMs} ms left)`).join(", ") || "(none)";
+      print(g, s, `${table(["NODE", "STATE", "ROLE", "LEASE LEFT", "NEAR CLIENTS"], rows)}\npartition ${s.partition ?? "?"}, home ${s.home ?? "(none right now)"}; copies it granted: ${grants}`);
     });
   });
 
@@ -77,9 +77,9 @@ cache
       const s = await c.stats();
       const text = [
         `node ${s.nodeId}: ${s.hits} hits, ${s.misses} misses (hit ratio ${(s.hitRatio * 100).toFixed(1)}%)`,
-        `lines: M ${s.lines.M}, E ${s.lines.E}, S ${s.lines.S}; ${s.bytes} bytes of ${s.capacityBytes}, capacity ${s.capacity} entries`,
-        `evictions ${s.evictions}, invalidations sent ${s.invalidationsSent} / received ${s.invalidationsReceived}, write-backs ${s.writeBacks}, owner lines lost ${s.ownerLinesLost}`,
-        `store ${s.store}, ${s.writePolicy}, directory entries ${s.directoryEntries}, near-cache clients ${s.nearClients}`,
+        `copies: ${s.lines} (${s.bytes} bytes of ${s.capacityBytes}, capacity ${s.capacity} entries), evictions ${s.evictions}`,
+        `invalidations sent ${s.invalidationsSent} / received ${s.invalidationsReceived}; near-cache clients ${s.nearClients} holding ${s.nearKeys} keys`,
+        `home of partitions [${s.homeOf.join(", ")}] with ${s.holderEntries} copies granted; store ${s.store}, ${s.writePolicy}, ${s.storeWrites} Redis writes, ${s.dirty} versions not in Redis yet`,
       ].join("\n");
       print(g, s, text);
     });

@@ -4,9 +4,10 @@ import type { DsyncClient } from "./client.ts";
 /** Options of {@link CacheClient}. */
 export interface CacheClientOptions {
   /**
-   * Keep an in-process near-cache: a hit costs no network at all. The connected node relays the
-   * home's invalidations (CACHE_NEAR_INVALIDATE) and the whole near-cache is dropped whenever
-   * the connection drops. Default off.
+   * Keep an in-process near-cache: a hit costs no network at all. Each copy is leased (about a
+   * second, CACHE_INVALIDATION_TIMEOUT_MS) and re-read after; the connected node relays the
+   * home's invalidations (CACHE_NEAR_INVALIDATE) meanwhile, and the whole near-cache is dropped
+   * whenever the connection drops. Default off.
    */
   readonly nearCache?: boolean;
   /** Entries kept in the near-cache (LRU), default 10,000. */
@@ -23,11 +24,14 @@ interface GetReply {
   readonly value: Uint8Array | null;
   readonly expiresAt: number;
   readonly near?: boolean;
+  readonly leaseMs?: number;
 }
 
 interface NearEntry {
   readonly value: Uint8Array | null;
   readonly expiresAt: number;
+  /** performance.now() after which the copy may be stale: its lease, counted from when the get was sent. */
+  readonly leaseUntil: number;
 }
 
 const utf8 = new TextEncoder();
@@ -68,17 +72,22 @@ export class CacheClient {
     const near = this.#near;
     if (near) {
       const e = near.get(key);
-      if (e !== undefined && (e.expiresAt === 0 || e.expiresAt > Date.now())) {
-        this.#nearHits++;
-        return e.value;
-      }
+      if (e !== undefined && e.leaseUntil > performance.now()) {
+        if (e.expiresAt === 0 || e.expiresAt > Date.now()) {
+          this.#nearHits++;
+          return e.value;
+        }
+      } else if (e !== undefined) near.delete(key);
     }
+    const sentAt = performance.now();
     const r = (await this.#client.call(Op.CACHE_GET, near ? { key, near: true } : { key }, { idempotent: true })) as GetReply;
     // Installed with no await after the reply: an invalidation push that followed the reply on
-    // the connection is handled after this (see #handlePush).
-    if (near && r.near === true) {
+    // the connection is handled after this (see #handlePush). The lease counts from before the
+    // request left, so it ends no later than the node's own.
+    const leaseMs = typeof r.leaseMs === "number" ? r.leaseMs : 0;
+    if (near && r.near === true && leaseMs > 0) {
       near.delete(key);
-      near.set(key, { value: r.found ? r.value : null, expiresAt: r.expiresAt });
+      near.set(key, { value: r.found ? r.value : null, expiresAt: r.expiresAt, leaseUntil: sentAt + leaseMs });
       if (near.size > this.#nearCapacity) near.delete(near.keys().next().value!);
     }
     return r.found ? r.value : null;
@@ -102,13 +111,13 @@ export class CacheClient {
     await this.#client.call(Op.CACHE_DELETE, { key }, { idempotent: true });
   }
 
-  /** Drops every cached copy of `key` cluster-wide (dirty data is written back first). */
+  /** Drops every cached copy of `key` cluster-wide (the value itself stays). */
   async invalidate(key: string): Promise<void> {
     this.#near?.delete(key);
     await this.#client.call(Op.CACHE_INVALIDATE, { key }, { idempotent: true });
   }
 
-  /** The MESI state of `key` on every node, and its home's directory. */
+  /** Which nodes hold a leased copy of `key`, and the copies its home granted. */
   async state(key: string): Promise<CacheKeyState> {
     return (await this.#client.call(Op.CACHE_STATE, { key }, { idempotent: true })) as CacheKeyState;
   }

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { FRAME_BYTES_MAX_DEFAULT } from "../../protocol/index.ts";
 import { formatAddr, parseAddr } from "../transport/dial.ts";
-import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/line-store.ts";
+import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/machine/line-store.ts";
 
 /** A peer from PEER_NODES: its node id and the address of its peer port. */
 export interface PeerConfig {

@@ -4,8 +4,7 @@ import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
 import { registerAdminHandlers } from "./admin-handlers.ts";
-import { CacheService } from "./cache-service.ts";
-import { EmbeddedStore, RedisStore } from "./cache-store.ts";
+import { CachePartitions, CacheService, RedisStore } from "../services/cache/index.ts";
 import { ClientListener } from "./client-listener.ts";
 import { clientAddrOf, type NodeConfig } from "./config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
@@ -91,9 +90,8 @@ export class DsyncNode {
         }
         return handler(from, env);
       },
-      onLinkChange: (peer, up) => {
+      onLinkChange: () => {
         this.metrics.peersConnected.set(this.peers.status().filter((p) => p.connected).length);
-        this.#cache?.onLinkChange(peer, up);
       },
     });
     this.#clients = new ClientListener(
@@ -140,6 +138,7 @@ export class DsyncNode {
   }
   #locks: LockService | null = null;
   #cache: CacheService | null = null;
+  #cacheParts: CachePartitions | null = null;
   #queues: QueueService | null = null;
   #partitions: QueuePartitions | null = null;
 
@@ -165,6 +164,7 @@ export class DsyncNode {
       onFatal: this.#onFatal,
       onRoleChange: (group, role) => {
         this.metrics.raftLeaderChanges.labels(String(group)).inc();
+        this.#cache?.onRoleChange(group, role === "leader");
         if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());
       },
       onConfChange: (_group, cc) => {
@@ -182,6 +182,8 @@ export class DsyncNode {
     this.#locks.register(this.router);
     registerAdminHandlers(this.router, this.#group0, this.peers, c.nodeId);
     const group0 = this.#group0;
+    const cacheParts = new CachePartitions(host, this.peers, c.nodeId, this.log);
+    this.#cacheParts = cacheParts;
     this.#cache = new CacheService({
       nodeId: c.nodeId,
       capacity: c.cacheCapacity,
@@ -190,13 +192,14 @@ export class DsyncNode {
       writePolicy: c.cacheWritePolicy,
       evictionPolicy: c.cacheEvictionPolicy,
       invalidationTimeoutMs: c.cacheInvalidationTimeoutMs,
-      store: c.redisUrl !== null ? new RedisStore(c.redisUrl) : new EmbeddedStore(),
+      redis: c.redisUrl !== null ? new RedisStore(c.redisUrl) : null,
+      partitions: cacheParts,
       peers: this.peers,
       members: () => group0.status().conf.voters,
       metrics: this.metrics,
       log: this.log,
     });
-    this.#cache.register(this.router, (op, h) => this.onPeerRequest(op, h), (op, h) => this.onPeerMessage(op, h));
+    this.#cache.register(this.router, (op, h) => this.onPeerRequest(op, h));
     const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
     this.#partitions = partitions;
     this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
@@ -206,6 +209,7 @@ export class DsyncNode {
         .open(layout)
         .then(() => this.#queues?.start())
         .catch((err: unknown) => this.log.error({ err }, "could not open the queue partitions"));
+      cacheParts.open(layout).catch((err: unknown) => this.log.error({ err }, "could not open the cache partitions"));
     });
     await this.peers.listen();
     await this.#clients.listen();
@@ -214,6 +218,7 @@ export class DsyncNode {
     this.#locks.start();
     this.#cache.start();
     partitions.startBalancer();
+    cacheParts.startBalancer();
     this.log.info(
       { clientAddr: clientAddrOf(this.config), peerPort: this.config.peerPort, httpPort: this.config.httpPort, peers: this.config.peers.map((p) => p.id), dataDir: this.config.dataDir },
       "dsyncd started",
@@ -228,8 +233,8 @@ export class DsyncNode {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
       await this.#handOverLeadership();
-      // Dirty cache lines go to their homes while the peer links are still up.
-      await this.#cache?.flush();
+      this.#cache?.stop();
+      this.#cacheParts?.stop();
       this.#locks?.stop();
       this.#queues?.stop();
       this.#partitions?.stop();

@@ -2,16 +2,10 @@ import { UnavailableError } from "../../protocol/index.ts";
 import { QueueMachine, type QueueEvent } from "../services/queue/index.ts";
 import { PartitionMap, groupOfPartition, type QueueLayout } from "../services/queue/layout.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
+import { LeaderBalancer } from "./leader-balancer.ts";
 import type { Logger } from "./logger.ts";
 import type { RaftGroup } from "./raft-group.ts";
 import type { RaftHost } from "./raft-host.ts";
-
-/** How often a node checks whether it leads a partition that another node should lead. */
-const BALANCE_EVERY_MS = 1000;
-/** A leader hands a partition over only after holding it this long (no ping-pong after elections). */
-const BALANCE_SETTLE_MS = 3000;
-/** Entries the preferred leader may lag and still be handed the partition. */
-const BALANCE_LAG_MAX = 50;
 
 export interface Partition {
   readonly partition: number;
@@ -28,9 +22,8 @@ export interface Partition {
 export class QueuePartitions {
   #map: PartitionMap | null = null;
   readonly #parts = new Map<number, Partition>();
-  readonly #leaderSince = new Map<number, number>();
   #opening: Promise<void> | null = null;
-  #balancer: NodeJS.Timeout | null = null;
+  readonly #balancer: LeaderBalancer;
 
   constructor(
     readonly host: RaftHost,
@@ -38,7 +31,12 @@ export class QueuePartitions {
     readonly nodeId: string,
     readonly log: Logger,
     readonly onEvent: (partition: number, e: QueueEvent) => void,
-  ) {}
+  ) {
+    this.#balancer = new LeaderBalancer("queue partition", nodeId, peers, log, () => {
+      const map = this.#map;
+      return map === null ? [] : this.all().map((p) => ({ group: p.group, preferred: map.preferredLeader(p.partition) }));
+    });
+  }
 
   /** Opens the partitions of `layout` this node is a member of (once; later calls are ignored). */
   open(layout: QueueLayout): Promise<void> {
@@ -77,35 +75,10 @@ export class QueuePartitions {
   }
 
   startBalancer(): void {
-    this.#balancer = setInterval(() => this.#balance(), BALANCE_EVERY_MS);
-    this.#balancer.unref();
+    this.#balancer.start();
   }
 
   stop(): void {
-    if (this.#balancer) clearInterval(this.#balancer);
-  }
-
-  /** Hands at most one partition per round to its preferred leader. */
-  #balance(): void {
-    const map = this.#map;
-    if (map === null) return;
-    const now = Date.now();
-    for (const part of this.#parts.values()) {
-      if (!part.group.isLeader) {
-        this.#leaderSince.delete(part.partition);
-        continue;
-      }
-      const since = this.#leaderSince.get(part.partition) ?? now;
-      this.#leaderSince.set(part.partition, since);
-      const preferred = map.preferredLeader(part.partition);
-      if (preferred === this.nodeId || now - since < BALANCE_SETTLE_MS || !this.peers.isConnected(preferred)) continue;
-      const s = part.group.status();
-      const match = s.progress?.[preferred]?.match ?? 0;
-      if (!s.conf.voters.includes(preferred) || s.lastIndex - match > BALANCE_LAG_MAX) continue;
-      this.log.info({ partition: part.partition, to: preferred }, "handing a queue partition to its preferred leader");
-      this.#leaderSince.delete(part.partition);
-      part.group.transferLeader(preferred);
-      return;
-    }
+    this.#balancer.stop();
   }
 }

@@ -1,4 +1,3 @@
-export * from "./line-store.ts";
-export * from "./directory.ts";
-export * from "./home-table.ts";
-export * from "./key-queue.ts";
+export * from "./service.ts";
+export * from "./partitions.ts";
+export * from "./store.ts";

@@ -1,5 +1,5 @@
 /** Validation of cache request bodies, from clients and from peers alike. */
-import { InvalidArgumentError, asFields, int, kindOf, str, type Fields } from "../../protocol/index.ts";
+import { InvalidArgumentError, asFields, int, kindOf, str, type Fields } from "../../../protocol/index.ts";
 
 /** Longest key, in UTF-8 bytes. */
 export const CACHE_KEY_BYTES_MAX = 1024;

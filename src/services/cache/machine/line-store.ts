@@ -1,27 +1,24 @@
 /**
  * A node's cache lines, bounded by entry count and bytes, evicted by a policy (LRU, LFU or FIFO).
- * Pure: no clock, no I/O. The caller decides what to do with the lines it evicts (an M line must
- * be written back before it is forgotten).
+ * Pure: no clock, no I/O.
  */
 
-/** MESI state of a line on one node. I is "no line": an invalid line is simply absent. */
-export type LineState = "M" | "E" | "S";
-
-/** One cached key on one node. */
+/**
+ * One node's leased copy of a key. The copy may be served only until `leaseUntil` (this node's
+ * monotonic clock, ms): the home that granted it waits out the lease before a write completes
+ * when it cannot reach this node to invalidate it.
+ */
 export interface Line {
   readonly key: string;
-  state: LineState;
-  /** The value, or null for a cached "no such key" (a delete, or a miss in the backing store). */
-  value: Uint8Array | null;
+  /** The value, or null for a cached "no such key". */
+  readonly value: Uint8Array | null;
   /** Absolute expiry (ms since the epoch, the writer's clock), or 0 for none. */
-  expiresAt: number;
-  /** The grant number the home gave this copy; the home names copies by it. */
-  gen: number;
-  /** The home that granted the line, and the takeover stamp it served under. */
-  home: string;
-  stamp: number;
-  /** Bumped on every local write, so a write-back reply knows whether the line changed since. */
-  writeSeq: number;
+  readonly expiresAt: number;
+  /** The log index of the write that produced the value. */
+  readonly gen: number;
+  /** The home that granted the copy. */
+  readonly home: string;
+  readonly leaseUntil: number;
 }
 
 /** The seeds' eviction policies (`CACHE_EVICTION_POLICY`). */
@@ -97,14 +94,6 @@ export class LineStore {
     return this.#evict(line.key);
   }
 
-  /** Re-charges `line` after its value changed in place, and evicts if now over capacity. */
-  resize(line: Line, oldValue: Uint8Array | null): Line[] {
-    if (this.#lines.get(line.key) !== line) return [];
-    this.#bytes += lineBytes(line.key, line.value) - lineBytes(line.key, oldValue);
-    this.#used(line.key);
-    return this.#evict(line.key);
-  }
-
   /** Removes the line of `key`; returns it, or undefined when there was none. */
   delete(key: string): Line | undefined {
     const line = this.#lines.get(key);
@@ -118,13 +107,6 @@ export class LineStore {
   /** Every line, in no promised order. */
   lines(): IterableIterator<Line> {
     return this.#lines.values();
-  }
-
-  /** Line counts per state. */
-  counts(): Record<LineState, number> {
-    const c: Record<LineState, number> = { M: 0, E: 0, S: 0 };
-    for (const l of this.#lines.values()) c[l.state]++;
-    return c;
   }
 
   #used(key: string): void {

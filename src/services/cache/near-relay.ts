@@ -1,5 +1,5 @@
-import { Op } from "../../protocol/index.ts";
-import type { FramedSocket } from "../transport/framed-socket.ts";
+import { Op } from "../../../protocol/index.ts";
+import type { FramedSocket } from "../../transport/framed-socket.ts";
 
 interface PendingAck {
   readonly conn: FramedSocket;

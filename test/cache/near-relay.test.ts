@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { NearHolders } from "../../src/server/cache-near.ts";
+import { NearHolders } from "../../src/services/cache/near-relay.ts";
 import type { FramedSocket } from "../../src/transport/framed-socket.ts";
 
 // Seen in the fault campaign with no fault at all: a near-cache client read a value 1.8 ms after

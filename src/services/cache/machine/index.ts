@@ -1,0 +1,2 @@
+export * from "./cache-machine.ts";
+export * from "./line-store.ts";

@@ -1,0 +1,101 @@
+import { UnavailableError } from "../../../protocol/index.ts";
+import { LeaderBalancer } from "../../server/leader-balancer.ts";
+import type { Logger } from "../../server/logger.ts";
+import type { RaftGroup } from "../../server/raft-group.ts";
+import type { RaftHost } from "../../server/raft-host.ts";
+import type { PeerLinks } from "../../transport/peer-links.ts";
+import type { QueueLayout } from "../queue/layout.ts";
+import { HashRing } from "../ring/hash-ring.ts";
+import { CacheMachine } from "./machine/index.ts";
+
+/** Cache partition p (1-based) is Raft group CACHE_GROUP_BASE + p, clear of the queue partitions' ids. */
+export const CACHE_GROUP_BASE = 0x4000;
+
+export interface CachePartition {
+  readonly partition: number;
+  readonly group: RaftGroup;
+  readonly machine: CacheMachine;
+}
+
+/**
+ * This node's replicas of the cache partitions: one Raft group per member of the recorded layout
+ * (so homes spread over the nodes), each replicated on every member. A key's partition comes from
+ * a consistent-hash ring; its home is that partition's leader.
+ */
+export class CachePartitions {
+  #ring: HashRing | null = null;
+  #members: readonly string[] = [];
+  readonly #parts = new Map<number, CachePartition>();
+  readonly #byGroup = new Map<number, CachePartition>();
+  #opening: Promise<void> | null = null;
+  readonly #balancer: LeaderBalancer;
+
+  constructor(
+    readonly host: RaftHost,
+    readonly peers: PeerLinks,
+    readonly nodeId: string,
+    readonly log: Logger,
+  ) {
+    this.#balancer = new LeaderBalancer("cache partition", nodeId, peers, log, () => this.all().map((p) => ({ group: p.group, preferred: this.preferredLeader(p.partition) })));
+  }
+
+  /** Opens the cache partitions of `layout` (once; later calls are ignored). */
+  open(layout: QueueLayout): Promise<void> {
+    this.#opening ??= (async () => {
+      const members = [...layout.members].sort();
+      const names = members.map((_, i) => `cache-${i + 1}`);
+      this.#ring = new HashRing(names, layout.virtualNodes);
+      this.#members = members;
+      if (!members.includes(this.nodeId)) {
+        this.log.info("this node holds no cache partitions (it joined after the cluster was created); it forwards cache requests to their homes");
+        return;
+      }
+      for (let p = 1; p <= members.length; p++) {
+        const machine = new CacheMachine();
+        const group = await this.host.addGroup(CACHE_GROUP_BASE + p, machine, members);
+        const part = { partition: p, group, machine };
+        this.#parts.set(p, part);
+        this.#byGroup.set(group.group, part);
+      }
+      this.log.info({ partitions: members.length }, "cache partitions open");
+    })();
+    return this.#opening;
+  }
+
+  /** The partition (1-based) of `key`. @throws UnavailableError before the layout is known. */
+  partitionOf(key: string): number {
+    const ring = this.#ring;
+    if (ring === null) throw new UnavailableError("cache partitions are not set up yet (the cluster has no leader yet); retry shortly");
+    return Number(ring.lookup(key).slice("cache-".length));
+  }
+
+  /** This node's replica of `key`'s partition. @throws UnavailableError when it has none. */
+  partFor(key: string): CachePartition {
+    const p = this.partitionOf(key);
+    const part = this.#parts.get(p);
+    if (!part) throw new UnavailableError(`cache partition ${p} is not open on this node yet; retry shortly`);
+    return part;
+  }
+
+  /** The partition run by Raft group `group`, if it is a cache partition here. */
+  byGroup(group: number): CachePartition | undefined {
+    return this.#byGroup.get(group);
+  }
+
+  all(): CachePartition[] {
+    return [...this.#parts.values()];
+  }
+
+  /** Members take turns leading partitions, so homes are spread evenly. */
+  preferredLeader(p: number): string {
+    return this.#members[(p - 1) % this.#members.length]!;
+  }
+
+  startBalancer(): void {
+    this.#balancer.start();
+  }
+
+  stop(): void {
+    this.#balancer.stop();
+  }
+}

@@ -1,0 +1,341 @@
+import { Counter, Gauge } from "prom-client";
+import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, int, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope } from "../../../protocol/index.ts";
+import type { CacheWritePolicy } from "../../server/config.ts";
+import type { Logger } from "../../server/logger.ts";
+import type { NodeMetrics } from "../../server/metrics.ts";
+import type { RequestContext, RequestRouter } from "../../server/request-router.ts";
+import { wallNow } from "../../server/wall-clock.ts";
+import type { PeerLinks } from "../../transport/peer-links.ts";
+import { CacheHolder } from "./holder.ts";
+import { CacheHome, type ReadGrant } from "./home.ts";
+import { monoNow } from "./lease.ts";
+import type { EvictionPolicy } from "./machine/index.ts";
+import { NearHolders } from "./near-relay.ts";
+import type { CachePartitions } from "./partitions.ts";
+import type { RedisStore } from "./store.ts";
+import { CACHE_TTL_MS_MAX, boolOf, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, valueOf } from "./wire.ts";
+
+export interface CacheServiceOptions {
+  readonly nodeId: string;
+  readonly capacity: number;
+  readonly capacityBytes: number;
+  readonly writeBackMs: number;
+  readonly writePolicy: CacheWritePolicy;
+  readonly evictionPolicy: EvictionPolicy;
+  /** The copies' lease, and so the longest a write waits for a holder it cannot reach. */
+  readonly invalidationTimeoutMs: number;
+  readonly redis: RedisStore | null;
+  readonly partitions: CachePartitions;
+  readonly peers: PeerLinks;
+  /** The cluster's members (group 0's voters), asked for CACHE_STATE. */
+  readonly members: () => readonly string[];
+  readonly metrics: NodeMetrics;
+  readonly log: Logger;
+}
+
+/** What CACHE_GET answers. `leaseMs` > 0: a near-cache client may serve the value that long after it sent the get. */
+export interface CacheGetReply {
+  readonly found: boolean;
+  readonly value: Uint8Array | null;
+  readonly expiresAt: number;
+  readonly near: boolean;
+  readonly leaseMs: number;
+}
+
+type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "storeWrites";
+
+/** How long a request keeps retrying while its key has no reachable home (an election runs). */
+const RETRY_WINDOW_MS = 3000;
+/** Codes that mean the home did not act on the request: safe to send it again, writes included. */
+const NOT_DONE = new Set<number>([ErrorCode.CACHE_WRONG_HOME, ErrorCode.CACHE_HOME_UNAVAILABLE, ErrorCode.UNAVAILABLE, ErrorCode.NOT_LEADER]);
+
+/**
+ * The distributed cache on one node: the holder role (leased copies, near-cache relay), the home
+ * role for the partitions it leads (see CacheHome), and the client and peer handlers. Values live
+ * in the cache partitions' Raft groups (the embedded store) and, optionally, in Redis.
+ */
+export class CacheService {
+  readonly #o: CacheServiceOptions;
+  readonly #self: string;
+  readonly #holder: CacheHolder;
+  readonly #home: CacheHome;
+  readonly #near: NearHolders;
+  /** The longest a home may take: waiting out an election fence and a lease, then a commit. */
+  readonly #homeTimeoutMs: number;
+  #stopped = false;
+  readonly #n: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, storeWrites: 0 };
+  readonly #c: Record<CounterName, Counter<string>>;
+  readonly #g: { lines: Gauge<string>; hitRatio: Gauge<string>; bytes: Gauge<string>; holders: Gauge<string>; dirty: Gauge<string> };
+
+  constructor(o: CacheServiceOptions) {
+    this.#o = o;
+    this.#self = o.nodeId;
+    this.#homeTimeoutMs = 3 * o.invalidationTimeoutMs + 6000;
+    // A holder answers its home only after its near-cache clients answered it, so they get half.
+    this.#near = new NearHolders(Math.floor(o.invalidationTimeoutMs / 2));
+    const count = (what: CounterName, by = 1): void => this.#bump(what, by);
+    this.#holder = new CacheHolder({
+      self: o.nodeId,
+      capacity: o.capacity,
+      capacityBytes: o.capacityBytes,
+      evictionPolicy: o.evictionPolicy,
+      log: o.log,
+      fetch: (key) => this.#withHome(key, true, async (home) => ({ grant: grantOf(await this.#call(home, Op.CACHE_READ, { key })), home })),
+      count,
+    });
+    this.#home = new CacheHome({
+      self: o.nodeId,
+      partitions: o.partitions,
+      peers: o.peers,
+      leaseMs: o.invalidationTimeoutMs,
+      redis: o.redis,
+      writeThrough: o.writePolicy === "write-through",
+      writeBackMs: o.writeBackMs,
+      log: o.log,
+      invalidateLocal: (keys) => this.#invalidateLocal(keys),
+      count,
+    });
+    const registers = [o.metrics.registry];
+    this.#c = {
+      hits: new Counter({ name: "dsync_cache_hits_total", help: "Cache reads served from this node's own leased copy.", registers }),
+      misses: new Counter({ name: "dsync_cache_misses_total", help: "Cache reads that had to ask the key's home.", registers }),
+      evictions: new Counter({ name: "dsync_cache_evictions_total", help: "Copies evicted past the capacity bounds, by eviction policy.", labelNames: ["policy"] as const, registers }),
+      invSent: new Counter({ name: "dsync_cache_invalidations_sent_total", help: "Copies this node, as home, invalidated before a write or an invalidate.", registers }),
+      invReceived: new Counter({ name: "dsync_cache_invalidations_received_total", help: "Invalidations of this node's copies received from homes.", registers }),
+      storeWrites: new Counter({ name: "dsync_cache_store_writes_total", help: "Versions this node, as home, wrote to Redis.", registers }),
+    };
+    this.#g = {
+      lines: new Gauge({ name: "dsync_cache_lines", help: "Leased copies held by this node.", registers }),
+      hitRatio: new Gauge({ name: "dsync_cache_hit_ratio", help: "hits / (hits + misses) since start.", registers }),
+      bytes: new Gauge({ name: "dsync_cache_bytes", help: "Bytes charged to this node's copies.", registers }),
+      holders: new Gauge({ name: "dsync_cache_holder_entries", help: "Copies this node, as home, granted whose lease has not run out.", registers }),
+      dirty: new Gauge({ name: "dsync_cache_dirty_versions", help: "Committed versions in this node's partitions that Redis does not have yet (write-back backlog).", registers }),
+    };
+  }
+
+  #bump(name: CounterName, by = 1): void {
+    this.#n[name] += by;
+    if (name === "evictions") this.#c.evictions.inc({ policy: this.#holder.lines.policy }, by);
+    else this.#c[name].inc(by);
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  register(router: RequestRouter, onPeerRequest: (op: number, h: (from: string, env: Envelope) => Promise<unknown>) => void): void {
+    router.register(Op.CACHE_GET, async (body, ctx) => {
+      const f = fieldsOf(body, "CACHE_GET");
+      return this.get(keyOf(f, "CACHE_GET"), boolOf(f, "near", "CACHE_GET") ? ctx : null);
+    });
+    router.register(Op.CACHE_SET, async (body) => {
+      const f = fieldsOf(body, "CACHE_SET");
+      const key = keyOf(f, "CACHE_SET");
+      const value = valueOf(f, "CACHE_SET", false);
+      const ttlMs = int(f, "ttlMs", "CACHE_SET", { optional: true, min: 1, max: CACHE_TTL_MS_MAX });
+      await this.set(key, value, ttlMs === undefined ? 0 : wallNow() + ttlMs);
+      return { key };
+    });
+    router.register(Op.CACHE_DELETE, async (body) => {
+      const key = keyOf(fieldsOf(body, "CACHE_DELETE"), "CACHE_DELETE");
+      await this.set(key, null, 0);
+      return { key };
+    });
+    router.register(Op.CACHE_INVALIDATE, async (body) => {
+      const key = keyOf(fieldsOf(body, "CACHE_INVALIDATE"), "CACHE_INVALIDATE");
+      await this.#withHome(key, true, (home) => this.#call(home, Op.CACHE_DROP, { key }));
+      return { key };
+    });
+    router.register(Op.CACHE_STATE, async (body) => this.state(keyOf(fieldsOf(body, "CACHE_STATE"), "CACHE_STATE")));
+    router.register(Op.CACHE_STATS, (body) => {
+      fieldsOf(body, "CACHE_STATS");
+      return this.stats();
+    });
+    router.register(Op.CACHE_NEAR_ACK, (body, ctx) => {
+      const f = fieldsOf(body, "CACHE_NEAR_ACK");
+      this.#near.ack(int(f, "seq", "CACHE_NEAR_ACK", { min: 1 }), ctx.conn);
+      return {};
+    });
+    for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_INVALIDATE_COPY, Op.CACHE_DROP, Op.CACHE_PEEK]) {
+      onPeerRequest(op, (from, env) => this.#onPeer(from, env.type, env.body));
+    }
+  }
+
+  start(): void {
+    this.#home.start();
+  }
+
+  /** A Raft group's leadership changed on this node (cache partitions only matter here). */
+  onRoleChange(group: number, leader: boolean): void {
+    const part = this.#o.partitions.byGroup(group);
+    if (part) this.#home.onRoleChange(part, leader);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#home.stop();
+  }
+
+  async close(): Promise<void> {
+    await this.#o.redis?.close();
+  }
+
+  // ---------------------------------------------------------------- client operations
+
+  /** Reads `key`; `near` lets the client keep the value for the lease the reply carries. */
+  async get(key: string, near: RequestContext | null): Promise<CacheGetReply> {
+    const watch = near ? this.#near.watch(key) : null;
+    let held;
+    try {
+      held = await this.#holder.get(key);
+    } catch (err) {
+      watch?.end();
+      throw err;
+    }
+    // An invalidation that passed while we read would have missed a near copy registered after it.
+    const invalidated = watch?.end() ?? false;
+    const leaseMs = Math.floor(held.leaseUntil - monoNow());
+    const registered = near !== null && !invalidated && leaseMs > 0;
+    if (registered) this.#near.add(key, near.conn, (fn) => near.onClose(fn));
+    const live = held.value !== null && (held.expiresAt === 0 || held.expiresAt > wallNow());
+    return { found: live, value: live ? held.value : null, expiresAt: live ? held.expiresAt : 0, near: registered, leaseMs: registered ? leaseMs : 0 };
+  }
+
+  /** Writes `key` (null deletes it); resolves once committed with every other copy dropped. */
+  async set(key: string, value: Uint8Array | null, expiresAt: number): Promise<void> {
+    await this.#withHome(key, false, (home) => this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt }));
+  }
+
+  /** The copy of `key` on every reachable member, with its home's grants. */
+  async state(key: string): Promise<CacheKeyState> {
+    const copies: CacheCopy[] = [];
+    const unreachable: string[] = [];
+    await Promise.all(
+      this.#o.members().map(async (m) => {
+        try {
+          copies.push((await this.#call(m, Op.CACHE_PEEK, { key }, this.#o.invalidationTimeoutMs)) as CacheCopy);
+        } catch {
+          unreachable.push(m);
+        }
+      }),
+    );
+    copies.sort((a, b) => (a.node < b.node ? -1 : 1));
+    let home: string | null = null;
+    let partition: number | null = null;
+    try {
+      const part = this.#o.partitions.partFor(key);
+      partition = part.partition;
+      home = part.group.leader;
+    } catch {
+      // Partitions not open yet: no home to name.
+    }
+    return { key, home, partition, copies, unreachable: unreachable.sort() };
+  }
+
+  stats(): CacheStats {
+    const n = this.#n;
+    const lines = this.#holder.lines;
+    return {
+      nodeId: this.#self,
+      hits: n.hits,
+      misses: n.misses,
+      hitRatio: n.hits + n.misses === 0 ? 0 : n.hits / (n.hits + n.misses),
+      evictions: n.evictions,
+      invalidationsSent: n.invSent,
+      invalidationsReceived: n.invReceived,
+      storeWrites: n.storeWrites,
+      lines: lines.size,
+      bytes: lines.bytes,
+      capacity: this.#o.capacity,
+      capacityBytes: this.#o.capacityBytes,
+      holderEntries: this.#home.holderEntries,
+      nearClients: this.#near.connections,
+      nearKeys: this.#near.keys,
+      store: this.#o.redis === null ? "embedded" : "redis",
+      writePolicy: this.#o.writePolicy,
+      homeOf: this.#home.homeOf(),
+      dirty: this.#home.dirty(),
+    };
+  }
+
+  refreshGauges(): void {
+    const s = this.stats();
+    this.#g.lines.set(s.lines);
+    this.#g.hitRatio.set(s.hitRatio);
+    this.#g.bytes.set(s.bytes);
+    this.#g.holders.set(s.holderEntries);
+    this.#g.dirty.set(s.dirty);
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  /**
+   * Runs `fn` against the key's home (its partition's leader), retrying while there is none or it
+   * moves. `safeToRepeat`: a read may be sent again after any failure; a write only after one that
+   * says the home did not act on it.
+   */
+  async #withHome<T>(key: string, safeToRepeat: boolean, fn: (home: string) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + RETRY_WINDOW_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const home = this.#o.partitions.partFor(key).group.leader;
+        if (home === null) throw new CacheHomeUnavailableError(`the partition of ${JSON.stringify(key)} has no leader (home) right now; retry shortly`);
+        return await fn(home);
+      } catch (err) {
+        const retry = err instanceof DsyncError && (NOT_DONE.has(err.code) || (safeToRepeat && err.retryable));
+        if (!retry || Date.now() > deadline || this.#stopped) throw err;
+        await sleep(Math.min(50, 2 << Math.min(attempt, 5)));
+      }
+    }
+  }
+
+  /** A request to `node`, or a direct call when it is this node. */
+  #call(node: string, op: number, body: unknown, timeoutMs = this.#homeTimeoutMs): Promise<unknown> {
+    if (node === this.#self) return this.#onPeer(this.#self, op, body);
+    return this.#o.peers.request(node, op, body, timeoutMs);
+  }
+
+  async #invalidateLocal(keys: string[]): Promise<void> {
+    this.#holder.invalidate(keys);
+    await this.#near.invalidate(keys);
+  }
+
+  async #onPeer(from: string, op: number, body: unknown): Promise<unknown> {
+    const f = fieldsOf(body, `cache peer request ${op}`);
+    switch (op) {
+      case Op.CACHE_READ:
+        return this.#home.read(from, keyOf(f, "CACHE_READ"));
+      case Op.CACHE_WRITE:
+        return this.#home.write(keyOf(f, "CACHE_WRITE"), valueOf(f, "CACHE_WRITE", true), expiresAtOf(f, "CACHE_WRITE"));
+      case Op.CACHE_DROP:
+        await this.#home.drop(keyOf(f, "CACHE_DROP"));
+        return {};
+      case Op.CACHE_INVALIDATE_COPY:
+        await this.#invalidateLocal(keysOf(f, "CACHE_INVALIDATE_COPY"));
+        return {};
+      case Op.CACHE_PEEK:
+        return this.#peek(keyOf(f, "CACHE_PEEK"));
+      default:
+        throw new DsyncError(ErrorCode.UNKNOWN_TYPE, `cache peer request ${op} is not handled`);
+    }
+  }
+
+  #peek(key: string): CacheCopy {
+    const line = this.#holder.lines.peek(key);
+    const leaseMs = line ? Math.max(0, Math.floor(line.leaseUntil - monoNow())) : 0;
+    let holders: { node: string; leaseMs: number }[] | null = null;
+    try {
+      holders = this.#home.holdersOf(key);
+    } catch {
+      // Partitions not open yet.
+    }
+    return { node: this.#self, state: leaseMs > 0 ? "S" : "I", gen: line?.gen ?? null, home: line?.home ?? null, leaseMs, near: this.#near.count(key), holders };
+  }
+}
+
+function grantOf(body: unknown): ReadGrant {
+  const f = fieldsOf(body, "CACHE_READ reply");
+  return { value: valueOf(f, "CACHE_READ reply", true), expiresAt: expiresAtOf(f, "CACHE_READ reply"), gen: genOf(f, "CACHE_READ reply"), leaseMs: int(f, "leaseMs", "CACHE_READ reply", { min: 0 }) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
