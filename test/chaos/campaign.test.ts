@@ -1,5 +1,5 @@
 /**
- * The bounded fault campaign of the test suite: kv, locks and queue on 3 real nodes, every
+ * The bounded fault campaign of the test suite: kv, locks, queue and cache on 3 real nodes, every
  * fault kind at least once (kill, pause, partition, delay, disk, clock), histories checked.
  * `CHAOS_SEED=n` replays a seed's fault schedule; the seed is printed either way.
  */
@@ -16,10 +16,10 @@ import { FAULT_KINDS } from "./nemesis.ts";
 import { kvWorkload } from "./workloads/kv.ts";
 import { sleep } from "./workloads/workload.ts";
 
-test("chaos campaign - kv, locks and queue stay correct under every fault kind", async (t) => {
+test("chaos campaign - kv, locks, queue and cache stay correct under every fault kind", async (t) => {
   const seed = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   const result = await runCampaign({
-    workloads: ["kv", "locks", "queue"],
+    workloads: ["kv", "locks", "queue", "cache"],
     // Six kinds in turn, a fault every ~4 s: each kind comes up at least once in 45 s.
     seconds: 45,
     seed,
