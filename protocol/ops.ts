@@ -85,6 +85,7 @@ export const Op = {
   CACHE_INVALIDATE_COPY: 103,
   CACHE_DROP: 107,
   CACHE_PEEK: 108,
+  CACHE_RENEW: 109,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 

@@ -23,8 +23,12 @@ export interface CacheHolderOptions {
   readonly capacityBytes: number;
   readonly evictionPolicy: EvictionPolicy;
   readonly log: Logger;
+  /** The copies' lease. */
+  readonly leaseMs: number;
   /** Asks the key's home for a leased copy (retrying while the home moves). */
   readonly fetch: (key: string) => Promise<{ grant: ReadGrant; home: string }>;
+  /** Asks the current home of each key to extend the leases of these copies; resolves with the keys it renewed. */
+  readonly renew: (items: [string, number][]) => Promise<string[]>;
   readonly count: (what: "hits" | "misses" | "evictions" | "invReceived", by?: number) => void;
 }
 
@@ -39,17 +43,33 @@ export class CacheHolder {
   readonly #o: CacheHolderOptions;
   readonly lines: LineStore;
   readonly #pending = new Map<string, PendingMiss>();
+  /** Keys served since their lease was last granted or renewed: candidates for renewal. */
+  readonly #used = new Set<string>();
+  #renewTimer: NodeJS.Timeout | null = null;
+  #renewing = false;
 
   constructor(o: CacheHolderOptions) {
     this.#o = o;
     this.lines = new LineStore(o.capacity, o.capacityBytes, o.evictionPolicy);
   }
 
+  start(): void {
+    this.#renewTimer = setInterval(() => void this.#renewSoon(), Math.max(10, Math.floor(this.#o.leaseMs / 4)));
+    this.#renewTimer.unref();
+  }
+
+  stop(): void {
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
+  }
+
   /** The live copy of `key`, counted as a use; expired copies are dropped. */
   hit(key: string): Line | undefined {
     const line = this.lines.touch(key);
     if (line === undefined) return undefined;
-    if (line.leaseUntil > monoNow()) return line;
+    if (line.leaseUntil > monoNow()) {
+      this.#used.add(key);
+      return line;
+    }
     this.lines.delete(key);
     return undefined;
   }
@@ -83,6 +103,41 @@ export class CacheHolder {
       this.lines.delete(key);
       const p = this.#pending.get(key);
       if (p) p.invalidated = true;
+    }
+  }
+
+  /**
+   * Renews the leases of copies served lately that run out within half a lease. A renewal
+   * extends a copy from when its request was sent, like a grant; a copy invalidated, replaced
+   * or evicted meanwhile is left as it is.
+   */
+  async #renewSoon(): Promise<void> {
+    if (this.#renewing || this.#used.size === 0) return;
+    const sentAt = monoNow();
+    const items: [string, number][] = [];
+    for (const key of this.#used) {
+      const line = this.lines.peek(key);
+      if (line === undefined || line.leaseUntil <= sentAt) {
+        this.#used.delete(key);
+        continue;
+      }
+      if (line.leaseUntil - sentAt > this.#o.leaseMs / 2) continue;
+      this.#used.delete(key);
+      items.push([key, line.gen]);
+    }
+    if (items.length === 0) return;
+    this.#renewing = true;
+    try {
+      const renewed = await this.#o.renew(items);
+      const gens = new Map(items);
+      for (const key of renewed) {
+        const line = this.lines.peek(key);
+        if (line !== undefined && line.gen === gens.get(key)) line.leaseUntil = Math.max(line.leaseUntil, sentAt + this.#o.leaseMs);
+      }
+    } catch {
+      // Copies not renewed simply run out; the next read asks the home.
+    } finally {
+      this.#renewing = false;
     }
   }
 

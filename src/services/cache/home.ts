@@ -135,6 +135,39 @@ export class CacheHome {
     });
   }
 
+  /**
+   * Extends the leases of `from`'s copies that are still current (same version, no write of the
+   * key under way) after one ReadIndex round, exactly as a new grant would; returns the keys
+   * renewed. Keeps hot keys served locally without a miss every lease.
+   */
+  async renew(from: string, items: readonly (readonly [string, number])[]): Promise<string[]> {
+    const parts = new Map<number, CachePartition>();
+    for (const [key] of items) {
+      const part = this.#o.partitions.partFor(key);
+      if (part.group.isLeader && this.#tenures.has(part.partition)) parts.set(part.partition, part);
+    }
+    const tenures = new Map<number, Tenure>();
+    for (const part of parts.values()) {
+      const t = this.#tenures.get(part.partition);
+      if (t === undefined || t.readyAt > monoNow()) continue;
+      tenures.set(part.partition, t);
+    }
+    await Promise.all([...parts.values()].filter((p) => tenures.has(p.partition)).map((p) => this.#barrier(p)));
+    // From here to the return, no await: a write that starts later sees the renewed holders.
+    const renewed: string[] = [];
+    const until = homeLeaseEnd(monoNow(), this.#o.leaseMs);
+    for (const [key, gen] of items) {
+      const part = parts.get(this.#o.partitions.partitionOf(key));
+      if (!part || tenures.get(part.partition) !== this.#tenures.get(part.partition) || !part.group.isLeader) continue;
+      if (this.#queue.busy(key) || (part.machine.get(key)?.gen ?? 0) !== gen) continue;
+      let hs = this.#holders.get(key);
+      if (!hs) this.#holders.set(key, (hs = new Map()));
+      hs.set(from, until);
+      renewed.push(key);
+    }
+    return renewed;
+  }
+
   /** Writes `key` (null deletes): every copy dropped or expired, then committed (and, write-through, in Redis). */
   write(key: string, value: Uint8Array | null, expiresAt: number): Promise<CacheSetResult> {
     const part = this.#partOf(key);

@@ -10,6 +10,11 @@ export class KeyQueue {
     return this.#tails.size;
   }
 
+  /** Whether a task for `key` is queued or running. */
+  busy(key: string): boolean {
+    return this.#tails.has(key);
+  }
+
   /** Runs `task` after every task queued before it for `key`; settles as `task` does. */
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
     const prev = this.#tails.get(key) ?? Promise.resolve();

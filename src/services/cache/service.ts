@@ -13,7 +13,7 @@ import type { EvictionPolicy } from "./machine/index.ts";
 import { NearHolders } from "./near-relay.ts";
 import type { CachePartitions } from "./partitions.ts";
 import type { RedisStore } from "./store.ts";
-import { CACHE_TTL_MS_MAX, boolOf, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, valueOf } from "./wire.ts";
+import { CACHE_TTL_MS_MAX, boolOf, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, renewItemsOf, valueOf } from "./wire.ts";
 
 export interface CacheServiceOptions {
   readonly nodeId: string;
@@ -80,7 +80,9 @@ export class CacheService {
       capacityBytes: o.capacityBytes,
       evictionPolicy: o.evictionPolicy,
       log: o.log,
+      leaseMs: o.invalidationTimeoutMs,
       fetch: (key) => this.#withHome(key, true, async (home) => ({ grant: grantOf(await this.#call(home, Op.CACHE_READ, { key })), home })),
+      renew: (items) => this.#renew(items),
       count,
     });
     this.#home = new CacheHome({
@@ -154,13 +156,14 @@ export class CacheService {
       this.#near.ack(int(f, "seq", "CACHE_NEAR_ACK", { min: 1 }), ctx.conn);
       return {};
     });
-    for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_INVALIDATE_COPY, Op.CACHE_DROP, Op.CACHE_PEEK]) {
+    for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_INVALIDATE_COPY, Op.CACHE_DROP, Op.CACHE_PEEK, Op.CACHE_RENEW]) {
       onPeerRequest(op, (from, env) => this.#onPeer(from, env.type, env.body));
     }
   }
 
   start(): void {
     this.#home.start();
+    this.#holder.start();
   }
 
   /** A Raft group's leadership changed on this node (cache partitions only matter here). */
@@ -172,6 +175,7 @@ export class CacheService {
   stop(): void {
     this.#stopped = true;
     this.#home.stop();
+    this.#holder.stop();
   }
 
   async close(): Promise<void> {
@@ -293,6 +297,20 @@ export class CacheService {
     return this.#o.peers.request(node, op, body, timeoutMs);
   }
 
+  /** Renewal requests, one per current home; resolves with the keys renewed. */
+  async #renew(items: [string, number][]): Promise<string[]> {
+    const byHome = new Map<string, [string, number][]>();
+    for (const item of items) {
+      const home = this.#o.partitions.partFor(item[0]).group.leader;
+      if (home === null) continue;
+      let list = byHome.get(home);
+      if (!list) byHome.set(home, (list = []));
+      list.push(item);
+    }
+    const replies = await Promise.allSettled([...byHome].map(([home, list]) => this.#call(home, Op.CACHE_RENEW, { items: list }, this.#o.invalidationTimeoutMs)));
+    return replies.flatMap((r) => (r.status === "fulfilled" ? keysOf(fieldsOf(r.value, "CACHE_RENEW reply"), "CACHE_RENEW reply") : []));
+  }
+
   async #invalidateLocal(keys: string[]): Promise<void> {
     this.#holder.invalidate(keys);
     await this.#near.invalidate(keys);
@@ -313,6 +331,8 @@ export class CacheService {
         return {};
       case Op.CACHE_PEEK:
         return this.#peek(keyOf(f, "CACHE_PEEK"));
+      case Op.CACHE_RENEW:
+        return { keys: await this.#home.renew(from, renewItemsOf(f)) };
       default:
         throw new DsyncError(ErrorCode.UNKNOWN_TYPE, `cache peer request ${op} is not handled`);
     }

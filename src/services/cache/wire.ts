@@ -49,9 +49,12 @@ export function boolOf(f: Fields, name: string, what: string): boolean {
   return v;
 }
 
-/** A sorted list of node ids (a takeover's view). */
-export function viewOf(f: Fields, what: string): string[] {
-  const v = f.view;
-  if (!Array.isArray(v) || v.length === 0 || v.length > 1000) throw new InvalidArgumentError(`${what}: field "view" must be a non-empty array of node ids`);
-  return v.map((id, i) => str({ id }, "id", `${what} view[${i}]`, { maxBytes: 64 })).sort();
+/** CACHE_RENEW's copies: [key, gen] pairs. */
+export function renewItemsOf(f: Fields): [string, number][] {
+  const v = f.items;
+  if (!Array.isArray(v) || v.length > 100_000) throw new InvalidArgumentError(`CACHE_RENEW: field "items" must be an array of at most 100000 [key, gen] pairs`);
+  return v.map((item, i) => {
+    if (!Array.isArray(item) || item.length !== 2) throw new InvalidArgumentError(`CACHE_RENEW: items[${i}] must be a [key, gen] pair`);
+    return [keyOf({ key: item[0] }, `CACHE_RENEW items[${i}]`), genOf({ gen: item[1] }, `CACHE_RENEW items[${i}]`)];
+  });
 }

@@ -18,7 +18,8 @@ export interface Line {
   readonly gen: number;
   /** The home that granted the copy. */
   readonly home: string;
-  readonly leaseUntil: number;
+  /** Extended in place when the home renews the lease. */
+  leaseUntil: number;
 }
 
 /** The seeds' eviction policies (`CACHE_EVICTION_POLICY`). */

@@ -1,0 +1,77 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { CacheMachine, encodeCacheCommand, type CacheCommand } from "../../src/services/cache/machine/index.ts";
+import { assertPure, tsFiles } from "../helpers/purity.ts";
+
+const v = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+function applyAll(m: CacheMachine, cmds: readonly CacheCommand[], from = 1): unknown[] {
+  return cmds.map((c, i) => m.apply({ index: from + i, term: 1, data: encodeCacheCommand(c) }));
+}
+
+test("cache machine - a set's gen is its log index; deletes and stored versions; dirty counts", () => {
+  const m = new CacheMachine();
+  const r = applyAll(m, [
+    { op: "cache.set", key: "a", value: v("1"), expiresAt: 0, dirty: true },
+    { op: "cache.set", key: "a", value: v("2"), expiresAt: 0, dirty: true },
+    { op: "cache.set", key: "b", value: v("x"), expiresAt: 0, dirty: false },
+  ]);
+  assert.deepEqual(r, [{ gen: 1 }, { gen: 2 }, { gen: 3 }]);
+  assert.equal(m.get("a")?.gen, 2);
+  assert.equal(m.dirtyCount, 1);
+  // Redis confirming an older version leaves the newer one dirty.
+  applyAll(m, [{ op: "cache.stored", items: [["a", 1]] }], 4);
+  assert.equal(m.get("a")?.dirty, true);
+  applyAll(m, [{ op: "cache.stored", items: [["a", 2]] }], 5);
+  assert.equal(m.get("a")?.dirty, false);
+  assert.equal(m.dirtyCount, 0);
+  // A dirty delete keeps a tombstone until Redis has it; a clean one leaves nothing.
+  applyAll(m, [{ op: "cache.set", key: "a", value: null, expiresAt: 0, dirty: true }], 6);
+  assert.deepEqual(m.get("a"), { value: null, expiresAt: 0, gen: 6, dirty: true });
+  applyAll(m, [{ op: "cache.stored", items: [["a", 6]] }], 7);
+  assert.equal(m.get("a"), undefined);
+  applyAll(m, [{ op: "cache.set", key: "b", value: null, expiresAt: 0, dirty: false }], 8);
+  assert.equal(m.get("b"), undefined);
+  assert.equal(m.size, 0);
+});
+
+test("cache machine - purge drops clean values expired by the leader's stamp, never dirty ones", () => {
+  const m = new CacheMachine();
+  applyAll(m, [
+    { op: "cache.set", key: "old", value: v("1"), expiresAt: 1000, dirty: false },
+    { op: "cache.set", key: "dirty", value: v("2"), expiresAt: 1000, dirty: true },
+    { op: "cache.set", key: "later", value: v("3"), expiresAt: 5000, dirty: false },
+    { op: "cache.set", key: "forever", value: v("4"), expiresAt: 0, dirty: false },
+  ]);
+  assert.equal(m.hasExpired(999), false);
+  assert.equal(m.hasExpired(2000), true);
+  applyAll(m, [{ op: "cache.purge", now: 2000 }], 5);
+  assert.deepEqual([...["old", "dirty", "later", "forever"]].map((k) => m.get(k) !== undefined), [false, true, true, true]);
+});
+
+test("cache machine - replicas that apply the same entries agree, and a snapshot restores the same state", () => {
+  const cmds: CacheCommand[] = [];
+  for (let i = 0; i < 200; i++) {
+    const key = `k${i % 17}`;
+    if (i % 11 === 0) cmds.push({ op: "cache.stored", items: [[key, i - 3]] });
+    else if (i % 7 === 0) cmds.push({ op: "cache.set", key, value: null, expiresAt: 0, dirty: i % 2 === 0 });
+    else if (i % 29 === 0) cmds.push({ op: "cache.purge", now: 50 + i });
+    else cmds.push({ op: "cache.set", key, value: v(`v${i}`), expiresAt: i % 3 === 0 ? 100 + i : 0, dirty: i % 2 === 0 });
+  }
+  const a = new CacheMachine();
+  const b = new CacheMachine();
+  assert.deepEqual(applyAll(a, cmds), applyAll(b, cmds));
+  assert.deepEqual(Buffer.from(a.snapshot()), Buffer.from(b.snapshot()));
+  const c = new CacheMachine();
+  c.restore(a.snapshot());
+  assert.deepEqual(Buffer.from(c.snapshot()), Buffer.from(a.snapshot()));
+  assert.equal(c.dirtyCount, a.dirtyCount);
+  assert.deepEqual([...c.dirtyEntries()], [...a.dirtyEntries()]);
+});
+
+test("cache - purity: src/services/cache/machine reads no clock, no randomness, does no I/O and no async", () => {
+  const files = tsFiles(join(import.meta.dirname, "../../src/services/cache/machine"));
+  assert.ok(files.length >= 3);
+  assertPure(files, [[/\bperformance\b|\bcrypto\b/, "performance/crypto"]]);
+});
