@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { LineStore, lineBytes, type Line } from "../../src/services/cache/machine/index.ts";
 
 function line(key: string, bytes = 1): Line {
-  return { key, value: new Uint8Array(bytes), expiresAt: 0, gen: 1, home: "n0", leaseUntil: 1000 };
+  return { key, value: new Uint8Array(bytes), expiresAt: 0, gen: 1, home: "n0", leaseUntil: 1000, usedAt: 0 };
 }
 
 test("line store - evicts the least recently used line past the entry capacity; a touch refreshes", () => {

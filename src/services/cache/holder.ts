@@ -3,6 +3,11 @@ import { monoNow } from "./lease.ts";
 import { LineStore, type EvictionPolicy, type Line } from "./machine/index.ts";
 import type { ReadGrant } from "./home.ts";
 
+/** A copy read within this long keeps being renewed (a cache of hot keys stays local). */
+const RENEW_IDLE_MS = 30_000;
+/** Most copies renewed in one round; the rest wait for the next (a quarter lease later). */
+const RENEW_BATCH_MAX = 20_000;
+
 /** A miss in flight: shared by the gets of one key that may use its answer. */
 interface PendingMiss {
   /** Set when the home invalidated the key while the miss was in flight: its answer is not cached. */
@@ -43,8 +48,6 @@ export class CacheHolder {
   readonly #o: CacheHolderOptions;
   readonly lines: LineStore;
   readonly #pending = new Map<string, PendingMiss>();
-  /** Keys served since their lease was last granted or renewed: candidates for renewal. */
-  readonly #used = new Set<string>();
   #renewTimer: NodeJS.Timeout | null = null;
   #renewing = false;
 
@@ -66,8 +69,9 @@ export class CacheHolder {
   hit(key: string): Line | undefined {
     const line = this.lines.touch(key);
     if (line === undefined) return undefined;
-    if (line.leaseUntil > monoNow()) {
-      this.#used.add(key);
+    const now = monoNow();
+    if (line.leaseUntil > now) {
+      line.usedAt = now;
       return line;
     }
     this.lines.delete(key);
@@ -107,23 +111,19 @@ export class CacheHolder {
   }
 
   /**
-   * Renews the leases of copies served lately that run out within half a lease. A renewal
-   * extends a copy from when its request was sent, like a grant; a copy invalidated, replaced
-   * or evicted meanwhile is left as it is.
+   * Renews the leases of copies used within RENEW_IDLE_MS that run out within half a lease. A
+   * renewal extends a copy from when its request was sent, like a grant; a copy invalidated,
+   * replaced or evicted meanwhile is left as it is. Copies nobody reads simply expire, so an idle
+   * node sends nothing.
    */
   async #renewSoon(): Promise<void> {
-    if (this.#renewing || this.#used.size === 0) return;
+    if (this.#renewing || this.lines.size === 0) return;
     const sentAt = monoNow();
     const items: [string, number][] = [];
-    for (const key of this.#used) {
-      const line = this.lines.peek(key);
-      if (line === undefined || line.leaseUntil <= sentAt) {
-        this.#used.delete(key);
-        continue;
-      }
-      if (line.leaseUntil - sentAt > this.#o.leaseMs / 2) continue;
-      this.#used.delete(key);
-      items.push([key, line.gen]);
+    for (const line of this.lines.lines()) {
+      if (line.leaseUntil <= sentAt || line.leaseUntil - sentAt > this.#o.leaseMs / 2 || sentAt - line.usedAt > RENEW_IDLE_MS) continue;
+      items.push([line.key, line.gen]);
+      if (items.length >= RENEW_BATCH_MAX) break;
     }
     if (items.length === 0) return;
     this.#renewing = true;
@@ -151,7 +151,7 @@ export class CacheHolder {
           if (this.#pending.get(key) === p) this.#pending.delete(key);
           const leaseUntil = sentAt + grant.leaseMs;
           if (!p.invalidated && leaseUntil > monoNow()) {
-            const evicted = this.lines.put({ key, value: grant.value, expiresAt: grant.expiresAt, gen: grant.gen, home, leaseUntil });
+            const evicted = this.lines.put({ key, value: grant.value, expiresAt: grant.expiresAt, gen: grant.gen, home, leaseUntil, usedAt: monoNow() });
             if (evicted.length > 0) this.#o.count("evictions", evicted.length);
           }
           return { grant, leaseUntil };

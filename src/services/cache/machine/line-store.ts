@@ -20,6 +20,8 @@ export interface Line {
   readonly home: string;
   /** Extended in place when the home renews the lease. */
   leaseUntil: number;
+  /** When the copy was last served or installed (holder's monotonic clock): recently used copies are renewed. */
+  usedAt: number;
 }
 
 /** The seeds' eviction policies (`CACHE_EVICTION_POLICY`). */
