@@ -60,14 +60,16 @@ export const Op = {
   /** Write a cache key (bytes), optionally with a TTL. */
   CACHE_SET: 57,
   CACHE_DELETE: 58,
-  /** Drop every cached copy of a key cluster-wide (dirty data is written back first). */
+  /** Drop every cached copy of a key cluster-wide (the value stays). */
   CACHE_INVALIDATE: 59,
-  /** The MESI state of a key on every node, and its home's directory entry. */
+  /** Which nodes hold a leased copy of a key, and the copies its home granted. */
   CACHE_STATE: 60,
   /** The connected node's cache counters. */
   CACHE_STATS: 61,
   /** A near-cache client confirms it dropped the keys of a CACHE_NEAR_INVALIDATE push. */
   CACHE_NEAR_ACK: 62,
+  /** A near-cache client extends the leases of copies it keeps using. */
+  CACHE_NEAR_RENEW: 63,
   /** Push: a lock event for a session bound to this connection (grant, refusal, loss, expiry). */
   LOCK_EVENT: 64,
   /** Push: messages for a subscription of this connection. */

@@ -25,14 +25,25 @@ interface GetReply {
   readonly expiresAt: number;
   readonly near?: boolean;
   readonly leaseMs?: number;
+  readonly gen?: number;
 }
 
 interface NearEntry {
   readonly value: Uint8Array | null;
   readonly expiresAt: number;
-  /** performance.now() after which the copy may be stale: its lease, counted from when the get was sent. */
-  readonly leaseUntil: number;
+  /** The version, named when the lease is renewed. */
+  readonly gen: number;
+  /** performance.now() after which the copy may be stale: its lease, counted from when the request was sent. */
+  leaseUntil: number;
+  /** The lease's length when last granted: renewal starts at half of it. */
+  leaseMs: number;
+  /** performance.now() of the last hit: copies used lately are renewed. */
+  usedAt: number;
 }
+
+/** A near copy used within this long keeps being renewed. */
+const RENEW_IDLE_MS = 30_000;
+const RENEW_EVERY_MS = 100;
 
 const utf8 = new TextEncoder();
 
@@ -48,6 +59,9 @@ export class CacheClient {
   readonly #onPush = (env: Envelope): void => this.#handlePush(env);
   readonly #onDrop = (): void => this.#near?.clear();
   #nearHits = 0;
+  #nearMisses = 0;
+  #renewTimer: NodeJS.Timeout | null = null;
+  #renewing = false;
 
   constructor(client: DsyncClient, opts: CacheClientOptions = {}) {
     this.#client = client;
@@ -59,6 +73,8 @@ export class CacheClient {
       // The node forgets our copies with the connection; so must we.
       client.on("disconnect", this.#onDrop);
       client.on("connect", this.#onDrop);
+      this.#renewTimer = setInterval(() => void this.#renewSoon(), RENEW_EVERY_MS);
+      this.#renewTimer.unref();
     }
   }
 
@@ -67,17 +83,25 @@ export class CacheClient {
     return this.#nearHits;
   }
 
+  /** Gets that went to the node although the near-cache is on. */
+  get nearMisses(): number {
+    return this.#nearMisses;
+  }
+
   /** The value of `key`, or null when absent (or expired). */
   async get(key: string): Promise<Uint8Array | null> {
     const near = this.#near;
     if (near) {
       const e = near.get(key);
-      if (e !== undefined && e.leaseUntil > performance.now()) {
+      const now = performance.now();
+      if (e !== undefined && e.leaseUntil > now) {
         if (e.expiresAt === 0 || e.expiresAt > Date.now()) {
+          e.usedAt = now;
           this.#nearHits++;
           return e.value;
         }
       } else if (e !== undefined) near.delete(key);
+      this.#nearMisses++;
     }
     const sentAt = performance.now();
     const r = (await this.#client.call(Op.CACHE_GET, near ? { key, near: true } : { key }, { idempotent: true })) as GetReply;
@@ -85,9 +109,9 @@ export class CacheClient {
     // the connection is handled after this (see #handlePush). The lease counts from before the
     // request left, so it ends no later than the node's own.
     const leaseMs = typeof r.leaseMs === "number" ? r.leaseMs : 0;
-    if (near && r.near === true && leaseMs > 0) {
+    if (near && r.near === true && leaseMs > 0 && typeof r.gen === "number") {
       near.delete(key);
-      near.set(key, { value: r.found ? r.value : null, expiresAt: r.expiresAt, leaseUntil: sentAt + leaseMs });
+      near.set(key, { value: r.found ? r.value : null, expiresAt: r.expiresAt, gen: r.gen, leaseUntil: sentAt + leaseMs, leaseMs, usedAt: performance.now() });
       if (near.size > this.#nearCapacity) near.delete(near.keys().next().value!);
     }
     return r.found ? r.value : null;
@@ -129,10 +153,46 @@ export class CacheClient {
 
   /** Stops listening to the connection (the connection itself stays open). */
   close(): void {
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
     this.#client.off("push", this.#onPush);
     this.#client.off("disconnect", this.#onDrop);
     this.#client.off("connect", this.#onDrop);
     this.#near?.clear();
+  }
+
+  /**
+   * Renews the leases of near copies used lately that are past half their lease. The node
+   * answers with the time left on its own copy; counted from when this request was sent, the
+   * extended lease still ends no later than the node's.
+   */
+  async #renewSoon(): Promise<void> {
+    const near = this.#near;
+    if (!near || this.#renewing || near.size === 0) return;
+    const sentAt = performance.now();
+    const items: [string, number][] = [];
+    for (const [key, e] of near) {
+      if (e.leaseUntil <= sentAt || e.leaseUntil - sentAt > e.leaseMs / 2 || sentAt - e.usedAt > RENEW_IDLE_MS) continue;
+      items.push([key, e.gen]);
+    }
+    if (items.length === 0) return;
+    this.#renewing = true;
+    try {
+      const r = (await this.#client.call(Op.CACHE_NEAR_RENEW, { items }, { timeoutMs: 2000 })) as { leases?: unknown };
+      if (!Array.isArray(r.leases)) return;
+      const gens = new Map(items);
+      for (const l of r.leases as unknown[]) {
+        if (!Array.isArray(l) || typeof l[0] !== "string" || typeof l[1] !== "number") continue;
+        const e = near.get(l[0]);
+        // A copy dropped, or replaced by a newer version, since the request left is left alone.
+        if (e === undefined || e.gen !== gens.get(l[0])) continue;
+        e.leaseUntil = Math.max(e.leaseUntil, sentAt + l[1]);
+        e.leaseMs = l[1];
+      }
+    } catch {
+      // Copies not renewed run out; the next get asks the node.
+    } finally {
+      this.#renewing = false;
+    }
   }
 
   #handlePush(env: Envelope): void {

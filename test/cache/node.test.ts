@@ -89,6 +89,30 @@ test("cache node - a near-cache serves hits locally and drops a key another clie
   }
 });
 
+test("cache node - a near-cache client keeps serving a key it keeps using past one lease (renewals), and still sees the next write", async () => {
+  const nearConn = new DsyncClient({ nodes: cluster.clientAddrs, preferLeader: false });
+  const near = new CacheClient(nearConn, { nearCache: true });
+  try {
+    await cache.set("renewed", "v1");
+    assert.equal(await near.getString("renewed"), "v1");
+    const missesBefore = near.nearMisses;
+    // 5 s of reads: five leases (1 s by default). Without renewals the copy runs out at least
+    // once a lease; with them it only would if the renewal timer stalled for half a lease.
+    let gets = 0;
+    for (const end = performance.now() + 5000; performance.now() < end; gets++) {
+      assert.equal(await near.getString("renewed"), "v1");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const misses = near.nearMisses - missesBefore;
+    assert.ok(misses <= 2, `${misses} of ${gets} gets went to the node`);
+    await cache.set("renewed", "v2");
+    assert.equal(await near.getString("renewed"), "v2");
+  } finally {
+    near.close();
+    await nearConn.close();
+  }
+});
+
 // Seen in the fault campaign with no fault: a plain client read a write's new value while a
 // near-cache client on the same node still served the old one (the node made the new value
 // visible before its near clients had acked the invalidation): a read inversion.

@@ -19,6 +19,7 @@ interface PendingMiss {
 export interface HeldValue {
   readonly value: Uint8Array | null;
   readonly expiresAt: number;
+  readonly gen: number;
   readonly leaseUntil: number;
 }
 
@@ -96,7 +97,7 @@ export class CacheHolder {
       // Our get began after the copy's lease ended: a write may have completed without reaching
       // this node (it waited the lease out instead), so the answer is too old for us.
       if (startedAt >= leaseUntil) continue;
-      return { value: grant.value, expiresAt: grant.expiresAt, leaseUntil: p.invalidated ? 0 : leaseUntil };
+      return { value: grant.value, expiresAt: grant.expiresAt, gen: grant.gen, leaseUntil: p.invalidated ? 0 : leaseUntil };
     }
   }
 

@@ -67,6 +67,11 @@ export class NearHolders {
     return this.#byKey.has(key);
   }
 
+  /** Whether `conn` holds `key` (registered and not invalidated since). */
+  holds(key: string, conn: FramedSocket): boolean {
+    return this.#byKey.get(key)?.has(conn) === true;
+  }
+
   /** Connections holding near copies. */
   get connections(): number {
     return this.#byConn.size;

@@ -40,6 +40,8 @@ export interface CacheGetReply {
   readonly expiresAt: number;
   readonly near: boolean;
   readonly leaseMs: number;
+  /** The version of the value (the log index that wrote it), named in CACHE_NEAR_RENEW. */
+  readonly gen: number;
 }
 
 type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "storeWrites";
@@ -151,6 +153,7 @@ export class CacheService {
       fieldsOf(body, "CACHE_STATS");
       return this.stats();
     });
+    router.register(Op.CACHE_NEAR_RENEW, (body, ctx) => ({ leases: this.#nearRenew(renewItemsOf(fieldsOf(body, "CACHE_NEAR_RENEW"), "CACHE_NEAR_RENEW"), ctx) }));
     router.register(Op.CACHE_NEAR_ACK, (body, ctx) => {
       const f = fieldsOf(body, "CACHE_NEAR_ACK");
       this.#near.ack(int(f, "seq", "CACHE_NEAR_ACK", { min: 1 }), ctx.conn);
@@ -200,7 +203,7 @@ export class CacheService {
     const registered = near !== null && !invalidated && leaseMs > 0;
     if (registered) this.#near.add(key, near.conn, (fn) => near.onClose(fn));
     const live = held.value !== null && (held.expiresAt === 0 || held.expiresAt > wallNow());
-    return { found: live, value: live ? held.value : null, expiresAt: live ? held.expiresAt : 0, near: registered, leaseMs: registered ? leaseMs : 0 };
+    return { found: live, value: live ? held.value : null, expiresAt: live ? held.expiresAt : 0, near: registered, leaseMs: registered ? leaseMs : 0, gen: held.gen };
   }
 
   /** Writes `key` (null deletes it); resolves once committed with every other copy dropped. */
@@ -297,6 +300,22 @@ export class CacheService {
     return this.#o.peers.request(node, op, body, timeoutMs);
   }
 
+  /**
+   * A near-cache client's renewal: for each copy it still holds through this connection at the
+   * version this node holds, the time left on this node's own lease (the client counts it from
+   * when it sent the request, so its lease ends no later than ours).
+   */
+  #nearRenew(items: [string, number][], ctx: RequestContext): [string, number][] {
+    const out: [string, number][] = [];
+    for (const [key, gen] of items) {
+      const line = this.#holder.hit(key);
+      if (line === undefined || line.gen !== gen || !this.#near.holds(key, ctx.conn)) continue;
+      const leaseMs = Math.floor(line.leaseUntil - monoNow());
+      if (leaseMs > 0) out.push([key, leaseMs]);
+    }
+    return out;
+  }
+
   /** Renewal requests, one per current home; resolves with the keys renewed. */
   async #renew(items: [string, number][]): Promise<string[]> {
     const byHome = new Map<string, [string, number][]>();
@@ -332,7 +351,7 @@ export class CacheService {
       case Op.CACHE_PEEK:
         return this.#peek(keyOf(f, "CACHE_PEEK"));
       case Op.CACHE_RENEW:
-        return { keys: await this.#home.renew(from, renewItemsOf(f)) };
+        return { keys: await this.#home.renew(from, renewItemsOf(f, "CACHE_RENEW")) };
       default:
         throw new DsyncError(ErrorCode.UNKNOWN_TYPE, `cache peer request ${op} is not handled`);
     }

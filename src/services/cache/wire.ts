@@ -49,12 +49,12 @@ export function boolOf(f: Fields, name: string, what: string): boolean {
   return v;
 }
 
-/** CACHE_RENEW's copies: [key, gen] pairs. */
-export function renewItemsOf(f: Fields): [string, number][] {
+/** The copies a renewal names (CACHE_RENEW, CACHE_NEAR_RENEW): [key, gen] pairs. */
+export function renewItemsOf(f: Fields, what: string): [string, number][] {
   const v = f.items;
-  if (!Array.isArray(v) || v.length > 100_000) throw new InvalidArgumentError(`CACHE_RENEW: field "items" must be an array of at most 100000 [key, gen] pairs`);
+  if (!Array.isArray(v) || v.length > 100_000) throw new InvalidArgumentError(`${what}: field "items" must be an array of at most 100000 [key, gen] pairs`);
   return v.map((item, i) => {
-    if (!Array.isArray(item) || item.length !== 2) throw new InvalidArgumentError(`CACHE_RENEW: items[${i}] must be a [key, gen] pair`);
-    return [keyOf({ key: item[0] }, `CACHE_RENEW items[${i}]`), genOf({ gen: item[1] }, `CACHE_RENEW items[${i}]`)];
+    if (!Array.isArray(item) || item.length !== 2) throw new InvalidArgumentError(`${what}: items[${i}] must be a [key, gen] pair`);
+    return [keyOf({ key: item[0] }, `${what} items[${i}]`), genOf({ gen: item[1] }, `${what} items[${i}]`)];
   });
 }
