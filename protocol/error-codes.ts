@@ -47,7 +47,7 @@ export const ErrorCode = {
   QUEUE_FULL: 30,
   /** The receipt no longer names a current delivery (it timed out, was acked, nacked or released). */
   STALE_RECEIPT: 31,
-  /** No reachable node is home of the key right now (a home failed and no takeover finished yet). */
+  /** The key has no reachable home right now (its partition is electing a leader, or the new home waits out old leases). */
   CACHE_HOME_UNAVAILABLE: 40,
   /** Peer only: the node asked is not (or no longer) the key's home. */
   CACHE_WRONG_HOME: 41,

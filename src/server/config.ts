@@ -27,7 +27,7 @@ export interface NodeConfig {
   readonly cacheCapacityBytes: number;
   /** Delay before a dirty cache line is written back to the backing store. */
   readonly cacheWriteBackMs: number;
-  /** write-back (default) or write-through: a set returns once the value is in the backing store. */
+  /** With Redis: write-back (default: Redis is written within cacheWriteBackMs of the commit) or write-through (a set returns once Redis has it). */
   readonly cacheWritePolicy: CacheWritePolicy;
   /** Which line a node evicts first when over capacity: lru (default), lfu or fifo. */
   readonly cacheEvictionPolicy: EvictionPolicy;

@@ -46,8 +46,8 @@ test("cache near - a second invalidation of a key waits for the clients the firs
   near.add("k", conn, () => {});
   let firstDone = false;
   void near.invalidate(["k"]).then(() => (firstDone = true));
-  // A takeover releasing the key: the holder is already forgotten, its client has not acked yet.
-  assert.deepEqual(near.keysWhere((k) => k === "k"), ["k"], "the unacknowledged key is still listed");
+  // A second write's invalidation (its home gave up waiting on this node): the holder is already
+  // forgotten, but its client has not acked yet and may still serve the copy.
   let secondDone = false;
   const second = near.invalidate(["k"]).then(() => (secondDone = true));
   await new Promise((r) => setImmediate(r));
@@ -57,5 +57,5 @@ test("cache near - a second invalidation of a key waits for the clients the firs
   near.ack(pushes[0]!.seq, conn);
   await second;
   assert.equal(firstDone, true);
-  assert.deepEqual(near.keysWhere(() => true), [], "nothing is left in flight");
+  assert.equal(near.keys, 0, "nothing is held any more");
 });

@@ -8,10 +8,11 @@ interface PendingAck {
 }
 
 /**
- * The client connections that hold near-cache copies of keys through this node. The node stays
- * in the home's directory for such a key even when its own line is evicted, and relays every
- * invalidation: push CACHE_NEAR_INVALIDATE, wait for CACHE_NEAR_ACK. A client that does not
- * answer in time is disconnected (its library drops the whole near-cache with the connection).
+ * The client connections that hold near-cache copies of keys through this node. The node relays
+ * every invalidation it gets from a home: push CACHE_NEAR_INVALIDATE, wait for CACHE_NEAR_ACK. A
+ * client that does not answer in time is disconnected (its library drops the whole near-cache
+ * with the connection). A client's copy is leased within the node's own lease, so once the
+ * node's copy is gone (evicted, expired) the client's runs out by itself.
  */
 export class NearHolders {
   /** @param ackTimeoutMs how long a client has to acknowledge an invalidation before it is disconnected. */
@@ -21,9 +22,9 @@ export class NearHolders {
   readonly #byConn = new Map<FramedSocket, Set<string>>();
   readonly #pending = new Map<number, PendingAck>();
   /**
-   * Invalidations still waiting for clients' acks, per key. A later invalidation of the key (a
-   * takeover releasing it) waits for them too: the holders are already forgotten, but their
-   * clients may still serve the copy until they ack.
+   * Invalidations still waiting for clients' acks, per key. A later invalidation of the key waits
+   * for them too: the holders are already forgotten, but their clients may still serve the copy
+   * until they ack.
    */
   readonly #inflight = new Map<string, Promise<void>>();
   /** Misses in flight that may register a near copy, per key; an invalidation marks them. */
@@ -80,22 +81,6 @@ export class NearHolders {
   /** Keys held by near-cache clients. */
   get keys(): number {
     return this.#byKey.size;
-  }
-
-  /** Keys held by near-cache clients (or whose invalidation is still unacknowledged) that `pred` selects. */
-  keysWhere(pred: (key: string) => boolean): string[] {
-    return [...new Set([...this.#byKey.keys(), ...this.#inflight.keys()])].filter(pred);
-  }
-
-  /**
-   * Undefined when no invalidation of `key` waits for clients' acks (the common case costs no
-   * await); else a promise that resolves once none does, ones started meanwhile included.
-   */
-  settled(key: string): Promise<void> | undefined {
-    if (!this.#inflight.has(key)) return undefined;
-    return (async () => {
-      for (let p = this.#inflight.get(key); p; p = this.#inflight.get(key)) await p;
-    })();
   }
 
   /** Holders of `key`. */
