@@ -61,7 +61,7 @@ export class DsyncCluster {
     } catch (err) {
       const logs = nodes.map((m) => `--- ${m.name} ---\n${m.output.slice(-2000)}`).join("\n");
       await cluster.destroy();
-      throw new Error(`${(err as Error).message}\n${logs}`);
+      throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
     }
     return cluster;
   }

@@ -99,7 +99,7 @@ export class EtcdCluster {
     } catch (err) {
       const logs = members.map((m) => `--- ${m.name} ---\n${m.output.slice(-2000)}`).join("\n");
       await cluster.destroy();
-      throw new Error(`${(err as Error).message}\n${logs}`);
+      throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
     }
     return cluster;
   }

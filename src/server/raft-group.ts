@@ -410,7 +410,7 @@ export class RaftGroup {
   #apply(rd: Ready): void {
     for (const e of rd.committedEntries) {
       if (e.index <= this.#applied) continue; // Covered by an installed snapshot.
-      let result: unknown = null;
+      let result: unknown;
       if (e.type === EntryType.ConfChange) {
         const cc = decodeConfChange(e.data);
         const conf = this.raw.applyConfChange(cc);

@@ -93,7 +93,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   });
   const problems: string[] = [];
   const workloads = o.workloads.map(build);
-  let nemesis: Nemesis | null = null;
+  let nemesis: Nemesis | null;
   try {
     await verifyFaultLayer(cluster);
     const ctx: WorkloadContext = { addrs: cluster.clientAddrs, rng: rng.fork(), dir };

@@ -73,9 +73,8 @@ test("locks - 64 clients, shared and exclusive, leader killed and restarted: no 
       for (let n = 0; !stop && n < 10_000; n++) {
         const resource = resources[(i * 7 + n) % resources.length]!;
         const mode: LockMode = (i + n) % 10 < 3 ? "shared" : "exclusive";
-        let lock: Lock | null = null;
         try {
-          lock = await locks.acquire(resource, { mode });
+          const lock = await locks.acquire(resource, { mode });
           const g: Grant = { resource, mode, token: lock.token, grantedAt: performance.now(), endAt: Infinity, lost: false };
           grants.push(g);
           held.push(g);

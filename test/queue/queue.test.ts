@@ -150,7 +150,7 @@ test("queue - after maxDeliveries a message moves to the DLQ with reason and his
   let r = h.run({ op: "nack", queue: "jobs", receipt: m!.receipt });
   delays.push((r as { visibleAt: number }).visibleAt - h.now);
   h.now += 10;
-  [m] = h.consume("jobs", 1, "w2", 1000);
+  h.consume("jobs", 1, "w2", 1000); // never acked: its visibility timeout runs out
   h.now += 1000;
   h.expire();
   h.now += 20;

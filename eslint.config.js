@@ -1,0 +1,28 @@
+// Lint: typescript-eslint's recommended rules, plus the layer boundaries the architecture rests
+// on (a pure Raft core and pure state machines, a client that never reaches into the daemon, a
+// wire protocol shared by both and depending on neither).
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+/** `no-restricted-imports` patterns that keep a folder off the layers it must not reach. */
+const off = (...groups) => ({ "no-restricted-imports": ["error", { patterns: groups.map((g) => ({ group: g.paths, message: g.why })) }] });
+
+const io = { paths: ["node:*", "**/server/**", "**/transport/**", "**/storage/**", "**/client/**"], why: "deterministic code does no I/O: the simulator replays it from a seed" };
+
+export default tseslint.config(
+  { ignores: ["node_modules/**", "dist/**", "coverage/**"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: "readonly", console: "readonly", Buffer: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", setImmediate: "readonly", performance: "readonly", URL: "readonly", TextEncoder: "readonly", TextDecoder: "readonly", fetch: "readonly", AbortController: "readonly", AbortSignal: "readonly", queueMicrotask: "readonly", structuredClone: "readonly" } },
+    rules: {
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "no-constant-condition": ["error", { checkLoops: false }],
+    },
+  },
+  { files: ["src/raft/**/*.ts"], rules: off({ paths: ["node:*", "../*", "!./*"], why: "the Raft core is pure and imports only itself" }) },
+  { files: ["src/services/lock/**/*.ts", "src/services/queue/**/*.ts", "src/services/kv/**/*.ts", "src/services/ring/**/*.ts", "src/services/shared/**/*.ts", "src/services/cache/machine/**/*.ts"], rules: off(io) },
+  { files: ["protocol/**/*.ts"], rules: off({ paths: ["**/src/**"], why: "the wire protocol is shared by client and daemon and depends on neither" }) },
+  { files: ["src/client/**/*.ts"], rules: off({ paths: ["**/server/**", "**/services/**", "**/storage/**", "**/raft/**"], why: "the client library speaks the protocol only; it never reaches into the daemon" }) },
+  { files: ["src/storage/**/*.ts", "src/transport/**/*.ts"], rules: off({ paths: ["**/server/**", "**/services/**", "**/client/**"], why: "storage and transport are layers below the node and its services" }) },
+);
