@@ -47,6 +47,11 @@ const RENEW_EVERY_MS = 100;
 
 const utf8 = new TextEncoder();
 
+/** Names this client's writes (`wid`), so the node applies a resent write once. */
+const WID_PREFIX = Array.from(crypto.getRandomValues(new Uint8Array(9)), (b) => b.toString(16).padStart(2, "0")).join("");
+let widSeq = 0;
+const nextWid = (): string => `${WID_PREFIX}-${(++widSeq).toString(36)}`;
+
 /**
  * The coherent distributed cache over a {@link DsyncClient}. Reads are served by the connected
  * node (from its own line on a hit); a write invalidates every other copy before it resolves, so
@@ -127,12 +132,13 @@ export class CacheClient {
   async set(key: string, value: Uint8Array | string, opts: CacheSetOptions = {}): Promise<void> {
     this.#near?.delete(key);
     const bytes = typeof value === "string" ? utf8.encode(value) : value;
-    await this.#client.call(Op.CACHE_SET, { key, value: bytes, ...(opts.ttlMs !== undefined && { ttlMs: opts.ttlMs }) }, { idempotent: true });
+    // Resent after a lost reply under the same write id: applied once, never over a newer write.
+    await this.#client.call(Op.CACHE_SET, { key, value: bytes, wid: nextWid(), ...(opts.ttlMs !== undefined && { ttlMs: opts.ttlMs }) }, { idempotent: true });
   }
 
   async delete(key: string): Promise<void> {
     this.#near?.delete(key);
-    await this.#client.call(Op.CACHE_DELETE, { key }, { idempotent: true });
+    await this.#client.call(Op.CACHE_DELETE, { key, wid: nextWid() }, { idempotent: true });
   }
 
   /** Drops every cached copy of `key` cluster-wide (the value itself stays). */

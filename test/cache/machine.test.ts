@@ -36,6 +36,22 @@ test("cache machine - a set's gen is its log index; deletes and stored versions;
   assert.equal(m.size, 0);
 });
 
+// Seen in the fault campaign: a set whose reply was lost was resent by the client and applied
+// again after a newer write, putting the older value back (a stale read, linearizability broken).
+test("cache machine - a resent write (same wid) changes nothing, even after a newer write; wids survive a snapshot", () => {
+  const m = new CacheMachine();
+  const r = applyAll(m, [
+    { op: "cache.set", key: "k", value: v("first"), expiresAt: 0, dirty: false, wid: "a-1" },
+    { op: "cache.set", key: "k", value: v("second"), expiresAt: 0, dirty: false, wid: "b-1" },
+    { op: "cache.set", key: "k", value: v("first"), expiresAt: 0, dirty: false, wid: "a-1" },
+  ]);
+  assert.deepEqual(r, [{ gen: 1 }, { gen: 2 }, { gen: 1, duplicate: true }]);
+  assert.equal(new TextDecoder().decode(m.get("k")!.value!), "second");
+  const copy = new CacheMachine();
+  copy.restore(m.snapshot());
+  assert.deepEqual(applyAll(copy, [{ op: "cache.set", key: "k", value: v("x"), expiresAt: 0, dirty: false, wid: "b-1" }], 4), [{ gen: 2, duplicate: true }]);
+});
+
 test("cache machine - purge drops clean values expired by the leader's stamp, never dirty ones", () => {
   const m = new CacheMachine();
   applyAll(m, [

@@ -69,6 +69,15 @@ test("cache node - set, get, delete, TTL expiry and invalidate; values are bytes
   assert.deepEqual(stats.homeOf, [1], "the only node is home of the only partition");
 });
 
+test("cache node - a set resent with its write id after a newer write does not put the older value back", async () => {
+  await conn.call(Op.CACHE_SET, { key: "resent", value: new TextEncoder().encode("older"), wid: "test-w1" });
+  await cache.set("resent", "newer");
+  // The client resends the first set (its reply was lost): the node must apply it only once.
+  await conn.call(Op.CACHE_SET, { key: "resent", value: new TextEncoder().encode("older"), wid: "test-w1" });
+  assert.equal(await cache.getString("resent"), "newer");
+  await assert.rejects(conn.call(Op.CACHE_SET, { key: "resent", value: new Uint8Array(1), wid: 7 }), (err: Error) => err instanceof InvalidArgumentError && /"wid" must be a string/.test(err.message));
+});
+
 test("cache node - a near-cache serves hits locally and drops a key another client writes", async () => {
   const nearConn = new DsyncClient({ nodes: cluster.clientAddrs, preferLeader: false });
   const near = new CacheClient(nearConn, { nearCache: true });

@@ -169,15 +169,18 @@ export class CacheHome {
   }
 
   /** Writes `key` (null deletes): every copy dropped or expired, then committed (and, write-through, in Redis). */
-  write(key: string, value: Uint8Array | null, expiresAt: number): Promise<CacheSetResult> {
+  write(key: string, value: Uint8Array | null, expiresAt: number, wid: string): Promise<CacheSetResult> {
     const part = this.#partOf(key);
     return this.#queue.run(key, async () => {
       const tenure = await this.#ready(part, key);
       await this.#dropCopies(key);
       this.#checkTenure(part, tenure, key);
       const redis = this.#o.redis;
-      const r = (await part.group.propose(encodeCacheCommand({ op: "cache.set", key, value, expiresAt, dirty: redis !== null }), PROPOSE_TIMEOUT_MS)) as CacheSetResult;
+      const r = (await part.group.propose(encodeCacheCommand({ op: "cache.set", key, value, expiresAt, dirty: redis !== null, wid }), PROPOSE_TIMEOUT_MS)) as CacheSetResult;
       if (redis === null) return r;
+      // A resend of an applied write: Redis gets its version if it is still the newest (a
+      // newer one reaches Redis on its own).
+      if (r.duplicate === true && part.machine.get(key)?.gen !== r.gen) return r;
       if (!this.#o.writeThrough) {
         this.#scheduleFlush(this.#o.writeBackMs);
         return r;

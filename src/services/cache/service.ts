@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { Counter, Gauge } from "prom-client";
-import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, int, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope } from "../../../protocol/index.ts";
+import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope, type Fields } from "../../../protocol/index.ts";
 import type { CacheWritePolicy } from "../../server/config.ts";
 import type { Logger } from "../../server/logger.ts";
 import type { NodeMetrics } from "../../server/metrics.ts";
@@ -135,12 +136,13 @@ export class CacheService {
       const key = keyOf(f, "CACHE_SET");
       const value = valueOf(f, "CACHE_SET", false);
       const ttlMs = int(f, "ttlMs", "CACHE_SET", { optional: true, min: 1, max: CACHE_TTL_MS_MAX });
-      await this.set(key, value, ttlMs === undefined ? 0 : wallNow() + ttlMs);
+      await this.set(key, value, ttlMs === undefined ? 0 : wallNow() + ttlMs, widOf(f, "CACHE_SET"));
       return { key };
     });
     router.register(Op.CACHE_DELETE, async (body) => {
-      const key = keyOf(fieldsOf(body, "CACHE_DELETE"), "CACHE_DELETE");
-      await this.set(key, null, 0);
+      const f = fieldsOf(body, "CACHE_DELETE");
+      const key = keyOf(f, "CACHE_DELETE");
+      await this.set(key, null, 0, widOf(f, "CACHE_DELETE"));
       return { key };
     });
     router.register(Op.CACHE_INVALIDATE, async (body) => {
@@ -206,9 +208,12 @@ export class CacheService {
     return { found: live, value: live ? held.value : null, expiresAt: live ? held.expiresAt : 0, near: registered, leaseMs: registered ? leaseMs : 0, gen: held.gen };
   }
 
-  /** Writes `key` (null deletes it); resolves once committed with every other copy dropped. */
-  async set(key: string, value: Uint8Array | null, expiresAt: number): Promise<void> {
-    await this.#withHome(key, false, (home) => this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt }));
+  /**
+   * Writes `key` (null deletes it); resolves once committed with every other copy dropped. `wid`
+   * names the write: resends of it (after a lost reply) are applied once.
+   */
+  async set(key: string, value: Uint8Array | null, expiresAt: number, wid: string = randomWid()): Promise<void> {
+    await this.#withHome(key, false, (home) => this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt, wid }));
   }
 
   /** The copy of `key` on every reachable member, with its home's grants. */
@@ -341,7 +346,7 @@ export class CacheService {
       case Op.CACHE_READ:
         return this.#home.read(from, keyOf(f, "CACHE_READ"));
       case Op.CACHE_WRITE:
-        return this.#home.write(keyOf(f, "CACHE_WRITE"), valueOf(f, "CACHE_WRITE", true), expiresAtOf(f, "CACHE_WRITE"));
+        return this.#home.write(keyOf(f, "CACHE_WRITE"), valueOf(f, "CACHE_WRITE", true), expiresAtOf(f, "CACHE_WRITE"), widOf(f, "CACHE_WRITE"));
       case Op.CACHE_DROP:
         await this.#home.drop(keyOf(f, "CACHE_DROP"));
         return {};
@@ -368,6 +373,15 @@ export class CacheService {
     }
     return { node: this.#self, state: leaseMs > 0 ? "S" : "I", gen: line?.gen ?? null, home: line?.home ?? null, leaseMs, near: this.#near.count(key), holders };
   }
+}
+
+/** The write id a client sent, or a fresh one (a node's own retries then apply once too). */
+function widOf(f: Fields, what: string): string {
+  return str(f, "wid", what, { optional: true, maxBytes: 64 }) ?? randomWid();
+}
+
+function randomWid(): string {
+  return randomBytes(12).toString("base64url");
 }
 
 function grantOf(body: unknown): ReadGrant {

@@ -15,8 +15,11 @@ export interface CacheEntry {
 
 /** Commands of a cache partition's log. */
 export type CacheCommand =
-  /** A client's set (value) or delete (null). `dirty`: the version still has to reach Redis. */
-  | { readonly op: "cache.set"; readonly key: string; readonly value: Uint8Array | null; readonly expiresAt: number; readonly dirty: boolean }
+  /**
+   * A client's set (value) or delete (null). `dirty`: the version still has to reach Redis.
+   * `wid`: the write's id; a resend of an applied write (same id) changes nothing.
+   */
+  | { readonly op: "cache.set"; readonly key: string; readonly value: Uint8Array | null; readonly expiresAt: number; readonly dirty: boolean; readonly wid?: string }
   /** Redis has these versions: [key, gen] pairs; a newer version of a key stays dirty. */
   | { readonly op: "cache.stored"; readonly items: readonly (readonly [string, number])[] }
   /** Forgets clean values that expired before `now` (the leader's clock), keeping memory bounded. */
@@ -25,7 +28,15 @@ export type CacheCommand =
 /** What a proposer of `cache.set` gets back. */
 export interface CacheSetResult {
   readonly gen: number;
+  /** The write was a resend of one already applied (at `gen`): nothing changed. */
+  readonly duplicate?: boolean;
 }
+
+/**
+ * Write ids remembered per partition. A client resends a write only within its retry window
+ * (seconds), far fewer writes than this apart; an older resend would apply again.
+ */
+export const WIDS_MAX = 50_000;
 
 export function encodeCacheCommand(cmd: CacheCommand): Uint8Array {
   return encodeCommand(cmd);
@@ -39,6 +50,8 @@ export function encodeCacheCommand(cmd: CacheCommand): Uint8Array {
 export class CacheMachine implements StateMachine {
   #data = new Map<string, CacheEntry>();
   #dirty = 0;
+  /** Applied write ids → the gen they wrote, oldest first. */
+  #wids = new Map<string, number>();
 
   get size(): number {
     return this.#data.size;
@@ -69,11 +82,21 @@ export class CacheMachine implements StateMachine {
     if (entry.data.length === 0) return null; // A leader's no-op.
     const cmd = decodeCommand(entry.data) as CacheCommand;
     switch (cmd.op) {
-      case "cache.set":
+      case "cache.set": {
+        const wid = typeof cmd.wid === "string" ? cmd.wid : null;
+        if (wid !== null) {
+          const gen = this.#wids.get(wid);
+          // A resend (its reply was lost) of a write applied before: applying it again could put
+          // its value back over a newer write.
+          if (gen !== undefined) return { gen, duplicate: true };
+          this.#wids.set(wid, entry.index);
+          if (this.#wids.size > WIDS_MAX) this.#wids.delete(this.#wids.keys().next().value!);
+        }
         // A clean delete needs no tombstone: an absent key reads as null (from Redis too, once stored).
         if (cmd.value === null && cmd.dirty !== true) this.#remove(cmd.key);
         else this.#put(cmd.key, { value: cmd.value, expiresAt: cmd.expiresAt, gen: entry.index, dirty: cmd.dirty === true });
         return { gen: entry.index };
+      }
       case "cache.stored":
         for (const [key, gen] of cmd.items) {
           const e = this.#data.get(key);
@@ -91,13 +114,14 @@ export class CacheMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encodeCommand([...this.#data].map(([k, e]) => [k, e.value, e.expiresAt, e.gen, e.dirty]));
+    return encodeCommand({ entries: [...this.#data].map(([k, e]) => [k, e.value, e.expiresAt, e.gen, e.dirty]), wids: [...this.#wids] });
   }
 
   restore(data: Uint8Array): void {
-    const rows = decodeCommand(data) as [string, Uint8Array | null, number, number, boolean][];
-    this.#data = new Map(rows.map(([k, value, expiresAt, gen, dirty]) => [k, { value, expiresAt, gen, dirty }]));
-    this.#dirty = rows.filter((r) => r[4]).length;
+    const img = decodeCommand(data) as { entries: [string, Uint8Array | null, number, number, boolean][]; wids: [string, number][] };
+    this.#data = new Map(img.entries.map(([k, value, expiresAt, gen, dirty]) => [k, { value, expiresAt, gen, dirty }]));
+    this.#dirty = img.entries.filter((r) => r[4]).length;
+    this.#wids = new Map(img.wids);
   }
 
   #remove(key: string): void {
