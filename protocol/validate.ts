@@ -53,6 +53,27 @@ export function int(f: Fields, name: string, what: string, opts: { optional?: bo
   return v;
 }
 
+/** An optional boolean field (absent or nil: false); any other type is refused, never coerced. */
+export function bool(f: Fields, name: string, what: string): boolean {
+  const v = f[name];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") throw new InvalidArgumentError(`${what}: field "${name}" must be a boolean, got ${kindOf(v)}`);
+  return v;
+}
+
+/**
+ * A decoded value shown in an error message, shortened; never throws (a MessagePack uint64
+ * decodes as a BigInt, which JSON.stringify refuses).
+ */
+export function shown(v: unknown, max = 80): string {
+  let out: string;
+  if (typeof v === "string") out = JSON.stringify(v.length > max ? v.slice(0, max) : v);
+  else if (typeof v === "bigint") out = `${v}n`;
+  else if (v === null || v === undefined || typeof v === "number" || typeof v === "boolean") out = String(v ?? "nil");
+  else out = kindOf(v);
+  return out.length > max + 2 ? `${out.slice(0, max)}…` : out;
+}
+
 /** Names the MessagePack kind of a decoded value for error messages. */
 export function kindOf(v: unknown): string {
   if (v === null || v === undefined) return "nil";
@@ -60,5 +81,6 @@ export function kindOf(v: unknown): string {
   if (Array.isArray(v)) return "array";
   if (typeof v === "object") return "map";
   if (typeof v === "number") return Number.isInteger(v) ? "integer" : "float";
+  if (typeof v === "bigint") return "integer (beyond 2^53)";
   return typeof v;
 }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, Op, asFields, kindOf, str, type Fields } from "../../protocol/index.ts";
+import { InvalidArgumentError, Op, asFields, bool, kindOf, str, type Fields } from "../../protocol/index.ts";
 import { encodeKvCommand, type KvMachine } from "../services/kv/kv-machine.ts";
 import type { Proposer } from "./proposer.ts";
 import type { RequestRouter } from "./request-router.ts";
@@ -24,7 +24,7 @@ export function registerKvHandlers(router: RequestRouter, proposer: Proposer, kv
   router.register(Op.KV_GET, async (body) => {
     const f = asFields(body, "KV_GET");
     const key = str(f, "key", "KV_GET", { maxBytes: KV_KEY_BYTES_MAX });
-    const stale = f.stale === true;
+    const stale = bool(f, "stale", "KV_GET");
     if (!stale) await proposer.readBarrier(0);
     const hit = kv.get(key);
     return hit ? { found: true, value: hit.value, revision: hit.revision } : { found: false, value: null, revision: 0 };

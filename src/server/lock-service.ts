@@ -9,7 +9,9 @@ import {
   Op,
   SessionExpiredError,
   asFields,
+  bool,
   int,
+  shown,
   str,
   type Fields,
 } from "../../protocol/index.ts";
@@ -153,12 +155,12 @@ export class LockService {
     router.register(Op.LOCK_STATUS, async (body) => {
       const f = asFields(body, "LOCK_STATUS");
       const resource = str(f, "resource", "LOCK_STATUS", { maxBytes: RESOURCE_BYTES_MAX });
-      if (f.stale !== true) await this.proposer.readBarrier(0);
+      if (!bool(f, "stale", "LOCK_STATUS")) await this.proposer.readBarrier(0);
       return { resource, ...(this.machine.resource(resource) ?? { mode: null, holders: [], waiters: [] }) };
     });
     router.register(Op.LOCK_LIST, async (body) => {
       const f = asFields(body, "LOCK_LIST");
-      if (f.stale !== true) await this.proposer.readBarrier(0);
+      if (!bool(f, "stale", "LOCK_LIST")) await this.proposer.readBarrier(0);
       const resources = this.machine.resources().map((name) => ({ resource: name, ...this.machine.resource(name)! }));
       return { resources, stats: this.machine.stats() };
     });
@@ -194,7 +196,7 @@ export class LockService {
 
 function modeOf(f: Fields): LockMode {
   const mode = f.mode ?? "exclusive";
-  if (mode !== "exclusive" && mode !== "shared") throw new InvalidArgumentError(`LOCK_ACQUIRE: field "mode" must be "exclusive" or "shared", got ${JSON.stringify(mode)}`);
+  if (mode !== "exclusive" && mode !== "shared") throw new InvalidArgumentError(`LOCK_ACQUIRE: field "mode" must be "exclusive" or "shared", got ${shown(mode)}`);
   return mode;
 }
 

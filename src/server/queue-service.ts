@@ -9,6 +9,7 @@ import {
   StaleReceiptError,
   UnavailableError,
   asFields,
+  bool,
   int,
   str,
   type Fields,
@@ -160,7 +161,7 @@ export class QueueService {
       const part = this.partitions.partitionFor(queue);
       // Detached deliveries outlive the connection (a CLI consume acked by a later command): only
       // their visibility timeout brings them back.
-      const consumerId = f.detached === true ? `${this.nodeId}/${this.#bootId}/detached` : this.#consumer(ctx, part).id;
+      const consumerId = bool(f, "detached", "QUEUE_CONSUME") ? `${this.nodeId}/${this.#bootId}/detached` : this.#consumer(ctx, part).id;
       const deadline = Date.now() + waitMs;
       for (;;) {
         const gen = this.#gen.get(queue) ?? 0;
@@ -224,7 +225,7 @@ export class QueueService {
       const f = asFields(body, "QUEUE_STATS");
       const queue = queueName(f, "QUEUE_STATS");
       const part = this.partitions.partitionFor(queue);
-      if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
+      if (!bool(f, "stale", "QUEUE_STATS")) await this.proposer.readBarrier(part.group.group);
       const config = part.machine.config(queue);
       const dlq = part.machine.dlqOf(queue);
       return { queue, partition: part.partition, ...this.#leaderHint(part), stats: part.machine.stats(queue), dlq, dlqDepth: part.machine.peekDlq(dlq, CONSUME_MAX).length, config };
@@ -242,7 +243,7 @@ export class QueueService {
       const queue = queueName(f, "QUEUE_DLQ_LIST");
       const max = int(f, "max", "QUEUE_DLQ_LIST", { optional: true, min: 1, max: CONSUME_MAX }) ?? 100;
       const part = this.partitions.partitionFor(queue);
-      if (f.stale !== true) await this.proposer.readBarrier(part.group.group);
+      if (!bool(f, "stale", "QUEUE_DLQ_LIST")) await this.proposer.readBarrier(part.group.group);
       const dlq = part.machine.dlqOf(queue);
       return { queue, dlq, messages: part.machine.peekDlq(dlq, max) };
     });
@@ -258,7 +259,7 @@ export class QueueService {
     router.register(Op.QUEUE_PURGE, async (body) => {
       const f = asFields(body, "QUEUE_PURGE");
       const queue = queueName(f, "QUEUE_PURGE");
-      const dlqToo = f.dlq === true;
+      const dlqToo = bool(f, "dlq", "QUEUE_PURGE");
       const part = this.partitions.partitionFor(queue);
       const target = dlqToo ? part.machine.dlqOf(queue) : queue;
       const r = ok(await this.#submit(part, { op: "purge", queue: target, dlq: dlqToo }), "purged");
@@ -267,7 +268,7 @@ export class QueueService {
     router.register(Op.QUEUE_LIST, async (body) => {
       const f = asFields(body, "QUEUE_LIST");
       const parts = this.partitions.all();
-      if (f.stale !== true) await Promise.all(parts.map((p) => this.proposer.readBarrier(p.group.group)));
+      if (!bool(f, "stale", "QUEUE_LIST")) await Promise.all(parts.map((p) => this.proposer.readBarrier(p.group.group)));
       return {
         layout: this.partitions.layout,
         partitions: parts.map((p) => ({

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Counter, Gauge } from "prom-client";
-import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope, type Fields } from "../../../protocol/index.ts";
+import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, bool, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope, type Fields } from "../../../protocol/index.ts";
 import type { CacheWritePolicy } from "../../server/config.ts";
 import type { Logger } from "../../server/logger.ts";
 import type { NodeMetrics } from "../../server/metrics.ts";
@@ -14,7 +14,7 @@ import type { EvictionPolicy } from "./machine/index.ts";
 import { NearHolders } from "./near-relay.ts";
 import type { CachePartitions } from "./partitions.ts";
 import type { RedisStore } from "./store.ts";
-import { CACHE_TTL_MS_MAX, boolOf, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, renewItemsOf, valueOf } from "./wire.ts";
+import { CACHE_TTL_MS_MAX, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, renewItemsOf, valueOf } from "./wire.ts";
 
 export interface CacheServiceOptions {
   readonly nodeId: string;
@@ -129,7 +129,7 @@ export class CacheService {
   register(router: RequestRouter, onPeerRequest: (op: number, h: (from: string, env: Envelope) => Promise<unknown>) => void): void {
     router.register(Op.CACHE_GET, async (body, ctx) => {
       const f = fieldsOf(body, "CACHE_GET");
-      return this.get(keyOf(f, "CACHE_GET"), boolOf(f, "near", "CACHE_GET") ? ctx : null);
+      return this.get(keyOf(f, "CACHE_GET"), bool(f, "near", "CACHE_GET") ? ctx : null);
     });
     router.register(Op.CACHE_SET, async (body) => {
       const f = fieldsOf(body, "CACHE_SET");

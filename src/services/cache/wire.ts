@@ -42,12 +42,6 @@ export function fieldsOf(body: unknown, what: string): Fields {
   return asFields(body, what);
 }
 
-export function boolOf(f: Fields, name: string, what: string): boolean {
-  const v = f[name];
-  if (v === undefined || v === null) return false;
-  if (typeof v !== "boolean") throw new InvalidArgumentError(`${what}: field "${name}" must be a boolean, got ${kindOf(v)}`);
-  return v;
-}
 
 /** The copies a renewal names (CACHE_RENEW, CACHE_NEAR_RENEW): [key, gen] pairs. */
 export function renewItemsOf(f: Fields, what: string): [string, number][] {
