@@ -5,11 +5,13 @@
  *
  * Workloads, closed loop, C = 1, 16, 64 clients (one TCP connection per 16 clients, spread over
  * the three nodes for dsync):
- *   - get-hit:   random reads of 1,000 preloaded 100-byte keys the connected node holds;
+ *   - get-hit:   random reads of 1,000 preloaded 100-byte keys the connected node holds (leased
+ *                copies, renewed while in use);
  *   - get-miss:  reads of keys no node holds and the store lacks (a fresh key per read);
- *   - set:       100-byte writes, each client to its own 100 keys (M on its node after the first);
+ *   - set:       100-byte writes, each client to its own 100 keys (each one a commit in the key's
+ *                partition, at its home);
  *   - set-shared: 100-byte writes to 100 keys shared by every client on every node (each write
- *                invalidates copies on other nodes: the coherence cost);
+ *                also drops copies on other nodes: the coherence cost);
  *   - near-hit:  dsync only: get-hit through the client library's near-cache (the loop yields to
  *                the event loop every 64 reads, which the latencies include).
  * Redis runs GET (present keys), GET (absent keys) and SET.
