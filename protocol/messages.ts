@@ -82,7 +82,8 @@ export function parseHello(body: unknown): HelloRequest {
   const f = asFields(body, "HELLO");
   const token = str(f, "token", "HELLO", { optional: true, maxBytes: 4096 });
   const client = str(f, "client", "HELLO", { optional: true, maxBytes: 256 });
-  return { v: int(f, "v", "HELLO", { min: 1, max: 0xffff }), ...(token !== undefined && { token }), ...(client !== undefined && { client }) };
+  // Any integer is a version: one this node does not speak is UNSUPPORTED_VERSION, not a bad field.
+  return { v: int(f, "v", "HELLO", { min: Number.MIN_SAFE_INTEGER }), ...(token !== undefined && { token }), ...(client !== undefined && { client }) };
 }
 
 /** Reads and validates a PEER_HELLO body. @throws InvalidArgumentError */

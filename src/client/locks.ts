@@ -266,7 +266,7 @@ export class LockClient extends EventEmitter<LockClientEvents> {
         w.reject(
           body.code === "DEADLOCK"
             ? new DeadlockError(body.message)
-            : body.code === "TIMEOUT"
+            : body.code === "LOCK_WAIT_TIMEOUT"
               ? new LockWaitTimeoutError(body.message)
               : body.code === "SESSION_EXPIRED"
                 ? new SessionExpiredError(body.message)

@@ -17,7 +17,7 @@ test("lock - a wait times out through expire with refused/TIMEOUT", () => {
   assert.deepEqual(h.expire(), { ok: true, kind: "expired", sessions: [] });
   assert.deepEqual(h.waiters("r"), []);
   assert.deepEqual(h.drain(), [
-    { kind: "refused", sessionId: b, waitId: w, resource: "r", code: "TIMEOUT", message: "wait for r timed out" },
+    { kind: "refused", sessionId: b, waitId: w, resource: "r", code: "LOCK_WAIT_TIMEOUT", message: "wait for r timed out" },
   ]);
 });
 
@@ -109,7 +109,7 @@ test("lock - a release does not grant a waiter whose deadline has passed; it is 
   h.release(a, "r", ta);
   assert.deepEqual(h.holders("r"), [c]);
   const events = h.drain();
-  assert.deepEqual(events[0], { kind: "refused", sessionId: b, waitId: wb, resource: "r", code: "TIMEOUT", message: "wait for r timed out" });
+  assert.deepEqual(events[0], { kind: "refused", sessionId: b, waitId: wb, resource: "r", code: "LOCK_WAIT_TIMEOUT", message: "wait for r timed out" });
 });
 
 test("lock - expire with nothing due changes nothing", () => {

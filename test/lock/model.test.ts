@@ -130,7 +130,7 @@ class Model {
       const w = r.waiters[0]!;
       if (w.deadline !== null && w.deadline <= this.now) {
         r.waiters.shift();
-        this.#emit({ kind: "refused", sessionId: w.sessionId, waitId: w.waitId, resource: name, code: "TIMEOUT", message: "" });
+        this.#emit({ kind: "refused", sessionId: w.sessionId, waitId: w.waitId, resource: name, code: "LOCK_WAIT_TIMEOUT", message: "" });
         continue;
       }
       const ok = r.holders.length === 0 || (w.mode === "shared" && r.holders.every((h) => h.mode === "shared"));
@@ -188,7 +188,7 @@ class Model {
     waits.sort(([, a], [, b]) => a.deadline! - b.deadline! || a.waitId - b.waitId);
     for (const [n, w] of waits) {
       this.#removeWait(n, w.sessionId);
-      this.#emit({ kind: "refused", sessionId: w.sessionId, waitId: w.waitId, resource: n, code: "TIMEOUT", message: "" });
+      this.#emit({ kind: "refused", sessionId: w.sessionId, waitId: w.waitId, resource: n, code: "LOCK_WAIT_TIMEOUT", message: "" });
       affected.add(n);
     }
     for (const n of [...affected].sort()) this.#promote(n);
@@ -344,7 +344,7 @@ test("lock - model: random commands agree with a naive model, invariants hold af
   );
   if (process.env.LOCK_MODEL_STATS) console.log(JSON.stringify([...seen].sort()));
   // The generator must actually reach the interesting paths.
-  for (const k of ["granted", "queued", "released", "LOCK_HELD", "NOT_HELD", "DEADLOCK", "SESSION_EXPIRED", "UPGRADE_REFUSED", "event:granted", "event:lost", "event:refused:DEADLOCK", "event:refused:TIMEOUT", "event:session-expired"]) {
+  for (const k of ["granted", "queued", "released", "LOCK_HELD", "NOT_HELD", "DEADLOCK", "SESSION_EXPIRED", "UPGRADE_REFUSED", "event:granted", "event:lost", "event:refused:DEADLOCK", "event:refused:LOCK_WAIT_TIMEOUT", "event:session-expired"]) {
     assert.ok((seen.get(k) ?? 0) > 0, `the random workload never produced ${k}: ${JSON.stringify([...seen])}`);
   }
 });

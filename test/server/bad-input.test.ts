@@ -138,6 +138,7 @@ test("bad input - garbage, oversize, truncated, unknown and mistyped frames neve
       assert.equal(errorCode(await c.next((e) => e.id === 9)), ErrorCode.UNKNOWN_TYPE);
       c.sendEnv({ type: Op.RAFT, id: 10, body: {} });
       assert.equal(errorCode(await c.next((e) => e.id === 10)), ErrorCode.UNKNOWN_TYPE, "peer messages are refused on the client port");
+      // A body that is not a map: a bad request (INVALID_ARGUMENT with its id), not a broken stream.
       c.sendEnv({ type: Op.PING, id: 11, body: "not a map" });
       assert.equal(errorCode(await c.next((e) => e.id === 11)), ErrorCode.INVALID_ARGUMENT);
       c.sendEnv({ type: Op.PING, id: 12, body: {} });
@@ -154,6 +155,13 @@ test("bad input - garbage, oversize, truncated, unknown and mistyped frames neve
     {
       const c = new RawConn(node.clientAddr);
       c.sendEnv({ type: Op.HELLO, id: 1, body: { v: 999 } });
+      assert.equal(errorCode(await c.next((e) => e.id === 1)), ErrorCode.UNSUPPORTED_VERSION);
+      await c.closed;
+    }
+    // Version 0 is a version too (seen answered INVALID_ARGUMENT with the connection left open).
+    {
+      const c = new RawConn(node.clientAddr);
+      c.sendEnv({ type: Op.HELLO, id: 1, body: { v: 0 } });
       assert.equal(errorCode(await c.next((e) => e.id === 1)), ErrorCode.UNSUPPORTED_VERSION);
       await c.closed;
     }

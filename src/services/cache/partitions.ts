@@ -25,6 +25,8 @@ export interface CachePartition {
 export class CachePartitions {
   #ring: HashRing | null = null;
   #members: readonly string[] = [];
+  /** Whether this node was a member when the cluster was created (only members hold partitions). */
+  #holdsPartitions = true;
   readonly #parts = new Map<number, CachePartition>();
   readonly #byGroup = new Map<number, CachePartition>();
   #opening: Promise<void> | null = null;
@@ -47,7 +49,8 @@ export class CachePartitions {
       this.#ring = new HashRing(names, layout.virtualNodes);
       this.#members = members;
       if (!members.includes(this.nodeId)) {
-        this.log.info("this node holds no cache partitions (it joined after the cluster was created); it forwards cache requests to their homes");
+        this.#holdsPartitions = false;
+        this.log.info("this node holds no cache partitions (it joined after the cluster was created); cache requests here are refused with UNAVAILABLE");
         return;
       }
       for (let p = 1; p <= members.length; p++) {
@@ -73,6 +76,7 @@ export class CachePartitions {
   partFor(key: string): CachePartition {
     const p = this.partitionOf(key);
     const part = this.#parts.get(p);
+    if (!part && !this.#holdsPartitions) throw new UnavailableError(`this node joined after the cluster was created and holds no cache partitions; use one of ${this.#members.join(", ")}`);
     if (!part) throw new UnavailableError(`cache partition ${p} is not open on this node yet; retry shortly`);
     return part;
   }

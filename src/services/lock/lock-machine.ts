@@ -287,7 +287,7 @@ export class LockMachine implements StateMachine {
       if (d.kind !== "wait" || !this.#isCurrent(d)) continue;
       const w = this.#sessions.get(d.sessionId)!.waits.get(d.resource)!;
       this.#removeWaiter(this.#table.get(d.resource)!, w);
-      this.#refuse(w, "TIMEOUT", `wait for ${d.resource} timed out`);
+      this.#refuse(w, "LOCK_WAIT_TIMEOUT", `wait for ${d.resource} timed out`);
       affected.add(d.resource);
     }
     for (const name of [...affected].sort()) this.#promote(name);
@@ -420,7 +420,7 @@ export class LockMachine implements StateMachine {
       const head = r.waiters[0]!;
       if (head.deadline !== null && head.deadline <= this.#now) {
         this.#removeWaiter(r, head);
-        this.#refuse(head, "TIMEOUT", `wait for ${name} timed out`);
+        this.#refuse(head, "LOCK_WAIT_TIMEOUT", `wait for ${name} timed out`);
         continue;
       }
       if (!compatible(r, head.mode)) break;
@@ -499,7 +499,7 @@ export class LockMachine implements StateMachine {
     return names;
   }
 
-  #refuse(w: Waiter, code: "DEADLOCK" | "TIMEOUT" | "SESSION_EXPIRED", message: string): void {
+  #refuse(w: Waiter, code: "DEADLOCK" | "LOCK_WAIT_TIMEOUT" | "SESSION_EXPIRED", message: string): void {
     this.#emit({ kind: "refused", sessionId: w.sessionId, waitId: w.waitId, resource: w.resource, code, message });
   }
 

@@ -80,7 +80,7 @@ export type LockEvent =
       sessionId: number;
       waitId: number;
       resource: string;
-      code: "DEADLOCK" | "TIMEOUT" | "SESSION_EXPIRED";
+      code: "DEADLOCK" | "LOCK_WAIT_TIMEOUT" | "SESSION_EXPIRED";
       message: string;
     }
   | { kind: "lost"; sessionId: number; resource: string; token: number; reason: "ttl" | "session-expired" }

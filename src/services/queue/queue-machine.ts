@@ -465,7 +465,10 @@ export class QueueMachine implements StateMachine {
     const r = parseReceipt(receipt);
     if (r === null) return "malformed";
     const m = this.#st.messages.get(r.id);
-    if (m === undefined || m.queue !== queue) return "unknown";
+    // An id this partition issued whose message is gone was acked (or purged, or dead-lettered):
+    // its delivery ended, which is what "stale" says. "unknown" is for ids never issued here.
+    if (m === undefined) return r.id < this.#st.nextId ? "stale" : "unknown";
+    if (m.queue !== queue) return "unknown";
     if (m.state !== "inflight" || m.seq !== r.seq) return "stale";
     return m;
   }
