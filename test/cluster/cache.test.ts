@@ -133,11 +133,7 @@ before(async () => {
   redis = await startRedis({ appendfsync: "everysec" });
   const env = { REDIS_URL: redis.url, CACHE_CAPACITY: String(CAPACITY), CACHE_WRITE_BACK_MS: String(WRITE_BACK_MS), FSYNC: "false" };
   try {
-    // A free port can be taken by another process before the daemon binds it: try once more.
-    cluster = await TestCluster.create(3, env).catch((err: Error) => {
-      if (!/EADDRINUSE/.test(err.message)) throw err;
-      return TestCluster.create(3, env);
-    });
+    cluster = await TestCluster.create(3, env);
   } catch (err) {
     await redis.stop();
     throw err;

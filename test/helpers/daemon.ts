@@ -70,11 +70,12 @@ export class DaemonProcess {
     child.once("exit", () => LIVE.delete(child));
     child.stdout!.on("data", (d: Buffer) => (this.output += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (this.output += d.toString()));
-    await waitFor(async () => {
-      if (child.exitCode !== null) throw new Error(`dsyncd ${this.spec.id} exited with ${child.exitCode}:\n${this.output}`);
-      const res = await fetch(`${this.httpUrl}/health`).catch(() => null);
-      return res !== null;
-    }, `dsyncd ${this.spec.id} to listen`, DAEMON_START_TIMEOUT_MS);
+    // A daemon that exits while starting (a port taken meanwhile, bad config) fails the start at
+    // once rather than after the whole timeout.
+    const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`dsyncd ${this.spec.id} exited with ${code}:\n${this.output}`))));
+    exited.catch(() => {});
+    const listening = waitFor(async () => (await fetch(`${this.httpUrl}/health`).catch(() => null)) !== null, `dsyncd ${this.spec.id} to listen`, DAEMON_START_TIMEOUT_MS);
+    await Promise.race([listening, exited]);
   }
 
   get alive(): boolean {
@@ -102,8 +103,22 @@ export class TestCluster {
     readonly dir: string,
   ) {}
 
-  /** `nodeEnv[i]`, when given, adds to (and overrides) `extraEnv` for node i only. */
+  /**
+   * `nodeEnv[i]`, when given, adds to (and overrides) `extraEnv` for node i only. A port found free
+   * can be taken by another test process before the daemon binds it: such a start is tried again
+   * on fresh ports (at most three times in all).
+   */
   static async create(n: number, extraEnv: Record<string, string> = {}, nodeEnv: readonly Record<string, string>[] = []): Promise<TestCluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TestCluster.#createOnce(n, extraEnv, nodeEnv);
+      } catch (err) {
+        if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  static async #createOnce(n: number, extraEnv: Record<string, string>, nodeEnv: readonly Record<string, string>[]): Promise<TestCluster> {
     const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-test-"));
     const specs: NodeSpec[] = [];
     for (let i = 0; i < n; i++) {
