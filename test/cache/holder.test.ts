@@ -2,7 +2,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CacheHolder } from "../../src/services/cache/holder.ts";
 import type { ReadGrant } from "../../src/services/cache/home.ts";
-import { createLogger } from "../../src/server/logger.ts";
 
 const v = (s: string): Uint8Array => new TextEncoder().encode(s);
 const text = (b: Uint8Array | null): string | null => (b === null ? null : new TextDecoder().decode(b));
@@ -14,12 +13,10 @@ function harness(leaseMs: number) {
   const renewals: [string, number][][] = [];
   let renewAnswer: string[] = [];
   const holder = new CacheHolder({
-    self: "n1",
     capacity: 100,
     capacityBytes: 1 << 20,
     evictionPolicy: "lru",
     leaseMs,
-    log: createLogger("n1", "silent"),
     fetch: (key) => new Promise((resolve) => fetches.push({ key, resolve: (grant) => resolve({ grant, home: "n0" }) })),
     renew: async (items) => {
       renewals.push(items);

@@ -1,4 +1,3 @@
-import type { Logger } from "../../server/logger.ts";
 import { monoNow } from "./lease.ts";
 import { LineStore, type EvictionPolicy, type Line } from "./machine/index.ts";
 import type { ReadGrant } from "./home.ts";
@@ -24,11 +23,9 @@ export interface HeldValue {
 }
 
 export interface CacheHolderOptions {
-  readonly self: string;
   readonly capacity: number;
   readonly capacityBytes: number;
   readonly evictionPolicy: EvictionPolicy;
-  readonly log: Logger;
   /** The copies' lease. */
   readonly leaseMs: number;
   /** Asks the key's home for a leased copy (retrying while the home moves). */

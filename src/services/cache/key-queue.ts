@@ -5,11 +5,6 @@
 export class KeyQueue {
   readonly #tails = new Map<string, Promise<unknown>>();
 
-  /** Number of keys with queued or running tasks. */
-  get size(): number {
-    return this.#tails.size;
-  }
-
   /** Whether a task for `key` is queued or running. */
   busy(key: string): boolean {
     return this.#tails.has(key);
@@ -28,10 +23,5 @@ export class KeyQueue {
       if (this.#tails.get(key) === tail) this.#tails.delete(key);
     });
     return result;
-  }
-
-  /** Resolves once every task queued now for a key `pred` selects has settled. */
-  async settled(pred: (key: string) => boolean): Promise<void> {
-    await Promise.all([...this.#tails].filter(([k]) => pred(k)).map(([, t]) => t));
   }
 }

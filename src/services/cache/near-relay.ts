@@ -64,10 +64,6 @@ export class NearHolders {
     conns.add(conn);
   }
 
-  has(key: string): boolean {
-    return this.#byKey.has(key);
-  }
-
   /** Whether `conn` holds `key` (registered and not invalidated since). */
   holds(key: string, conn: FramedSocket): boolean {
     return this.#byKey.get(key)?.has(conn) === true;

@@ -78,11 +78,9 @@ export class CacheService {
     this.#near = new NearHolders(Math.floor(o.invalidationTimeoutMs / 2));
     const count = (what: CounterName, by = 1): void => this.#bump(what, by);
     this.#holder = new CacheHolder({
-      self: o.nodeId,
       capacity: o.capacity,
       capacityBytes: o.capacityBytes,
       evictionPolicy: o.evictionPolicy,
-      log: o.log,
       leaseMs: o.invalidationTimeoutMs,
       fetch: (key) => this.#withHome(key, true, async (home) => ({ grant: grantOf(await this.#call(home, Op.CACHE_READ, { key })), home })),
       renew: (items) => this.#renew(items),
