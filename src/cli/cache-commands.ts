@@ -79,7 +79,8 @@ cache
         `node ${s.nodeId}: ${s.hits} hits, ${s.misses} misses (hit ratio ${(s.hitRatio * 100).toFixed(1)}%)`,
         `copies: ${s.lines} (${s.bytes} bytes of ${s.capacityBytes}, capacity ${s.capacity} entries), evictions ${s.evictions}`,
         `invalidations sent ${s.invalidationsSent} / received ${s.invalidationsReceived}; near-cache clients ${s.nearClients} holding ${s.nearKeys} keys`,
-        `home of partitions [${s.homeOf.join(", ")}] with ${s.holderEntries} copies granted; store ${s.store}, ${s.writePolicy}, ${s.storeWrites} Redis writes, ${s.dirty} versions not in Redis yet`,
+        `home of partitions [${s.homeOf.join(", ") || "none"}] with ${s.holderEntries} copies granted`,
+        s.store === "redis" ? `store: the partition logs and Redis (${s.writePolicy}): ${s.storeWrites} Redis writes, ${s.dirty} versions not in Redis yet` : `store: the partition logs (embedded; no Redis)`,
       ].join("\n");
       print(g, s, text);
     });
