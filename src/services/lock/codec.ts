@@ -1,16 +1,9 @@
-import { Packr } from "msgpackr";
+import { decodeCommand, encodeCommand } from "../command-codec.ts";
 import type { LockCommand } from "./types.ts";
 
-/**
- * One MessagePack codec for commands and snapshots. Plain maps (no records) keep the encoding
- * independent of the order in which a process first saw a shape, so every replica and every
- * restart produce the same bytes.
- */
-export const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true });
-
-/** Encodes a lock command as a log entry payload. */
+/** Encodes a lock command as a log entry payload (the services' one MessagePack setup). */
 export function encodeLockCommand(cmd: LockCommand): Uint8Array {
-  return packr.pack(cmd);
+  return encodeCommand(cmd);
 }
 
 /**
@@ -18,5 +11,5 @@ export function encodeLockCommand(cmd: LockCommand): Uint8Array {
  * the command (the state machine does, answering INVALID_ARGUMENT rather than throwing).
  */
 export function decodeLockCommand(b: Uint8Array): LockCommand {
-  return packr.unpack(b) as LockCommand;
+  return decodeCommand(b) as LockCommand;
 }

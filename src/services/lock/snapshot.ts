@@ -1,4 +1,4 @@
-import { packr } from "./codec.ts";
+import { decodeCommand, encodeCommand } from "../command-codec.ts";
 import { invariant, ResourceTable, type Hold, type Resource, type Waiter } from "./resource-table.ts";
 import type { Session } from "./sessions.ts";
 import type { LockMode, LockResult } from "./types.ts";
@@ -53,12 +53,12 @@ export function encodeSnapshot(st: LockState): Uint8Array {
       r.waiters.map((w): WaiterRow => [w.sessionId, w.waitId, w.mode, w.deadline, w.ttlMs]),
     ]),
   };
-  return packr.pack(image);
+  return encodeCommand(image);
 }
 
 /** Rebuilds the state from {@link encodeSnapshot}'s bytes, including each session's holds and waits. */
 export function decodeSnapshot(data: Uint8Array): LockState {
-  const image = packr.unpack(data) as Image;
+  const image = decodeCommand(data) as Image;
   invariant(image !== null && typeof image === "object" && image.v === VERSION, `unknown lock snapshot version ${String((image as Image | null)?.v)}`);
   const sessions = new Map<number, Session>();
   for (const [id, clientId, ttlMs, expiresAt, createdIndex, lastSeq, lastResult] of image.sessions) {
