@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str } from "../../protocol/index.ts";
 import { ConfChangeType } from "../raft/index.ts";
 import { encodeMemberCommand } from "../services/cluster-machine.ts";
@@ -84,6 +85,3 @@ export function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, 
   });
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op } from "../../../protocol/index.ts";
 import type { Logger } from "../../server/logger.ts";
 import { PROPOSE_TIMEOUT_MS } from "../../server/proposer.ts";
@@ -338,6 +339,3 @@ function wrongHome(self: string, key: string): DsyncError {
   return new DsyncError(ErrorCode.CACHE_WRONG_HOME, `${self} is not the home of ${JSON.stringify(key)} (not the leader of its partition)`);
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

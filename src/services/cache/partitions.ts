@@ -4,8 +4,7 @@ import type { Logger } from "../../server/logger.ts";
 import type { RaftGroup } from "../../server/raft-group.ts";
 import type { RaftHost } from "../../server/raft-host.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
-import type { QueueLayout } from "../queue/layout.ts";
-import { HashRing } from "../ring/hash-ring.ts";
+import { PartitionMap, type QueueLayout } from "../queue/layout.ts";
 import { CacheMachine } from "./machine/index.ts";
 
 /** Cache partition p (1-based) is Raft group CACHE_GROUP_BASE + p, clear of the queue partitions' ids. */
@@ -23,8 +22,8 @@ export interface CachePartition {
  * a consistent-hash ring; its home is that partition's leader.
  */
 export class CachePartitions {
-  #ring: HashRing | null = null;
-  #members: readonly string[] = [];
+  /** One partition per member, on the same kind of ring (and leader rota) as the queue partitions. */
+  #map: PartitionMap | null = null;
   /** Whether this node was a member when the cluster was created (only members hold partitions). */
   #holdsPartitions = true;
   readonly #parts = new Map<number, CachePartition>();
@@ -38,16 +37,17 @@ export class CachePartitions {
     readonly nodeId: string,
     readonly log: Logger,
   ) {
-    this.#balancer = new LeaderBalancer("cache partition", nodeId, peers, log, () => this.all().map((p) => ({ group: p.group, preferred: this.preferredLeader(p.partition) })));
+    this.#balancer = new LeaderBalancer("cache partition", nodeId, peers, log, () => {
+      const map = this.#map;
+      return map === null ? [] : this.all().map((p) => ({ group: p.group, preferred: map.preferredLeader(p.partition) }));
+    });
   }
 
   /** Opens the cache partitions of `layout` (once; later calls are ignored). */
   open(layout: QueueLayout): Promise<void> {
     this.#opening ??= (async () => {
       const members = [...layout.members].sort();
-      const names = members.map((_, i) => `cache-${i + 1}`);
-      this.#ring = new HashRing(names, layout.virtualNodes);
-      this.#members = members;
+      this.#map = new PartitionMap({ partitions: members.length, virtualNodes: layout.virtualNodes, members });
       if (!members.includes(this.nodeId)) {
         this.#holdsPartitions = false;
         this.log.info("this node holds no cache partitions (it joined after the cluster was created); cache requests here are refused with UNAVAILABLE");
@@ -67,16 +67,16 @@ export class CachePartitions {
 
   /** The partition (1-based) of `key`. @throws UnavailableError before the layout is known. */
   partitionOf(key: string): number {
-    const ring = this.#ring;
-    if (ring === null) throw new UnavailableError("cache partitions are not set up yet (the cluster has no leader yet); retry shortly");
-    return Number(ring.lookup(key).slice("cache-".length));
+    const map = this.#map;
+    if (map === null) throw new UnavailableError("cache partitions are not set up yet (the cluster has no leader yet); retry shortly");
+    return map.partitionOf(key);
   }
 
   /** This node's replica of `key`'s partition. @throws UnavailableError when it has none. */
   partFor(key: string): CachePartition {
     const p = this.partitionOf(key);
     const part = this.#parts.get(p);
-    if (!part && !this.#holdsPartitions) throw new UnavailableError(`this node joined after the cluster was created and holds no cache partitions; use one of ${this.#members.join(", ")}`);
+    if (!part && !this.#holdsPartitions) throw new UnavailableError(`this node joined after the cluster was created and holds no cache partitions; use one of ${this.#map!.layout.members.join(", ")}`);
     if (!part) throw new UnavailableError(`cache partition ${p} is not open on this node yet; retry shortly`);
     return part;
   }
@@ -88,11 +88,6 @@ export class CachePartitions {
 
   all(): CachePartition[] {
     return [...this.#parts.values()];
-  }
-
-  /** Members take turns leading partitions, so homes are spread evenly. */
-  preferredLeader(p: number): string {
-    return this.#members[(p - 1) % this.#members.length]!;
   }
 
   startBalancer(): void {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
 import { Counter, Gauge } from "prom-client";
 import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, bool, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope, type Fields } from "../../../protocol/index.ts";
@@ -387,6 +388,3 @@ function grantOf(body: unknown): ReadGrant {
   return { value: valueOf(f, "CACHE_READ reply", true), expiresAt: expiresAtOf(f, "CACHE_READ reply"), gen: genOf(f, "CACHE_READ reply"), leaseMs: int(f, "leaseMs", "CACHE_READ reply", { min: 0 }) };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
