@@ -1,15 +1,19 @@
 /**
  * Cache benchmark: dsync's distributed cache vs Redis GET/SET through ioredis, same machine,
  * same run. dsync: 3 dsyncd on loopback (fsync on), backed by a private redis-server; Redis: that
- * same redis-server (appendfsync everysec, the usual setting for a cache) used directly.
+ * same redis-server (appendfsync everysec, the usual setting for a cache) used directly. dsync runs
+ * with CACHE_WRITE_POLICY=write-back by default (`--policy write-through` for the durable default):
+ * a set is acknowledged from the home's memory and reaches the log within CACHE_WRITE_BACK_MS, the
+ * same class of promise as Redis's everysec (a crash may lose the last moment's writes).
  *
  * Workloads, closed loop, C = 1, 16, 64 clients (one TCP connection per 16 clients, spread over
  * the three nodes for dsync):
  *   - get-hit:   random reads of 1,000 preloaded 100-byte keys the connected node holds (leased
  *                copies, renewed while in use);
  *   - get-miss:  reads of keys no node holds and the store lacks (a fresh key per read);
- *   - set:       100-byte writes, each client to its own 100 keys (each one a commit in the key's
- *                partition, at its home);
+ *   - set:       100-byte writes, each client to its own 100 keys (at the key's home; with
+ *                write-through each is a commit in the key's partition, with write-back a batch
+ *                of them is);
  *   - set-shared: 100-byte writes to 100 keys shared by every client on every node (each write
  *                also drops copies on other nodes: the coherence cost);
  *   - near-hit:  dsync only: get-hit through the client library's near-cache (the loop yields to
@@ -19,6 +23,7 @@
  *   npm run bench:cache                  # 3 s per cell, 1 s warm-up
  *   npm run bench:cache -- --quick       # 1 s per cell, 0.3 s warm-up
  *   npm run bench:cache -- --seconds 10 --concurrency 1,16 --json out.json
+ *   npm run bench:cache -- --policy write-through   # sets committed (and in Redis) before they return
  *
  * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
  */
@@ -43,11 +48,12 @@ const { values: args } = parseArgs({
     quick: { type: "boolean", default: false },
     concurrency: { type: "string", default: "1,16,64" },
     json: { type: "string" },
+    policy: { type: "string", default: "write-back" },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  process.stdout.write(`Usage: npm run bench:cache -- [--seconds N] [--warmup S] [--quick] [--concurrency 1,16,64] [--json file]\n`);
+  process.stdout.write(`Usage: npm run bench:cache -- [--seconds N] [--warmup S] [--quick] [--concurrency 1,16,64] [--policy write-back|write-through] [--json file]\n`);
   process.exit(0);
 }
 const seconds = positive("seconds", args.seconds, args.quick ? 1 : 3);
@@ -70,7 +76,8 @@ interface Row {
 installCleanupHandlers();
 const redis = await startRedis({ appendfsync: "everysec" });
 onInterrupt(() => redis.stop());
-const cluster = await DsyncCluster.start(3, { REDIS_URL: redis.url, CACHE_CAPACITY: "1000000", CACHE_CAPACITY_BYTES: String(1024 * 1024 * 1024) });
+if (args.policy !== "write-back" && args.policy !== "write-through") throw new Error(`--policy must be write-back or write-through, got ${args.policy}`);
+const cluster = await DsyncCluster.start(3, { REDIS_URL: redis.url, CACHE_CAPACITY: "1000000", CACHE_CAPACITY_BYTES: String(1024 * 1024 * 1024), CACHE_WRITE_POLICY: args.policy });
 onInterrupt(() => cluster.destroy());
 const rows: Row[] = [];
 let run = 0;
@@ -102,7 +109,7 @@ const ratioRows: string[][] = [
 ].map(([label, d, r]) => [label!, ...concurrencies.map((c) => fmtRatio((cell("dsync", d as Workload, c)?.opsPerSec ?? NaN) / (cell("redis", r as Workload, c)?.opsPerSec ?? NaN)))]);
 const cpuRows = rows.map((r) => [`${r.peer} ${r.workload}`, `C=${r.result.concurrency}`, fmtPct(r.result.clientCpuPct), fmtPct(r.result.serverCpuPct)]);
 
-process.stdout.write(`\n## dsync cache (3 nodes, fsync on, Redis backing store)\n\n${dsyncTable}\n\n## Redis ${redis.version} through ioredis (appendfsync everysec)\n\n${redisTable}\n\n## dsync ops/s ÷ Redis ops/s\n\n${markdownTable(["", ...concurrencies.map((c) => `C=${c}`)], ratioRows)}\n\n`);
+process.stdout.write(`\n## dsync cache (3 nodes, fsync on, Redis backing store, CACHE_WRITE_POLICY=${args.policy})\n\n${dsyncTable}\n\n## Redis ${redis.version} through ioredis (appendfsync everysec)\n\n${redisTable}\n\n## dsync ops/s ÷ Redis ops/s\n\n${markdownTable(["", ...concurrencies.map((c) => `C=${c}`)], ratioRows)}\n\n`);
 process.stdout.write(`${markdownTable(["cell", "C", "client CPU", "server CPU"], cpuRows)}\n\n${os.cpus().length} CPUs, ${os.loadavg()[0]!.toFixed(2)} load; one run on a shared machine: read the ratios.\n`);
 if (args.json) writeFileSync(args.json, JSON.stringify({ rev: gitRev(), seconds, warmupSeconds, rows }, null, 2));
 

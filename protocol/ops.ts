@@ -88,6 +88,7 @@ export const Op = {
   CACHE_DROP: 107,
   CACHE_PEEK: 108,
   CACHE_RENEW: 109,
+  CACHE_HANDOFF: 110,
 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
 

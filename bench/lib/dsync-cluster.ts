@@ -11,7 +11,7 @@ import { Child, ROOT, freePorts, removeTempDir, trackTempDir, waitFor } from "./
 /** Environment variables dsyncd reads; stripped from the inherited env so the bench sets them all. */
 const DSYNC_ENV = [
   "NODE_ID", "NODE_HOST", "API_PORT", "NODE_PORT", "HTTP_PORT", "PEER_NODES", "DATA_DIR", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
-  "LOG_LEVEL", "CACHE_CAPACITY", "AUTH_TOKEN", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC",
+  "LOG_LEVEL", "CACHE_CAPACITY", "CACHE_WRITE_POLICY", "CACHE_WRITE_BACK_MS", "AUTH_TOKEN", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC",
 ];
 
 interface Spec {

@@ -25,9 +25,9 @@ export interface NodeConfig {
   readonly cacheCapacity: number;
   /** Bytes of cached keys and values per node (eviction by the policy past either bound). */
   readonly cacheCapacityBytes: number;
-  /** Delay before a dirty cache line is written back to the backing store. */
+  /** Write-back: the longest a write acknowledged from a home's memory stays out of the log (and, with Redis, how soon after it Redis is written). */
   readonly cacheWriteBackMs: number;
-  /** With Redis: write-back (default: Redis is written within cacheWriteBackMs of the commit) or write-through (a set returns once Redis has it). */
+  /** write-through (default: a set returns once its partition's log, and Redis if any, has it) or write-back (a set returns from the home's memory; the log has it within cacheWriteBackMs). */
   readonly cacheWritePolicy: CacheWritePolicy;
   /** Which line a node evicts first when over capacity: lru (default), lfu or fifo. */
   readonly cacheEvictionPolicy: EvictionPolicy;
@@ -145,8 +145,8 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     logLevel: v.logLevel(),
     cacheCapacity: v.int("cacheCapacity", "CACHE_CAPACITY", 100, 1, 100_000_000),
     cacheCapacityBytes: v.int("cacheCapacityBytes", "CACHE_CAPACITY_BYTES", 64 * 1024 * 1024, 1024, 64 * 1024 * 1024 * 1024),
-    cacheWriteBackMs: v.int("cacheWriteBackMs", "CACHE_WRITE_BACK_MS", 10, 0, 60_000),
-    cacheWritePolicy: v.oneOf("cacheWritePolicy", "CACHE_WRITE_POLICY", CACHE_WRITE_POLICIES, "write-back"),
+    cacheWriteBackMs: v.int("cacheWriteBackMs", "CACHE_WRITE_BACK_MS", 100, 0, 60_000),
+    cacheWritePolicy: v.oneOf("cacheWritePolicy", "CACHE_WRITE_POLICY", CACHE_WRITE_POLICIES, "write-through"),
     cacheEvictionPolicy: v.oneOf("cacheEvictionPolicy", "CACHE_EVICTION_POLICY", EVICTION_POLICIES, "lru"),
     cacheInvalidationTimeoutMs: v.int("cacheInvalidationTimeoutMs", "CACHE_INVALIDATION_TIMEOUT_MS", 1000, 100, 5000),
     authToken: v.string("authToken", "AUTH_TOKEN", null),

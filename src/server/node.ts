@@ -232,6 +232,7 @@ export class DsyncNode {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
+      await this.#cache?.drain();
       await this.#handOverLeadership();
       this.#cache?.stop();
       this.#cacheParts?.stop();

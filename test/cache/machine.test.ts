@@ -91,3 +91,38 @@ test("cache - purity: src/services/cache/machine reads no clock, no randomness, 
   assert.ok(files.length >= 3);
   assertPure(files, [[/\bperformance\b|\bcrypto\b/, "performance/crypto"]]);
 });
+
+test("cache machine - write-back: a flush applies its writes and names its home until a clean flush of that home; lost terms are counted; both survive a snapshot", () => {
+  const m = new CacheMachine();
+  const n1 = { node: "n1", term: 3 };
+  applyAll(m, [
+    { op: "cache.flush", by: n1, sets: [["a", v("1"), 0], ["b", null, 0]], wids: ["w1", "w2"], clean: false, dirty: false },
+  ]);
+  assert.deepEqual(m.dirtyBy, n1);
+  assert.equal(m.get("a")?.gen, 1);
+  assert.equal(m.get("b"), undefined);
+  assert.ok(m.hasWid("w1") && m.hasWid("w2"));
+  // A clean flush of another home (or term) does not clear n1's record.
+  applyAll(m, [{ op: "cache.flush", by: { node: "n1", term: 2 }, sets: [], wids: [], clean: true, dirty: false }], 2);
+  assert.deepEqual(m.dirtyBy, n1);
+  const copy = new CacheMachine();
+  copy.restore(m.snapshot());
+  assert.deepEqual(copy.dirtyBy, n1);
+  assert.ok(copy.hasWid("w2"));
+  // The next home hands n1's writes on: applied, and n1 is clean.
+  applyAll(m, [{ op: "cache.flush", by: n1, sets: [["a", v("2"), 0]], wids: ["w3"], clean: true, dirty: true }], 3);
+  assert.equal(m.dirtyBy, null);
+  assert.deepEqual({ ...m.get("a"), value: Buffer.from(m.get("a")!.value!).toString() }, { value: "2", expiresAt: 0, gen: 3, dirty: true });
+  // Redis confirmations ride on a later flush like cache.stored.
+  applyAll(m, [{ op: "cache.flush", by: { node: "n1", term: 5 }, sets: [], wids: [], clean: false, dirty: true, stored: [["a", 3]] }], 4);
+  assert.equal(m.get("a")?.dirty, false);
+  applyAll(m, [{ op: "cache.flush", by: { node: "n1", term: 5 }, sets: [], wids: [], clean: true, dirty: true }], 5);
+  // A lost term: counted once, and only while it is the recorded one.
+  const n2 = { node: "n2", term: 4 };
+  applyAll(m, [{ op: "cache.flush", by: n2, sets: [], wids: [], clean: false, dirty: false }, { op: "cache.lost", by: n2 }, { op: "cache.lost", by: n2 }], 6);
+  assert.equal(m.dirtyBy, null);
+  assert.equal(m.lostTerms, 1);
+  copy.restore(m.snapshot());
+  assert.equal(copy.lostTerms, 1);
+  assert.equal(copy.dirtyBy, null);
+});

@@ -196,12 +196,12 @@ test("cache config - bad cache settings are reported with every other problem", 
       err.problems.some((p) => /CACHE_EVICTION_POLICY must be one of lru, lfu, fifo/.test(p)) &&
       err.problems.some((p) => /CACHE_INVALIDATION_TIMEOUT_MS/.test(p)),
   );
-  const ok = resolveConfig(configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "Write-Through", CACHE_WRITE_BACK_MS: "0", CACHE_CAPACITY_BYTES: "4096" }));
-  assert.equal(ok.cacheWritePolicy, "write-through");
+  const ok = resolveConfig(configFromEnv({ NODE_ID: "n", CACHE_WRITE_POLICY: "Write-Back", CACHE_WRITE_BACK_MS: "0", CACHE_CAPACITY_BYTES: "4096" }));
+  assert.equal(ok.cacheWritePolicy, "write-back");
   assert.equal(ok.cacheWriteBackMs, 0);
   assert.equal(ok.cacheCapacityBytes, 4096);
   const defaults = resolveConfig(configFromEnv({ NODE_ID: "n" }));
-  assert.equal(defaults.cacheWritePolicy, "write-back");
+  assert.equal(defaults.cacheWritePolicy, "write-through");
   assert.equal(defaults.cacheEvictionPolicy, "lru");
   assert.equal(defaults.cacheInvalidationTimeoutMs, 1000);
   const fifo = resolveConfig(configFromEnv({ NODE_ID: "n", CACHE_EVICTION_POLICY: " FIFO ", CACHE_INVALIDATION_TIMEOUT_MS: "250" }));

@@ -46,7 +46,12 @@ export interface NemesisOptions {
 
 export class Nemesis {
   readonly timeline: FaultEvent[] = [];
+  /** performance.now() at the start: event times are relative to it. */
   readonly #t0: number;
+
+  get t0(): number {
+    return this.#t0;
+  }
 
   constructor(
     readonly cluster: ChaosCluster,

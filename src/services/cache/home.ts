@@ -6,9 +6,11 @@ import { wallNow } from "../../server/wall-clock.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import { KeyQueue } from "./key-queue.ts";
 import { electionFenceMs, homeLeaseEnd, monoNow } from "./lease.ts";
-import { encodeCacheCommand, type CacheSetResult } from "./machine/index.ts";
+import { encodeCacheCommand, type CacheSetResult, type WriteBackOwner } from "./machine/index.ts";
 import type { CachePartition, CachePartitions } from "./partitions.ts";
 import type { RedisStore, StoredValue } from "./store.ts";
+import { handoffReplyOf } from "./wire.ts";
+import { WriteBack, type HandoffRecord } from "./write-back.ts";
 
 /** What a home grants a reader: the value, the log index that wrote it, and the copy's lease. */
 export interface ReadGrant extends StoredValue {
@@ -27,16 +29,31 @@ export interface CacheHomeOptions {
   readonly log: Logger;
   /** This node's own copies (the home is a holder like any other). */
   readonly invalidateLocal: (keys: string[]) => Promise<void>;
-  readonly count: (what: "invSent" | "storeWrites", by?: number) => void;
+  readonly count: (what: "invSent" | "storeWrites" | "writeBackLost", by?: number) => void;
 }
 
 /** One leadership period of a partition on this node. */
 interface Tenure {
   readonly readyAt: number;
+  readonly term: number;
+  /** Write-back: the writes this home acknowledged from memory; null with write-through. */
+  readonly wb: WriteBack | null;
+  /** Whether the log lacks no write an earlier home acknowledged (its handoff is done). */
+  takenOver: boolean;
+  /** The earlier home whose handoff this tenure waits for. */
+  waitingFor: string | null;
+  takeover: Promise<void>;
 }
+
+/** What a home that led a term answers the next home asking for that term's writes. */
+export type HandoffReply = { readonly state: "home" } | { readonly state: "none" } | ({ readonly state: "held" } & HandoffRecord);
 
 const STORE_RETRY_MS = 200;
 const PURGE_EVERY_MS = 10_000;
+/** A write-back home idle this long records in the log that it holds no writes (a failover then needs no handoff). */
+const CLEAN_AFTER_MS = 1000;
+/** How long a request waits for a handoff before its answer is CACHE_HOME_UNAVAILABLE (retryable). */
+const HANDOFF_WAIT_MS = 2000;
 
 /**
  * The home role: for the partitions this node leads, it serializes each key's reads and writes
@@ -56,6 +73,8 @@ export class CacheHome {
   #purgeTimer: NodeJS.Timeout | null = null;
   /** Versions Redis confirmed, waiting to be recorded in their partition's log. */
   readonly #stored = new Map<number, [string, number][]>();
+  /** Write-back: what this node held when a term of leading a partition ended, for the next home ("partition:term"). */
+  readonly #handoffs = new Map<string, { partition: number; owner: WriteBackOwner; record: HandoffRecord }>();
 
   constructor(o: CacheHomeOptions) {
     this.#o = o;
@@ -106,12 +125,18 @@ export class CacheHome {
   onRoleChange(part: CachePartition, leader: boolean): void {
     const p = part.partition;
     if (leader) {
-      this.#tenures.set(p, { readyAt: monoNow() + electionFenceMs(this.#o.leaseMs) });
+      const term = part.group.status().term;
+      const t: Tenure = { readyAt: monoNow() + electionFenceMs(this.#o.leaseMs), term, wb: this.#writeBack(part, term), takenOver: false, waitingFor: null, takeover: Promise.resolve() };
+      this.#tenures.set(p, t);
+      t.takeover = this.#takeOver(part, t);
       this.#o.log.info({ partition: p, fenceMs: Math.round(electionFenceMs(this.#o.leaseMs)) }, "cache: home of a partition; serving once earlier copies' leases have run out");
       if (this.#o.redis !== null && part.machine.dirtyCount > 0) this.#scheduleFlush(0);
       return;
     }
-    if (!this.#tenures.delete(p)) return;
+    const t = this.#tenures.get(p);
+    if (t === undefined) return;
+    this.#tenures.delete(p);
+    if (t.wb !== null) this.#handoffs.set(`${p}:${t.term}`, { partition: p, owner: t.wb.owner, record: t.wb.freeze() });
     // Copies granted in the ended tenure stay fenced by their leases: the next home waits them out.
     for (const key of [...this.#holders.keys()]) if (this.#o.partitions.partitionOf(key) === p) this.#holders.delete(key);
   }
@@ -124,7 +149,10 @@ export class CacheHome {
       await this.#barrier(part);
       let v: StoredValue & { gen: number };
       const e = part.machine.get(key);
-      if (e !== undefined) v = e;
+      // A write acknowledged from memory has no log index yet: gen 0, which is never renewed.
+      const held = tenure.wb?.lookup(key);
+      if (held !== undefined) v = { ...held, gen: 0 };
+      else if (e !== undefined) v = e;
       else if (this.#o.redis !== null) v = { ...(await this.#o.redis.read(key)), gen: 0 };
       else v = { value: null, expiresAt: 0, gen: 0 };
       this.#checkTenure(part, tenure, key);
@@ -160,7 +188,7 @@ export class CacheHome {
     for (const [key, gen] of items) {
       const part = parts.get(this.#o.partitions.partitionOf(key));
       if (!part || tenures.get(part.partition) !== this.#tenures.get(part.partition) || !part.group.isLeader) continue;
-      if (this.#queue.busy(key) || (part.machine.get(key)?.gen ?? 0) !== gen) continue;
+      if (gen === 0 || this.#queue.busy(key) || this.#tenures.get(part.partition)?.wb?.lookup(key) !== undefined || part.machine.get(key)?.gen !== gen) continue;
       let hs = this.#holders.get(key);
       if (!hs) this.#holders.set(key, (hs = new Map()));
       hs.set(from, until);
@@ -176,6 +204,11 @@ export class CacheHome {
       const tenure = await this.#ready(part, key);
       await this.#dropCopies(key);
       this.#checkTenure(part, tenure, key);
+      if (tenure.wb !== null) {
+        if (part.machine.hasWid(wid) || tenure.wb.holds(wid)) return { gen: 0, duplicate: true };
+        await tenure.wb.add(key, value, expiresAt, wid);
+        return { gen: 0 };
+      }
       const redis = this.#o.redis;
       const r = (await part.group.propose(encodeCacheCommand({ op: "cache.set", key, value, expiresAt, dirty: redis !== null, wid }), PROPOSE_TIMEOUT_MS)) as CacheSetResult;
       if (redis === null) return r;
@@ -221,8 +254,85 @@ export class CacheHome {
     if (t === undefined || !part.group.isLeader) throw wrongHome(this.#o.self, key);
     const wait = t.readyAt - monoNow();
     if (wait > 0) await sleep(wait);
+    if (!t.takenOver) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([t.takeover, new Promise<void>((r) => (timer = setTimeout(r, HANDOFF_WAIT_MS)))]);
+      clearTimeout(timer);
+      if (!t.takenOver) {
+        this.#checkTenure(part, t, key);
+        throw new CacheHomeUnavailableError(`the previous home of this key's partition (${t.waitingFor ?? "?"}) acknowledged writes the log may lack and has not handed them on yet (it is unreachable); retry`);
+      }
+    }
     this.#checkTenure(part, t, key);
     return t;
+  }
+
+  #writeBack(part: CachePartition, term: number): WriteBack | null {
+    if (this.#o.writeThrough) return null;
+    return new WriteBack({
+      owner: { node: this.#o.self, term },
+      windowMs: this.#o.writeBackMs,
+      storeDirty: this.#o.redis !== null,
+      cleanAfterMs: CLEAN_AFTER_MS,
+      propose: (data) => part.group.propose(data, PROPOSE_TIMEOUT_MS),
+      onCommitted: () => {
+        if (this.#o.redis !== null) this.#scheduleFlush(this.#o.writeBackMs);
+      },
+    });
+  }
+
+  // ---------------------------------------------------------------- write-back handoff
+
+  /**
+   * A new tenure serves nothing until the log lacks no write an earlier home acknowledged from
+   * memory: it gets them from that home (which stopped acknowledging when it stopped leading) and
+   * commits them, or, if that home restarted since, records them lost.
+   */
+  async #takeOver(part: CachePartition, t: Tenure): Promise<void> {
+    const p = part.partition;
+    while (this.#tenures.get(p) === t && part.group.isLeader) {
+      try {
+        // Everything committed before this term is applied (the last record of an earlier home).
+        await part.group.readBarrier(PROPOSE_TIMEOUT_MS);
+        const d = part.machine.dirtyBy;
+        if (d === null || (d.node === this.#o.self && d.term === t.term)) {
+          t.takenOver = true;
+          return;
+        }
+        t.waitingFor = d.node;
+        const reply = d.node === this.#o.self ? this.handoff(p, d.term) : handoffReplyOf(await this.#o.peers.request(d.node, Op.CACHE_HANDOFF, { partition: p, term: d.term }, 1000));
+        if (reply.state === "home") {
+          await sleep(50);
+          continue;
+        }
+        if (reply.state === "held") {
+          await part.group.propose(encodeCacheCommand({ op: "cache.flush", by: d, sets: reply.sets, wids: reply.wids, clean: true, dirty: this.#o.redis !== null }), PROPOSE_TIMEOUT_MS);
+          if (this.#o.redis !== null) this.#scheduleFlush(0);
+          continue;
+        }
+        await part.group.propose(encodeCacheCommand({ op: "cache.lost", by: d }), PROPOSE_TIMEOUT_MS);
+        this.#o.count("writeBackLost");
+        this.#o.log.warn({ partition: p, home: d.node, term: d.term, windowMs: this.#o.writeBackMs }, "cache: write-back: the previous home restarted before handing on its buffer; writes it acknowledged from memory and had not yet written to the log (at most its last write-back window, possibly none) are lost");
+      } catch {
+        await sleep(200);
+      }
+    }
+  }
+
+  /** CACHE_HANDOFF: what this node holds of the writes it acknowledged while leading `partition` in `term`. */
+  handoff(partition: number, term: number): HandoffReply {
+    if (this.#tenures.get(partition)?.term === term) return { state: "home" };
+    const h = this.#handoffs.get(`${partition}:${term}`);
+    return h === undefined ? { state: "none" } : { state: "held", ...h.record };
+  }
+
+  /** Graceful stop: writes everything acknowledged from memory to the log before leadership moves. */
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.all(
+      [...this.#tenures.values()].map((t) =>
+        t.wb?.drain(timeoutMs).catch((err: unknown) => this.#o.log.warn({ err: (err as Error).message }, "cache: could not write back every acknowledged write before stopping; the next home gets them by handoff while this node runs")),
+      ),
+    );
   }
 
   #checkTenure(part: CachePartition, t: Tenure, key: string): void {
@@ -275,10 +385,12 @@ export class CacheHome {
       return;
     }
     this.#stored.set(part.partition, (items = [[key, gen]]));
-    // Recorded in batches: one log entry for every version stored during one turn.
+    // Recorded in batches: one log entry for every version stored during one turn, or, with
+    // write-back under way, in the home's next flush (no entry of its own).
     setImmediate(() => {
       this.#stored.delete(part.partition);
       if (!part.group.isLeader) return;
+      if (this.#tenures.get(part.partition)?.wb?.carryStored(items) === true) return;
       part.group.propose(encodeCacheCommand({ op: "cache.stored", items }), PROPOSE_TIMEOUT_MS).catch(() => {
         // Still dirty in the log: the next flush writes them again (Redis refuses nothing newer).
         this.#scheduleFlush(STORE_RETRY_MS);
@@ -327,6 +439,11 @@ export class CacheHome {
   }
 
   #purge(): void {
+    // A term's record is kept until its partition's log no longer names it (its handoff is done).
+    for (const [id, h] of this.#handoffs) {
+      const d = this.#o.partitions.all().find((p) => p.partition === h.partition)?.machine.dirtyBy ?? null;
+      if (d === null || d.node !== h.owner.node || d.term !== h.owner.term) this.#handoffs.delete(id);
+    }
     const now = wallNow();
     for (const part of this.#o.partitions.all()) {
       if (!part.group.isLeader || !part.machine.hasExpired(now)) continue;

@@ -46,7 +46,7 @@ export interface CacheGetReply {
   readonly gen: number;
 }
 
-type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "storeWrites";
+type CounterName = "hits" | "misses" | "evictions" | "invSent" | "invReceived" | "storeWrites" | "writeBackLost";
 
 /** How long a request keeps retrying while its key has no reachable home (an election runs). */
 const RETRY_WINDOW_MS = 3000;
@@ -67,7 +67,7 @@ export class CacheService {
   /** The longest a home may take: waiting out an election fence and a lease, then a commit. */
   readonly #homeTimeoutMs: number;
   #stopped = false;
-  readonly #n: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, storeWrites: 0 };
+  readonly #n: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, storeWrites: 0, writeBackLost: 0 };
   readonly #c: Record<CounterName, Counter<string>>;
   readonly #g: { lines: Gauge<string>; hitRatio: Gauge<string>; bytes: Gauge<string>; holders: Gauge<string>; dirty: Gauge<string> };
 
@@ -107,6 +107,11 @@ export class CacheService {
       invSent: new Counter({ name: "dsync_cache_invalidations_sent_total", help: "Copies this node, as home, invalidated before a write or an invalidate.", registers }),
       invReceived: new Counter({ name: "dsync_cache_invalidations_received_total", help: "Invalidations of this node's copies received from homes.", registers }),
       storeWrites: new Counter({ name: "dsync_cache_store_writes_total", help: "Versions this node, as home, wrote to Redis.", registers }),
+      writeBackLost: new Counter({
+        name: "dsync_cache_writeback_lost_total",
+        help: "Write-back: times this node, as the next home, found that the previous home restarted before handing on its buffer; each time, writes it acknowledged in its last CACHE_WRITE_BACK_MS and had not written to the log (possibly none) are lost.",
+        registers,
+      }),
     };
     this.#g = {
       lines: new Gauge({ name: "dsync_cache_lines", help: "Leased copies held by this node.", registers }),
@@ -160,7 +165,7 @@ export class CacheService {
       this.#near.ack(int(f, "seq", "CACHE_NEAR_ACK", { min: 1 }), ctx.conn);
       return {};
     });
-    for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_INVALIDATE_COPY, Op.CACHE_DROP, Op.CACHE_PEEK, Op.CACHE_RENEW]) {
+    for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_INVALIDATE_COPY, Op.CACHE_DROP, Op.CACHE_PEEK, Op.CACHE_RENEW, Op.CACHE_HANDOFF]) {
       onPeerRequest(op, (from, env) => this.#onPeer(from, env.type, env.body));
     }
   }
@@ -174,6 +179,11 @@ export class CacheService {
   onRoleChange(group: number, leader: boolean): void {
     const part = this.#o.partitions.byGroup(group);
     if (part) this.#home.onRoleChange(part, leader);
+  }
+
+  /** Graceful stop, before leadership moves: every write acknowledged from memory goes to the log. */
+  drain(): Promise<void> {
+    return this.#home.drain(2000);
   }
 
   stop(): void {
@@ -356,6 +366,8 @@ export class CacheService {
         return this.#peek(keyOf(f, "CACHE_PEEK"));
       case Op.CACHE_RENEW:
         return { keys: await this.#home.renew(from, renewItemsOf(f, "CACHE_RENEW")) };
+      case Op.CACHE_HANDOFF:
+        return this.#home.handoff(int(f, "partition", "CACHE_HANDOFF", { min: 1 }), int(f, "term", "CACHE_HANDOFF", { min: 0 }));
       default:
         throw new DsyncError(ErrorCode.UNKNOWN_TYPE, `cache peer request ${op} is not handled`);
     }

@@ -52,3 +52,21 @@ export function renewItemsOf(f: Fields, what: string): [string, number][] {
     return [keyOf({ key: item[0] }, `${what} items[${i}]`), genOf({ gen: item[1] }, `${what} items[${i}]`)];
   });
 }
+
+/** A CACHE_HANDOFF reply: `{state: "home" | "none"}` or `{state: "held", sets: [[key, value|nil, expiresAt]], wids: [str]}`. */
+export function handoffReplyOf(body: unknown): { state: "home" } | { state: "none" } | { state: "held"; sets: [string, Uint8Array | null, number][]; wids: string[] } {
+  const what = "CACHE_HANDOFF reply";
+  const f = fieldsOf(body, what);
+  const state = str(f, "state", what);
+  if (state === "home" || state === "none") return { state };
+  if (state !== "held") throw new InvalidArgumentError(`${what}: field "state" must be home, none or held, got ${JSON.stringify(state)}`);
+  if (!Array.isArray(f.sets) || !Array.isArray(f.wids)) throw new InvalidArgumentError(`${what}: fields "sets" and "wids" must be arrays`);
+  const sets = f.sets.map((item: unknown, i): [string, Uint8Array | null, number] => {
+    if (!Array.isArray(item) || item.length !== 3) throw new InvalidArgumentError(`${what} sets[${i}]: must be [key, value, expiresAt]`);
+    const at = `${what} sets[${i}]`;
+    const g = { key: item[0], value: item[1], expiresAt: item[2] };
+    return [keyOf(g, at), valueOf(g, at, true), expiresAtOf(g, at)];
+  });
+  const wids = f.wids.map((w: unknown, i) => str({ wid: w }, "wid", `${what} wids[${i}]`, { maxBytes: 64 }));
+  return { state: "held", sets, wids };
+}

@@ -30,10 +30,22 @@ export interface RegisterOptions {
   readonly mix: { write: number; delete: number; invalidate: number };
 }
 
+/**
+ * A stretch of time around a crash that may have lost acknowledged writes (cache write-back):
+ * writes completed in [fromMs, atMs] may never have taken effect, and reads completed in
+ * [fromMs, readsToMs] may have seen such a write. Times are performance.now().
+ */
+export interface LossWindow {
+  readonly fromMs: number;
+  readonly atMs: number;
+  readonly readsToMs: number;
+}
+
 export class RegisterWorkload implements Workload {
   readonly name: string;
   readonly #o: RegisterOptions;
   readonly #history = new History<RegisterOp>();
+  #losses: readonly LossWindow[] = [];
   readonly #drivers: { driver: RegisterDriver; conn: DsyncClient }[] = [];
   readonly #loops: Promise<void>[] = [];
   #stopped = false;
@@ -141,9 +153,33 @@ export class RegisterWorkload implements Workload {
     return this.#history.ops.filter((o) => o.outcome === "ok").map((o) => o.completeMs);
   }
 
+  /**
+   * Declares crashes that may have lost acknowledged writes: the checker then treats the writes
+   * and reads of each window as of unknown outcome (a write may never have happened; such a read
+   * constrains nothing). Returns how many operations that affects.
+   */
+  allowLosses(windows: readonly LossWindow[]): { writes: number; reads: number } {
+    this.#losses = windows;
+    this.#checked = null;
+    let writes = 0;
+    let reads = 0;
+    for (const op of this.#history.ops) {
+      if (!this.#mayBeLost(op)) continue;
+      if (op.f === "read") reads++;
+      else writes++;
+    }
+    return { writes, reads };
+  }
+
+  #mayBeLost(op: RegisterOp): boolean {
+    if (op.outcome !== "ok") return false;
+    return this.#losses.some((w) => op.completeMs >= w.fromMs && op.completeMs <= (op.f === "read" ? w.readsToMs : w.atMs));
+  }
+
   check(): CheckReport {
     if (this.#checked) return this.#checked;
-    const r = checkLinearizable(this.#history.ops);
+    const ops = this.#losses.length === 0 ? this.#history.ops : this.#history.ops.map((op) => (this.#mayBeLost(op) ? { ...op, outcome: "unknown" as const, completeMs: Infinity } : op));
+    const r = checkLinearizable(ops);
     this.#checked = { ok: r.ok, violations: r.violations.length, lines: formatLinearizable(r) };
     return this.#checked;
   }

@@ -23,7 +23,34 @@ export type CacheCommand =
   /** Redis has these versions: [key, gen] pairs; a newer version of a key stays dirty. */
   | { readonly op: "cache.stored"; readonly items: readonly (readonly [string, number])[] }
   /** Forgets clean values that expired before `now` (the leader's clock), keeping memory bounded. */
-  | { readonly op: "cache.purge"; readonly now: number };
+  | { readonly op: "cache.purge"; readonly now: number }
+  /**
+   * Write-back: writes a home acknowledged from memory, in one entry. `by` is the home and its
+   * term; the entry records that this home may hold more such writes (`dirtyBy`) until one with
+   * `clean` says it holds none. Entries from a home's handoff (its writes, sent on by the next
+   * home) carry the old home's `by` and `clean`.
+   */
+  | {
+      readonly op: "cache.flush";
+      readonly by: WriteBackOwner;
+      readonly sets: readonly FlushedSet[];
+      readonly wids: readonly string[];
+      readonly clean: boolean;
+      readonly dirty: boolean;
+      /** Versions Redis has, as in cache.stored (recorded with the flush rather than on their own). */
+      readonly stored?: readonly (readonly [string, number])[];
+    }
+  /** Write-back: the home `by` restarted before it handed its unwritten writes on: they are lost. */
+  | { readonly op: "cache.lost"; readonly by: WriteBackOwner };
+
+/** A home that acknowledged writes from memory in one of its terms as leader. */
+export interface WriteBackOwner {
+  readonly node: string;
+  readonly term: number;
+}
+
+/** One write in a `cache.flush`: key, value (null: deleted), expiresAt. */
+export type FlushedSet = readonly [string, Uint8Array | null, number];
 
 /** What a proposer of `cache.set` gets back. */
 export interface CacheSetResult {
@@ -52,6 +79,10 @@ export class CacheMachine implements StateMachine {
   #dirty = 0;
   /** Applied write ids → the gen they wrote, oldest first. */
   #wids = new Map<string, number>();
+  /** The home that may hold acknowledged writes not in this log yet (write-back), or null. */
+  #dirtyBy: WriteBackOwner | null = null;
+  /** Write-back terms whose unwritten writes were lost with their home (cache.lost applied). */
+  #lost = 0;
 
   get size(): number {
     return this.#data.size;
@@ -60,6 +91,19 @@ export class CacheMachine implements StateMachine {
   /** Versions Redis has not confirmed yet. */
   get dirtyCount(): number {
     return this.#dirty;
+  }
+
+  get dirtyBy(): WriteBackOwner | null {
+    return this.#dirtyBy;
+  }
+
+  get lostTerms(): number {
+    return this.#lost;
+  }
+
+  /** Whether write `wid` was applied (a resend must not apply again). */
+  hasWid(wid: string): boolean {
+    return this.#wids.has(wid);
   }
 
   get(key: string): CacheEntry | undefined {
@@ -89,21 +133,27 @@ export class CacheMachine implements StateMachine {
           // A resend (its reply was lost) of a write applied before: applying it again could put
           // its value back over a newer write.
           if (gen !== undefined) return { gen, duplicate: true };
-          this.#wids.set(wid, entry.index);
-          if (this.#wids.size > WIDS_MAX) this.#wids.delete(this.#wids.keys().next().value!);
+          this.#noteWid(wid, entry.index);
         }
-        // A clean delete needs no tombstone: an absent key reads as null (from Redis too, once stored).
-        if (cmd.value === null && cmd.dirty !== true) this.#remove(cmd.key);
-        else this.#put(cmd.key, { value: cmd.value, expiresAt: cmd.expiresAt, gen: entry.index, dirty: cmd.dirty === true });
+        this.#set(cmd.key, cmd.value, cmd.expiresAt, entry.index, cmd.dirty === true);
         return { gen: entry.index };
       }
-      case "cache.stored":
-        for (const [key, gen] of cmd.items) {
-          const e = this.#data.get(key);
-          if (e?.dirty !== true || e.gen !== gen) continue;
-          if (e.value === null) this.#remove(key);
-          else this.#put(key, { ...e, dirty: false });
+      case "cache.flush":
+        if (cmd.stored) this.#stored(cmd.stored);
+        // The home deduplicated these writes against every wid before acknowledging them.
+        for (const wid of cmd.wids) this.#noteWid(wid, entry.index);
+        for (const [key, value, expiresAt] of cmd.sets) this.#set(key, value, expiresAt, entry.index, cmd.dirty);
+        if (!cmd.clean) this.#dirtyBy = { node: cmd.by.node, term: cmd.by.term };
+        else if (sameOwner(this.#dirtyBy, cmd.by)) this.#dirtyBy = null;
+        return null;
+      case "cache.lost":
+        if (sameOwner(this.#dirtyBy, cmd.by)) {
+          this.#dirtyBy = null;
+          this.#lost++;
         }
+        return null;
+      case "cache.stored":
+        this.#stored(cmd.items);
         return null;
       case "cache.purge":
         for (const [key, e] of [...this.#data]) if (!e.dirty && e.expiresAt > 0 && e.expiresAt <= cmd.now) this.#data.delete(key);
@@ -114,14 +164,36 @@ export class CacheMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encodeCommand({ entries: [...this.#data].map(([k, e]) => [k, e.value, e.expiresAt, e.gen, e.dirty]), wids: [...this.#wids] });
+    return encodeCommand({ entries: [...this.#data].map(([k, e]) => [k, e.value, e.expiresAt, e.gen, e.dirty]), wids: [...this.#wids], dirtyBy: this.#dirtyBy, lost: this.#lost });
   }
 
   restore(data: Uint8Array): void {
-    const img = decodeCommand(data) as { entries: [string, Uint8Array | null, number, number, boolean][]; wids: [string, number][] };
+    const img = decodeCommand(data) as { entries: [string, Uint8Array | null, number, number, boolean][]; wids: [string, number][]; dirtyBy?: WriteBackOwner | null; lost?: number };
     this.#data = new Map(img.entries.map(([k, value, expiresAt, gen, dirty]) => [k, { value, expiresAt, gen, dirty }]));
     this.#dirty = img.entries.filter((r) => r[4]).length;
     this.#wids = new Map(img.wids);
+    this.#dirtyBy = img.dirtyBy ?? null;
+    this.#lost = img.lost ?? 0;
+  }
+
+  #stored(items: readonly (readonly [string, number])[]): void {
+    for (const [key, gen] of items) {
+      const e = this.#data.get(key);
+      if (e?.dirty !== true || e.gen !== gen) continue;
+      if (e.value === null) this.#remove(key);
+      else this.#put(key, { ...e, dirty: false });
+    }
+  }
+
+  #noteWid(wid: string, index: number): void {
+    this.#wids.set(wid, index);
+    if (this.#wids.size > WIDS_MAX) this.#wids.delete(this.#wids.keys().next().value!);
+  }
+
+  #set(key: string, value: Uint8Array | null, expiresAt: number, gen: number, dirty: boolean): void {
+    // A clean delete needs no tombstone: an absent key reads as null (from Redis too, once stored).
+    if (value === null && !dirty) this.#remove(key);
+    else this.#put(key, { value, expiresAt, gen, dirty });
   }
 
   #remove(key: string): void {
@@ -134,4 +206,8 @@ export class CacheMachine implements StateMachine {
     this.#dirty += (e.dirty ? 1 : 0) - (old?.dirty === true ? 1 : 0);
     this.#data.set(key, e);
   }
+}
+
+function sameOwner(a: WriteBackOwner | null, b: WriteBackOwner): boolean {
+  return a !== null && a.node === b.node && a.term === b.term;
 }
