@@ -1,4 +1,4 @@
-import { installClockControl } from "../server/wall-clock.ts";
+import { installClockControl } from "../host/wall-clock.ts";
 import { Command, Option } from "commander";
 import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../server/config.ts";
 import { DsyncNode, EXIT_STORAGE_FAILURE } from "../server/node.ts";

@@ -10,9 +10,9 @@ import {
 } from "../../protocol/index.ts";
 import { FramedSocket } from "../transport/framed-socket.ts";
 import { tokensEqual } from "../transport/token.ts";
-import type { Logger } from "./logger.ts";
-import type { NodeMetrics } from "./metrics.ts";
-import type { RequestRouter } from "./request-router.ts";
+import type { Logger } from "../host/logger.ts";
+import type { NodeMetrics } from "../host/metrics.ts";
+import type { RequestRouter } from "../host/request-router.ts";
 import { listenOn } from "../transport/listen.ts";
 
 export interface ClientListenerOptions {

@@ -3,6 +3,8 @@ import path from "node:path";
 import { FRAME_BYTES_MAX_DEFAULT } from "../../protocol/index.ts";
 import { formatAddr, parseAddr } from "../transport/dial.ts";
 import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/machine/line-store.ts";
+import { CACHE_WRITE_POLICIES, type CacheWritePolicy } from "../services/cache/write-back.ts";
+import { LOG_LEVELS, type LogLevel } from "../host/logger.ts";
 
 /** A peer from PEER_NODES: its node id and the address of its peer port. */
 export interface PeerConfig {
@@ -47,11 +49,9 @@ export interface NodeConfig {
   readonly queueVirtualNodes: number;
 }
 
-export const CACHE_WRITE_POLICIES = ["write-back", "write-through"] as const;
-export type CacheWritePolicy = (typeof CACHE_WRITE_POLICIES)[number];
+export { CACHE_WRITE_POLICIES, type CacheWritePolicy };
 
-export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, type LogLevel };
 
 /** Raised with every problem found in a configuration, one per line. */
 export class ConfigError extends Error {

@@ -1,25 +1,25 @@
 import { mkdir } from "node:fs/promises";
 import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
 import { ConfChangeType } from "../raft/index.ts";
-import { ClusterMachine } from "../services/cluster-machine.ts";
+import { ClusterMachine } from "../services/cluster/machine/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
-import { registerAdminHandlers } from "./admin-handlers.ts";
+import { registerAdminHandlers } from "../services/cluster/admin-handlers.ts";
 import { CachePartitions, CacheService, RedisStore } from "../services/cache/index.ts";
 import { ClientListener } from "./client-listener.ts";
 import { clientAddrOf, type NodeConfig } from "./config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
-import { createLogger, type Logger } from "./logger.ts";
-import { registerKvHandlers } from "./kv-handlers.ts";
-import { LockService } from "./lock-service.ts";
-import { NodeMetrics } from "./metrics.ts";
-import { Proposer } from "./proposer.ts";
-import type { RaftGroup } from "./raft-group.ts";
-import { RaftHost } from "./raft-host.ts";
-import { RequestRouter } from "./request-router.ts";
-import { QueuePartitions } from "./queue-partitions.ts";
-import { QueueService } from "./queue-service.ts";
+import { createLogger, type Logger } from "../host/logger.ts";
+import { registerKvHandlers } from "../services/kv/handlers.ts";
+import { LockService } from "../services/lock/service.ts";
+import { NodeMetrics } from "../host/metrics.ts";
+import { Proposer } from "../host/proposer.ts";
+import type { RaftGroup } from "../host/raft-group.ts";
+import { RaftHost } from "../host/raft-host.ts";
+import { RequestRouter } from "../host/request-router.ts";
+import { QueuePartitions } from "../services/queue/partitions.ts";
+import { QueueService } from "../services/queue/service.ts";
 import { encodeCommand } from "../services/command-codec.ts";
-import type { QueueLayout } from "../services/queue/layout.ts";
+import type { QueueLayout } from "../services/queue/machine/layout.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 

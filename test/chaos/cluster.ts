@@ -102,7 +102,7 @@ export class ChaosNode {
     this.paused = false;
   }
 
-  /** Sets this node's wall-clock offset (see src/server/wall-clock.ts). */
+  /** Sets this node's wall-clock offset (see src/host/wall-clock.ts). */
   async setClockOffset(offsetMs: number): Promise<void> {
     await writeFile(this.spec.clockFile, JSON.stringify({ offsetMs }));
     if (this.alive) this.child!.kill("SIGUSR2");

@@ -16,8 +16,10 @@ test("lint - forbidden imports across layers fail the lint, with the reason", as
   const forbidden: [string, string, RegExp][] = [
     ["src/raft/x.ts", "../server/node.ts", /Raft core is pure/],
     ["src/raft/x.ts", "node:fs", /Raft core is pure/],
-    ["src/services/lock/x.ts", "../../server/logger.ts", /no I\/O/],
-    ["src/services/queue/x.ts", "node:crypto", /no I\/O/],
+    ["src/services/lock/machine/x.ts", "../../../host/logger.ts", /no I\/O/],
+    ["src/services/queue/machine/x.ts", "node:crypto", /no I\/O/],
+    ["src/services/lock/service.ts", "../../server/config.ts", /knows nothing of the node/],
+    ["src/host/x.ts", "../services/lock/service.ts", /without knowing any of them/],
     ["src/services/cache/machine/x.ts", "../../../transport/peer-links.ts", /no I\/O/],
     ["src/client/x.ts", "../server/config.ts", /never reaches into the daemon/],
     ["protocol/x.ts", "../src/services/cache/index.ts", /depends on neither/],
@@ -33,7 +35,9 @@ test("lint - imports within a layer, or downward, pass", async () => {
   const allowed: [string, string][] = [
     ["src/raft/x.ts", "./log.ts"],
     ["src/services/cache/machine/x.ts", "../../command-codec.ts"],
-    ["src/services/cache/x.ts", "../../server/logger.ts"],
+    ["src/services/cache/x.ts", "../../host/logger.ts"],
+    ["src/services/lock/machine/x.ts", "../../../host/state-machine.ts"],
+    ["src/host/x.ts", "../services/command-codec.ts"],
     ["src/client/x.ts", "../../protocol/index.ts"],
     ["src/server/x.ts", "../services/cache/index.ts"],
   ];

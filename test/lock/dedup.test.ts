@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LockMachine } from "../../src/services/lock/lock-machine.ts";
+import { LockMachine } from "../../src/services/lock/machine/lock-machine.ts";
 import { Harness, assertRefused } from "./harness.test.ts";
 
 test("lock - a retried acquire returns the cached grant and does not acquire twice", () => {

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertPure, tsFiles } from "../helpers/purity.ts";
 import fc from "fast-check";
-import { LockMachine, encodeLockCommand } from "../../src/services/lock/lock-machine.ts";
-import { LockInvariantChecker } from "../../src/services/lock/invariants.ts";
-import type { LockEvent, LockResult } from "../../src/services/lock/types.ts";
+import { LockMachine, encodeLockCommand } from "../../src/services/lock/machine/lock-machine.ts";
+import { LockInvariantChecker } from "../../src/services/lock/machine/invariants.ts";
+import type { LockEvent, LockResult } from "../../src/services/lock/machine/types.ts";
 import { Harness, Workload, stepsArb, type Step } from "./harness.test.ts";
 
 interface Run {
@@ -100,8 +100,8 @@ test("lock - snapshot/restore mid-queue: the restored replica hands off exactly 
   assert.deepEqual(Buffer.from(copy.m.snapshot()), Buffer.from(h.m.snapshot()));
 });
 
-test("lock - purity: src/services/lock reads no clock, no randomness, does no I/O and no async", () => {
-  const dir = join(import.meta.dirname, "../../src/services/lock");
+test("lock - purity: src/services/lock/machine reads no clock, no randomness, does no I/O and no async", () => {
+  const dir = join(import.meta.dirname, "../../src/services/lock/machine");
   const files = tsFiles(dir);
   assert.ok(files.length >= 6);
   assertPure(files);

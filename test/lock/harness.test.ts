@@ -2,9 +2,9 @@
 // test of its own (a test here would run once per importing file).
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { LockMachine, encodeLockCommand } from "../../src/services/lock/lock-machine.ts";
-import { LockInvariantChecker } from "../../src/services/lock/invariants.ts";
-import type { LockCommand, LockEvent, LockMachineOptions, LockMode, LockResult } from "../../src/services/lock/types.ts";
+import { LockMachine, encodeLockCommand } from "../../src/services/lock/machine/lock-machine.ts";
+import { LockInvariantChecker } from "../../src/services/lock/machine/invariants.ts";
+import type { LockCommand, LockEvent, LockMachineOptions, LockMode, LockResult } from "../../src/services/lock/machine/types.ts";
 
 /** Distributes Omit over the union so each command keeps its own fields. */
 type WithoutNow<T> = T extends unknown ? Omit<T, "now"> & { now?: number } : never;

@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { LockMachine, encodeLockCommand } from "../../src/services/lock/lock-machine.ts";
-import { LockInvariantChecker } from "../../src/services/lock/invariants.ts";
-import type { LockCommand, LockEvent, LockMode, LockResult } from "../../src/services/lock/types.ts";
+import { LockMachine, encodeLockCommand } from "../../src/services/lock/machine/lock-machine.ts";
+import { LockInvariantChecker } from "../../src/services/lock/machine/invariants.ts";
+import type { LockCommand, LockEvent, LockMode, LockResult } from "../../src/services/lock/machine/types.ts";
 import { Workload, stepsArb, type Step } from "./harness.test.ts";
 
 /**

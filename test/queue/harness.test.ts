@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { QueueMachine, encodeQueueCommand } from "../../src/services/queue/queue-machine.ts";
-import type { DeliveredMessage, QueueCommand, QueueEvent, QueueMachineOptions, QueueResult } from "../../src/services/queue/types.ts";
+import { QueueMachine, encodeQueueCommand } from "../../src/services/queue/machine/queue-machine.ts";
+import type { DeliveredMessage, QueueCommand, QueueEvent, QueueMachineOptions, QueueResult } from "../../src/services/queue/machine/types.ts";
 
 /** Distributes Omit over a union. */
 type DOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PartitionMap, isQueueLayout } from "../../src/services/queue/layout.ts";
+import { PartitionMap, isQueueLayout } from "../../src/services/queue/machine/layout.ts";
 
 const names = Array.from({ length: 10_000 }, (_, i) => `orders-${i}`);
 

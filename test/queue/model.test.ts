@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertPure, tsFiles } from "../helpers/purity.ts";
 import fc from "fast-check";
-import { QueueMachine, encodeQueueCommand } from "../../src/services/queue/queue-machine.ts";
-import { backoffDelay } from "../../src/services/queue/backoff.ts";
-import type { QueueCommand, QueueEvent, QueueResult } from "../../src/services/queue/types.ts";
+import { QueueMachine, encodeQueueCommand } from "../../src/services/queue/machine/queue-machine.ts";
+import { backoffDelay } from "../../src/services/queue/machine/backoff.ts";
+import type { QueueCommand, QueueEvent, QueueResult } from "../../src/services/queue/machine/types.ts";
 
 /** A random step; receipts are chosen from the ones seen so far (by position), fresh or stale. */
 type Step =
@@ -379,10 +379,10 @@ test("queue - snapshot/restore mid-flight gives identical subsequent behaviour a
   );
 });
 
-test("queue - purity: src/services/queue reads no clock, no randomness, does no I/O and no async", () => {
-  const dir = join(import.meta.dirname, "../../src/services/queue");
+test("queue - purity: src/services/queue/machine reads no clock, no randomness, does no I/O and no async", () => {
+  const dir = join(import.meta.dirname, "../../src/services/queue/machine");
   const files = tsFiles(dir);
   assert.ok(files.length >= 7);
   // The helpers the queue and lock machines share must be just as pure.
-  assertPure([...files, ...tsFiles(join(dir, "../shared"))], [[/\bperformance\b|\bcrypto\b/, "performance/crypto"]]);
+  assertPure([...files, ...tsFiles(join(dir, "../../shared"))], [[/\bperformance\b|\bcrypto\b/, "performance/crypto"]]);
 });

@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeCommand } from "../../src/services/command-codec.ts";
-import { backoffDelay } from "../../src/services/queue/backoff.ts";
-import type { UnstampedQueueCommand } from "../../src/services/queue/types.ts";
+import { backoffDelay } from "../../src/services/queue/machine/backoff.ts";
+import type { UnstampedQueueCommand } from "../../src/services/queue/machine/types.ts";
 import { Harness, bytes, text } from "./harness.test.ts";
 
 test("queue - first deliveries are FIFO per queue, across batches and consumers", () => {

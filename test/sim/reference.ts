@@ -9,8 +9,8 @@
  */
 import { EntryType, type Entry } from "../../src/raft/types.ts";
 import { decodeCommand } from "../../src/services/command-codec.ts";
-import { backoffDelay } from "../../src/services/queue/backoff.ts";
-import type { QueueCommand } from "../../src/services/queue/types.ts";
+import { backoffDelay } from "../../src/services/queue/machine/backoff.ts";
+import type { QueueCommand } from "../../src/services/queue/machine/types.ts";
 import { QUEUE_DEFAULTS, Tag } from "./services.ts";
 
 const decoder = new TextDecoder();

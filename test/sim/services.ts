@@ -8,13 +8,13 @@
  * keeps the routing to one byte look-up, so every entry is decoded only by the machines.
  */
 import type { Entry } from "../../src/raft/types.ts";
-import { ClusterMachine } from "../../src/services/cluster-machine.ts";
+import { ClusterMachine } from "../../src/services/cluster/machine/cluster-machine.ts";
 import { encodeCommand } from "../../src/services/command-codec.ts";
-import type { KvCommand } from "../../src/services/kv/kv-machine.ts";
-import { LockInvariantChecker } from "../../src/services/lock/invariants.ts";
-import type { LockCommand, LockEvent } from "../../src/services/lock/types.ts";
-import { QueueMachine } from "../../src/services/queue/queue-machine.ts";
-import type { QueueCommand, QueueConfig } from "../../src/services/queue/types.ts";
+import type { KvCommand } from "../../src/services/kv/machine/kv-machine.ts";
+import { LockInvariantChecker } from "../../src/services/lock/machine/invariants.ts";
+import type { LockCommand, LockEvent } from "../../src/services/lock/machine/types.ts";
+import { QueueMachine } from "../../src/services/queue/machine/queue-machine.ts";
+import type { QueueCommand, QueueConfig } from "../../src/services/queue/machine/types.ts";
 import type { ServiceImage } from "./state-machine.ts";
 
 /** First byte of a client entry: which machine it is for. */

@@ -8,9 +8,9 @@
  * their commands, as real clients do; ids may be stale by the time a command applies (a session
  * expired, a receipt was redelivered), which the machines must answer, not trip over.
  */
-import type { KvResult } from "../../src/services/kv/kv-machine.ts";
-import type { LockCommand, LockEvent, LockResult } from "../../src/services/lock/types.ts";
-import type { QueueCommand, QueueResult } from "../../src/services/queue/types.ts";
+import type { KvResult } from "../../src/services/kv/machine/kv-machine.ts";
+import type { LockCommand, LockEvent, LockResult } from "../../src/services/lock/machine/types.ts";
+import type { QueueCommand, QueueResult } from "../../src/services/queue/machine/types.ts";
 import type { Prng } from "./prng.ts";
 import { Tag, type ApplyOutcome, type SimCommand } from "./services.ts";
 

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op } from "../../../protocol/index.ts";
-import type { Logger } from "../../server/logger.ts";
-import { PROPOSE_TIMEOUT_MS } from "../../server/proposer.ts";
-import { wallNow } from "../../server/wall-clock.ts";
+import type { Logger } from "../../host/logger.ts";
+import { PROPOSE_TIMEOUT_MS } from "../../host/proposer.ts";
+import { wallNow } from "../../host/wall-clock.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import { KeyQueue } from "./key-queue.ts";
 import { electionFenceMs, homeLeaseEnd, monoNow } from "./lease.ts";

@@ -1,10 +1,10 @@
 import { UnavailableError } from "../../../protocol/index.ts";
-import { LeaderBalancer } from "../../server/leader-balancer.ts";
-import type { Logger } from "../../server/logger.ts";
-import type { RaftGroup } from "../../server/raft-group.ts";
-import type { RaftHost } from "../../server/raft-host.ts";
+import { LeaderBalancer } from "../../host/leader-balancer.ts";
+import type { Logger } from "../../host/logger.ts";
+import type { RaftGroup } from "../../host/raft-group.ts";
+import type { RaftHost } from "../../host/raft-host.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
-import { PartitionMap, type QueueLayout } from "../queue/layout.ts";
+import { PartitionMap, type QueueLayout } from "../queue/machine/layout.ts";
 import { CacheMachine } from "./machine/index.ts";
 
 /** Cache partition p (1-based) is Raft group CACHE_GROUP_BASE + p, clear of the queue partitions' ids. */

@@ -2,11 +2,10 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
 import { Counter, Gauge } from "prom-client";
 import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, bool, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope, type Fields } from "../../../protocol/index.ts";
-import type { CacheWritePolicy } from "../../server/config.ts";
-import type { Logger } from "../../server/logger.ts";
-import type { NodeMetrics } from "../../server/metrics.ts";
-import type { RequestContext, RequestRouter } from "../../server/request-router.ts";
-import { wallNow } from "../../server/wall-clock.ts";
+import type { Logger } from "../../host/logger.ts";
+import type { NodeMetrics } from "../../host/metrics.ts";
+import type { RequestContext, RequestRouter } from "../../host/request-router.ts";
+import { wallNow } from "../../host/wall-clock.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import { CacheHolder } from "./holder.ts";
 import { CacheHome, type ReadGrant } from "./home.ts";
@@ -15,6 +14,7 @@ import type { EvictionPolicy } from "./machine/index.ts";
 import { NearHolders } from "./near-relay.ts";
 import type { CachePartitions } from "./partitions.ts";
 import type { RedisStore } from "./store.ts";
+import type { CacheWritePolicy } from "./write-back.ts";
 import { CACHE_TTL_MS_MAX, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, renewItemsOf, valueOf } from "./wire.ts";
 
 export interface CacheServiceOptions {

@@ -2,6 +2,10 @@ import { CacheHomeUnavailableError } from "../../../protocol/index.ts";
 import { monoNow } from "./lease.ts";
 import { encodeCacheCommand, type FlushedSet, type WriteBackOwner } from "./machine/index.ts";
 
+/** `CACHE_WRITE_POLICY`: write-through (a set returns once committed) or write-back (from the home's memory). */
+export const CACHE_WRITE_POLICIES = ["write-back", "write-through"] as const;
+export type CacheWritePolicy = (typeof CACHE_WRITE_POLICIES)[number];
+
 /** A write a home acknowledged and its partition's log does not have yet. */
 export interface PendingWrite {
   readonly value: Uint8Array | null;

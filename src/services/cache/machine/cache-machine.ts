@@ -1,5 +1,5 @@
 import { decodeCommand, encodeCommand } from "../../command-codec.ts";
-import type { AppliedEntry, StateMachine } from "../../state-machine.ts";
+import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /**
  * One key in a cache partition: its value (null: deleted), its absolute expiry (ms since the

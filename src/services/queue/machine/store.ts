@@ -1,4 +1,4 @@
-import { MinHeap } from "../shared/min-heap.ts";
+import { MinHeap } from "../../shared/min-heap.ts";
 import type { DeliveryRecord, QueueConfig } from "./types.ts";
 
 /** Throws on a broken internal invariant: a bug, never bad input. */

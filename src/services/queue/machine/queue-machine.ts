@@ -1,7 +1,7 @@
-import { decodeCommand, encodeCommand } from "../command-codec.ts";
-import type { AppliedEntry, StateMachine } from "../state-machine.ts";
+import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 import { backoffDelay } from "./backoff.ts";
-import { MinHeap } from "../shared/min-heap.ts";
+import { MinHeap } from "../../shared/min-heap.ts";
 import { checkState } from "./invariants.ts";
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts";
 import { compareTimers, dlqName, invariant, newQueue, type Message, type Queue, type QueueState, type Timer } from "./store.ts";

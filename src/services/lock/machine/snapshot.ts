@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand } from "../command-codec.ts";
+import { decodeCommand, encodeCommand } from "../../command-codec.ts";
 import { invariant, ResourceTable, type Hold, type Resource, type Waiter } from "./resource-table.ts";
 import type { Session } from "./sessions.ts";
 import type { LockMode, LockResult } from "./types.ts";

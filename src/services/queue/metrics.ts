@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { DeliveredMessage } from "../services/queue/index.ts";
-import type { Partition } from "./queue-partitions.ts";
+import type { DeliveredMessage } from "./machine/index.ts";
+import type { Partition } from "./partitions.ts";
 
 const GAUGE_KEYS = ["depth", "inFlight", "delivered", "acked", "redelivered", "deadLettered"] as const;
 type GaugeKey = (typeof GAUGE_KEYS)[number];

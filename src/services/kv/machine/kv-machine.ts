@@ -1,5 +1,5 @@
-import { decodeCommand, encodeCommand } from "../command-codec.ts";
-import type { AppliedEntry, StateMachine } from "../state-machine.ts";
+import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /** Commands of the replicated key-value register. */
 export type KvCommand =

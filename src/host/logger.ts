@@ -1,5 +1,8 @@
 import pino, { type Logger } from "pino";
-import type { LogLevel } from "./config.ts";
+
+/** pino's levels, as LOG_LEVEL accepts them. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type { Logger };
 

@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str } from "../../protocol/index.ts";
-import { ConfChangeType } from "../raft/index.ts";
-import { encodeMemberCommand } from "../services/cluster-machine.ts";
-import { formatAddr, parseAddr } from "../transport/dial.ts";
-import type { PeerLinks } from "../transport/peer-links.ts";
-import type { RaftGroup } from "./raft-group.ts";
-import type { RequestRouter } from "./request-router.ts";
+import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str } from "../../../protocol/index.ts";
+import { ConfChangeType } from "../../raft/index.ts";
+import { encodeMemberCommand } from "./machine/cluster-machine.ts";
+import { formatAddr, parseAddr } from "../../transport/dial.ts";
+import type { PeerLinks } from "../../transport/peer-links.ts";
+import type { RaftGroup } from "../../host/raft-group.ts";
+import type { RequestRouter } from "../../host/request-router.ts";
 
 const ADMIN_TIMEOUT_MS = 10_000;
 /** How far behind the leader's log a learner may be and still be promoted. */

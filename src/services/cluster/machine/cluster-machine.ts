@@ -1,9 +1,9 @@
-import { decodeCommand, encodeCommand } from "./command-codec.ts";
-import { KvMachine } from "./kv/kv-machine.ts";
-import { LockMachine } from "./lock/lock-machine.ts";
-import type { LockEvent } from "./lock/types.ts";
-import { isQueueLayout, type QueueLayout } from "./queue/layout.ts";
-import type { AppliedEntry, StateMachine } from "./state-machine.ts";
+import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import { KvMachine } from "../../kv/machine/kv-machine.ts";
+import { LockMachine } from "../../lock/machine/lock-machine.ts";
+import type { LockEvent } from "../../lock/machine/types.ts";
+import { isQueueLayout, type QueueLayout } from "../../queue/machine/layout.ts";
+import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /** A group-0 command that records a member's peer address before it joins. */
 export interface MemberCommand {

@@ -1,7 +1,7 @@
-import { InvalidArgumentError, Op, asFields, bool, kindOf, str, type Fields } from "../../protocol/index.ts";
-import { encodeKvCommand, type KvMachine } from "../services/kv/kv-machine.ts";
-import type { Proposer } from "./proposer.ts";
-import type { RequestRouter } from "./request-router.ts";
+import { InvalidArgumentError, Op, asFields, bool, kindOf, str, type Fields } from "../../../protocol/index.ts";
+import { encodeKvCommand, type KvMachine } from "./machine/kv-machine.ts";
+import type { Proposer } from "../../host/proposer.ts";
+import type { RequestRouter } from "../../host/request-router.ts";
 
 /** Longest key, in UTF-8 bytes. */
 export const KV_KEY_BYTES_MAX = 1024;

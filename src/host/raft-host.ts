@@ -1,6 +1,6 @@
 import { Op, type Envelope } from "../../protocol/index.ts";
 import type { ConfChange, ConfState, GroupId, Message, NodeId, Role } from "../raft/index.ts";
-import type { StateMachine } from "../services/state-machine.ts";
+import type { StateMachine } from "./state-machine.ts";
 import { Wal } from "../storage/index.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
 import type { Logger } from "./logger.ts";

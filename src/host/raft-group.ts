@@ -26,7 +26,7 @@ import {
   type Ready,
   type Snapshot,
 } from "../raft/index.ts";
-import type { StateMachine } from "../services/state-machine.ts";
+import type { StateMachine } from "./state-machine.ts";
 import type { Wal } from "../storage/wal.ts";
 import type { Logger } from "./logger.ts";
 

@@ -1,11 +1,11 @@
-import { UnavailableError } from "../../protocol/index.ts";
-import { QueueMachine, type QueueEvent } from "../services/queue/index.ts";
-import { PartitionMap, groupOfPartition, type QueueLayout } from "../services/queue/layout.ts";
-import type { PeerLinks } from "../transport/peer-links.ts";
-import { LeaderBalancer } from "./leader-balancer.ts";
-import type { Logger } from "./logger.ts";
-import type { RaftGroup } from "./raft-group.ts";
-import type { RaftHost } from "./raft-host.ts";
+import { UnavailableError } from "../../../protocol/index.ts";
+import { QueueMachine, type QueueEvent } from "./machine/index.ts";
+import { PartitionMap, groupOfPartition, type QueueLayout } from "./machine/layout.ts";
+import type { PeerLinks } from "../../transport/peer-links.ts";
+import { LeaderBalancer } from "../../host/leader-balancer.ts";
+import type { Logger } from "../../host/logger.ts";
+import type { RaftGroup } from "../../host/raft-group.ts";
+import type { RaftHost } from "../../host/raft-host.ts";
 
 export interface Partition {
   readonly partition: number;

@@ -1,4 +1,4 @@
-import { MinHeap } from "../shared/min-heap.ts";
+import { MinHeap } from "../../shared/min-heap.ts";
 
 /**
  * What can fall due: a session's expiry, a hold's per-acquire TTL, a wait's deadline. Each entry

@@ -1,4 +1,4 @@
-import { HashRing } from "../ring/hash-ring.ts";
+import { HashRing } from "../../ring/hash-ring.ts";
 
 /**
  * How queues are spread: `partitions` Raft groups (group ids 1..partitions), each replicated on

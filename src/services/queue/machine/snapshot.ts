@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand } from "../command-codec.ts";
+import { decodeCommand, encodeCommand } from "../../command-codec.ts";
 import { invariant, newQueue, type Message, type Queue, type QueueState } from "./store.ts";
 import type { DeliveryOutcome, QueueConfig } from "./types.ts";
 

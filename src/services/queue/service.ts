@@ -13,18 +13,18 @@ import {
   int,
   str,
   type Fields,
-} from "../../protocol/index.ts";
-import type { DeliveredMessage, QueueEvent, QueueResult, UnstampedQueueCommand } from "../services/queue/index.ts";
-import { BATCH_MAX } from "../services/queue/queue-machine.ts";
-import { CONSUME_MAX, NAME_BYTES_MAX } from "../services/queue/validate.ts";
-import type { FramedSocket } from "../transport/framed-socket.ts";
-import { ExpiryLoop } from "./expiry-loop.ts";
-import type { Logger } from "./logger.ts";
-import type { Proposer } from "./proposer.ts";
-import { QueueMetrics } from "./queue-metrics.ts";
-import type { Partition, QueuePartitions } from "./queue-partitions.ts";
-import type { NodeMetrics } from "./metrics.ts";
-import type { RequestContext, RequestRouter } from "./request-router.ts";
+} from "../../../protocol/index.ts";
+import type { DeliveredMessage, QueueEvent, QueueResult, UnstampedQueueCommand } from "./machine/index.ts";
+import { BATCH_MAX } from "./machine/queue-machine.ts";
+import { CONSUME_MAX, NAME_BYTES_MAX } from "./machine/validate.ts";
+import type { FramedSocket } from "../../transport/framed-socket.ts";
+import { ExpiryLoop } from "../../host/expiry-loop.ts";
+import type { Logger } from "../../host/logger.ts";
+import type { Proposer } from "../../host/proposer.ts";
+import { QueueMetrics } from "./metrics.ts";
+import type { Partition, QueuePartitions } from "./partitions.ts";
+import type { NodeMetrics } from "../../host/metrics.ts";
+import type { RequestContext, RequestRouter } from "../../host/request-router.ts";
 
 /** How long a write keeps retrying, inside the node, while a partition elects a new leader. */
 const FAILOVER_RETRY_MS = 4000;

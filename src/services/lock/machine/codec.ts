@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand } from "../command-codec.ts";
+import { decodeCommand, encodeCommand } from "../../command-codec.ts";
 import type { LockCommand } from "./types.ts";
 
 /** Encodes a lock command as a log entry payload (the services' one MessagePack setup). */

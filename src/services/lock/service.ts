@@ -14,16 +14,16 @@ import {
   shown,
   str,
   type Fields,
-} from "../../protocol/index.ts";
-import type { LockMachine } from "../services/lock/lock-machine.ts";
-import type { LockEvent, LockMode, LockResult } from "../services/lock/types.ts";
-import type { FramedSocket } from "../transport/framed-socket.ts";
-import { ExpiryLoop } from "./expiry-loop.ts";
-import type { Logger } from "./logger.ts";
-import type { NodeMetrics } from "./metrics.ts";
-import type { Proposer } from "./proposer.ts";
-import type { RaftGroup } from "./raft-group.ts";
-import type { RequestContext, RequestRouter } from "./request-router.ts";
+} from "../../../protocol/index.ts";
+import type { LockMachine } from "./machine/lock-machine.ts";
+import type { LockEvent, LockMode, LockResult } from "./machine/types.ts";
+import type { FramedSocket } from "../../transport/framed-socket.ts";
+import { ExpiryLoop } from "../../host/expiry-loop.ts";
+import type { Logger } from "../../host/logger.ts";
+import type { NodeMetrics } from "../../host/metrics.ts";
+import type { Proposer } from "../../host/proposer.ts";
+import type { RaftGroup } from "../../host/raft-group.ts";
+import type { RequestContext, RequestRouter } from "../../host/request-router.ts";
 
 /** Lock session TTL when the client does not ask for one. */
 export const SESSION_TTL_MS_DEFAULT = 10_000;

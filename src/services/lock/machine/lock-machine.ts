@@ -1,4 +1,4 @@
-import type { AppliedEntry, StateMachine } from "../state-machine.ts";
+import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 import { decodeLockCommand } from "./codec.ts";
 import { DeadlineQueue, type Deadline } from "./deadline-queue.ts";
 import {
