@@ -3,13 +3,13 @@ import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, ty
 import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster/machine/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
-import { registerAdminHandlers } from "../services/cluster/admin-handlers.ts";
+import { adminService } from "../services/cluster/admin-handlers.ts";
 import { CachePartitions, CacheService, RedisStore } from "../services/cache/index.ts";
 import { ClientListener } from "./client-listener.ts";
 import { clientAddrOf, type NodeConfig } from "./config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
 import { createLogger, type Logger } from "../host/logger.ts";
-import { registerKvHandlers } from "../services/kv/handlers.ts";
+import { kvService } from "../services/kv/handlers.ts";
 import { LockService } from "../services/lock/service.ts";
 import { NodeMetrics } from "../host/metrics.ts";
 import { Proposer } from "../host/proposer.ts";
@@ -20,6 +20,7 @@ import { QueuePartitions } from "../services/queue/partitions.ts";
 import { QueueService } from "../services/queue/service.ts";
 import { encodeCommand } from "../services/command-codec.ts";
 import type { QueueLayout } from "../services/queue/machine/layout.ts";
+import type { Handlers, PeerHandler, Service } from "../host/service.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
@@ -124,11 +125,11 @@ export class DsyncNode {
   }
 
   #proposer: Proposer | null = null;
-  readonly #peerRequests = new Map<number, (from: string, env: Envelope) => Promise<unknown>>();
+  readonly #peerRequests = new Map<number, PeerHandler>();
   readonly #peerMessages = new Map<number, (from: string, env: Envelope) => void>();
 
   /** Serves peer requests of type `op` (services that talk node to node, like FORWARD). */
-  onPeerRequest(op: number, handler: (from: string, env: Envelope) => Promise<unknown>): void {
+  onPeerRequest(op: number, handler: PeerHandler): void {
     this.#peerRequests.set(op, handler);
   }
 
@@ -136,11 +137,9 @@ export class DsyncNode {
   onPeerMessage(op: number, handler: (from: string, env: Envelope) => void): void {
     this.#peerMessages.set(op, handler);
   }
-  #locks: LockService | null = null;
-  #cache: CacheService | null = null;
-  #cacheParts: CachePartitions | null = null;
   #queues: QueueService | null = null;
-  #partitions: QueuePartitions | null = null;
+  /** Every service on this node, in the order they are registered and started. */
+  #services: Service[] = [];
 
   /** Group 0, once started. */
   get group0(): RaftGroup | null {
@@ -164,7 +163,7 @@ export class DsyncNode {
       onFatal: this.#onFatal,
       onRoleChange: (group, role) => {
         this.metrics.raftLeaderChanges.labels(String(group)).inc();
-        this.#cache?.onRoleChange(group, role === "leader");
+        for (const s of this.#services) s.onRoleChange?.(group, role === "leader");
         if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());
       },
       onConfChange: (_group, cc) => {
@@ -176,15 +175,11 @@ export class DsyncNode {
     const proposer = new Proposer(host, this.peers);
     this.#proposer = proposer;
     this.onPeerRequest(Op.FORWARD, async (_from, env) => proposer.onForward(env));
-    registerKvHandlers(this.router, this.#proposer, this.machine.kv);
-    this.#locks = new LockService(this.machine.locks, this.#group0, this.#proposer, this.metrics, this.log);
-    this.machine.setLockEventListener((e) => this.#locks?.onEvent(e));
-    this.#locks.register(this.router);
-    registerAdminHandlers(this.router, this.#group0, this.peers, c.nodeId);
+    const locks = new LockService(this.machine.locks, this.#group0, this.#proposer, this.metrics, this.log);
+    this.machine.setLockEventListener((e) => locks.onEvent(e));
     const group0 = this.#group0;
     const cacheParts = new CachePartitions(host, this.peers, c.nodeId, this.log);
-    this.#cacheParts = cacheParts;
-    this.#cache = new CacheService({
+    const cache = new CacheService({
       nodeId: c.nodeId,
       capacity: c.cacheCapacity,
       capacityBytes: c.cacheCapacityBytes,
@@ -199,15 +194,16 @@ export class DsyncNode {
       metrics: this.metrics,
       log: this.log,
     });
-    this.#cache.register(this.router, (op, h) => this.onPeerRequest(op, h));
     const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
-    this.#partitions = partitions;
-    this.#queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
-    this.#queues.register(this.router);
+    const queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
+    this.#queues = queues;
+    this.#services = [adminService(group0, this.peers, c.nodeId), kvService(proposer, this.machine.kv), locks, queues, cache];
+    const handlers: Handlers = { client: this.router, peer: (op, h) => this.onPeerRequest(op, h) };
+    for (const s of this.#services) s.register(handlers);
     this.machine.setQueueLayoutListener((layout) => {
       partitions
         .open(layout)
-        .then(() => this.#queues?.start())
+        .then(() => queues.onPartitionsOpen())
         .catch((err: unknown) => this.log.error({ err }, "could not open the queue partitions"));
       cacheParts.open(layout).catch((err: unknown) => this.log.error({ err }, "could not open the cache partitions"));
     });
@@ -215,10 +211,7 @@ export class DsyncNode {
     await this.#clients.listen();
     await this.#http.listen();
     host.start();
-    this.#locks.start();
-    this.#cache.start();
-    partitions.startBalancer();
-    cacheParts.startBalancer();
+    for (const s of this.#services) s.start?.();
     this.log.info(
       { clientAddr: clientAddrOf(this.config), peerPort: this.config.peerPort, httpPort: this.config.httpPort, peers: this.config.peers.map((p) => p.id), dataDir: this.config.dataDir },
       "dsyncd started",
@@ -232,18 +225,14 @@ export class DsyncNode {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
-      await this.#cache?.drain();
+      for (const s of this.#services) await s.drain?.();
       await this.#handOverLeadership();
-      this.#cache?.stop();
-      this.#cacheParts?.stop();
-      this.#locks?.stop();
-      this.#queues?.stop();
-      this.#partitions?.stop();
+      for (const s of this.#services) s.stop?.();
       await this.#clients.close();
       await this.#host?.close();
       await this.peers.close();
       await this.#http.close();
-      await this.#cache?.close();
+      for (const s of this.#services) await s.close?.();
       this.log.info("dsyncd stopped");
     })();
     return this.#stopping;
@@ -291,9 +280,7 @@ export class DsyncNode {
       m.raftAppliedIndex.labels(label).set(g.applied);
       m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
     }
-    this.#locks?.refreshGauges();
-    this.#cache?.refreshGauges();
-    this.#queues?.refreshGauges();
+    for (const s of this.#services) s.refreshGauges?.();
     const w = this.#host?.wal.stats();
     if (w) {
       m.walFsyncs.set(w.fsyncs);

@@ -1,10 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { randomBytes } from "node:crypto";
 import { Counter, Gauge } from "prom-client";
-import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, bool, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Envelope, type Fields } from "../../../protocol/index.ts";
+import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op, bool, int, str, type CacheCopy, type CacheKeyState, type CacheStats, type Fields } from "../../../protocol/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { NodeMetrics } from "../../host/metrics.ts";
-import type { RequestContext, RequestRouter } from "../../host/request-router.ts";
+import type { RequestContext } from "../../host/request-router.ts";
+import type { Handlers, Service } from "../../host/service.ts";
 import { wallNow } from "../../host/wall-clock.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import { CacheHolder } from "./holder.ts";
@@ -58,7 +59,8 @@ const NOT_DONE = new Set<number>([ErrorCode.CACHE_WRONG_HOME, ErrorCode.CACHE_HO
  * role for the partitions it leads (see CacheHome), and the client and peer handlers. Values live
  * in the cache partitions' Raft groups (the embedded store) and, optionally, in Redis.
  */
-export class CacheService {
+export class CacheService implements Service {
+  readonly name = "cache";
   readonly #o: CacheServiceOptions;
   readonly #self: string;
   readonly #holder: CacheHolder;
@@ -130,7 +132,7 @@ export class CacheService {
 
   // ---------------------------------------------------------------- wiring
 
-  register(router: RequestRouter, onPeerRequest: (op: number, h: (from: string, env: Envelope) => Promise<unknown>) => void): void {
+  register({ client: router, peer }: Handlers): void {
     router.register(Op.CACHE_GET, async (body, ctx) => {
       const f = fieldsOf(body, "CACHE_GET");
       return this.get(keyOf(f, "CACHE_GET"), bool(f, "near", "CACHE_GET") ? ctx : null);
@@ -166,11 +168,12 @@ export class CacheService {
       return {};
     });
     for (const op of [Op.CACHE_READ, Op.CACHE_WRITE, Op.CACHE_INVALIDATE_COPY, Op.CACHE_DROP, Op.CACHE_PEEK, Op.CACHE_RENEW, Op.CACHE_HANDOFF]) {
-      onPeerRequest(op, (from, env) => this.#onPeer(from, env.type, env.body));
+      peer(op, (from, env) => this.#onPeer(from, env.type, env.body));
     }
   }
 
   start(): void {
+    this.#o.partitions.startBalancer();
     this.#home.start();
     this.#holder.start();
   }
@@ -188,6 +191,7 @@ export class CacheService {
 
   stop(): void {
     this.#stopped = true;
+    this.#o.partitions.stop();
     this.#home.stop();
     this.#holder.stop();
   }

@@ -6,13 +6,19 @@ import { formatAddr, parseAddr } from "../../transport/dial.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
 import type { RequestRouter } from "../../host/request-router.ts";
+import type { Service } from "../../host/service.ts";
 
 const ADMIN_TIMEOUT_MS = 10_000;
 /** How far behind the leader's log a learner may be and still be promoted. */
 const PROMOTE_LAG_ENTRIES_MAX = 10;
 
 /** Registers the membership and leadership admin requests on the client port. */
-export function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: PeerLinks, selfId: string): void {
+/** Cluster administration through group 0: leadership transfer, adding and removing nodes. */
+export function adminService(group0: RaftGroup, peers: PeerLinks, selfId: string): Service {
+  return { name: "admin", register: (h) => registerAdminHandlers(h.client, group0, peers, selfId) };
+}
+
+function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: PeerLinks, selfId: string): void {
   const requireLeader = (): void => {
     if (!group0.isLeader) {
       const leader = group0.leader;

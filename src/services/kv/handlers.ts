@@ -2,14 +2,19 @@ import { InvalidArgumentError, Op, asFields, bool, kindOf, str, type Fields } fr
 import { encodeKvCommand, type KvMachine } from "./machine/kv-machine.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { RequestRouter } from "../../host/request-router.ts";
+import type { Service } from "../../host/service.ts";
 
 /** Longest key, in UTF-8 bytes. */
 export const KV_KEY_BYTES_MAX = 1024;
 /** Largest value, in bytes. */
 export const KV_VALUE_BYTES_MAX = 1024 * 1024;
 
-/** Registers KV_PUT, KV_GET and KV_DELETE on the client port. */
-export function registerKvHandlers(router: RequestRouter, proposer: Proposer, kv: KvMachine): void {
+/** The key-value register in group 0: KV_PUT, KV_GET and KV_DELETE on the client port. */
+export function kvService(proposer: Proposer, kv: KvMachine): Service {
+  return { name: "kv", register: (h) => registerKvHandlers(h.client, proposer, kv) };
+}
+
+function registerKvHandlers(router: RequestRouter, proposer: Proposer, kv: KvMachine): void {
   router.register(Op.KV_PUT, async (body) => {
     const f = asFields(body, "KV_PUT");
     const key = str(f, "key", "KV_PUT", { maxBytes: KV_KEY_BYTES_MAX });

@@ -23,7 +23,8 @@ import type { Logger } from "../../host/logger.ts";
 import type { NodeMetrics } from "../../host/metrics.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
-import type { RequestContext, RequestRouter } from "../../host/request-router.ts";
+import type { RequestContext } from "../../host/request-router.ts";
+import type { Handlers, Service } from "../../host/service.ts";
 
 /** Lock session TTL when the client does not ask for one. */
 export const SESSION_TTL_MS_DEFAULT = 10_000;
@@ -36,7 +37,8 @@ const RESOURCE_BYTES_MAX = 512;
  * losses are pushed (LOCK_EVENT) rather than polled, and — on the leader — proposes expiry
  * when a session, hold or wait passes its deadline.
  */
-export class LockService {
+export class LockService implements Service {
+  readonly name = "locks";
   readonly #bound = new Map<number, Set<FramedSocket>>();
   /** When a queued acquire arrived, by waitId, for the wait-time histogram. */
   readonly #waitStarted = new Map<number, number>();
@@ -105,7 +107,7 @@ export class LockService {
     this.#gauges.expiries.set(s.sessionExpiries);
   }
 
-  register(router: RequestRouter): void {
+  register({ client: router }: Handlers): void {
     router.register(Op.LOCK_SESSION_OPEN, async (body, ctx) => {
       const f = asFields(body, "LOCK_SESSION_OPEN");
       const clientId = str(f, "clientId", "LOCK_SESSION_OPEN", { optional: true, maxBytes: 256 }) ?? "anonymous";

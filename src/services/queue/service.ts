@@ -24,7 +24,8 @@ import type { Proposer } from "../../host/proposer.ts";
 import { QueueMetrics } from "./metrics.ts";
 import type { Partition, QueuePartitions } from "./partitions.ts";
 import type { NodeMetrics } from "../../host/metrics.ts";
-import type { RequestContext, RequestRouter } from "../../host/request-router.ts";
+import type { RequestContext } from "../../host/request-router.ts";
+import type { Handlers, Service } from "../../host/service.ts";
 
 /** How long a write keeps retrying, inside the node, while a partition elects a new leader. */
 const FAILOVER_RETRY_MS = 4000;
@@ -73,7 +74,8 @@ interface Subscription {
  * Long-poll consumes and push subscriptions wait on this node's replica: every entry that makes
  * messages visible raises a `visible` event on every replica, which wakes the waiters here.
  */
-export class QueueService {
+export class QueueService implements Service {
+  readonly name = "queues";
   readonly #batches = new Map<number, PendingBatch>();
   readonly #consumers = new WeakMap<FramedSocket, Consumer>();
   readonly #subs = new Map<number, Subscription>();
@@ -113,8 +115,12 @@ export class QueueService {
     if (subs) for (const s of subs) void this.#pump(s);
   }
 
-  /** Starts the leader-side expiry of every partition (a no-op where this node follows). */
   start(): void {
+    this.partitions.startBalancer();
+  }
+
+  /** Once the partitions are open: starts the leader-side expiry of each (a no-op where this node follows). */
+  onPartitionsOpen(): void {
     for (const part of this.partitions.all()) {
       const loop = new ExpiryLoop({
         isLeader: () => part.group.isLeader,
@@ -133,6 +139,7 @@ export class QueueService {
   }
 
   stop(): void {
+    this.partitions.stop();
     for (const l of this.#expiry) l.stop();
     if (this.#safety) clearInterval(this.#safety);
   }
@@ -141,7 +148,7 @@ export class QueueService {
     this.#metrics.refresh(this.partitions.all());
   }
 
-  register(router: RequestRouter): void {
+  register({ client: router }: Handlers): void {
     router.register(Op.QUEUE_ENQUEUE, async (body) => {
       const f = asFields(body, "QUEUE_ENQUEUE");
       const queue = queueName(f, "QUEUE_ENQUEUE");
