@@ -158,6 +158,16 @@ export class CacheHomeUnavailableError extends DsyncError {
   }
 }
 
+/**
+ * The typed error for a refusal named by its code (a state machine's `{ok: false, code}` uses the
+ * catalogue's names, e.g. "LOCK_HELD"): the one mapping from refusal to error, for the daemon and
+ * the client alike. A name outside the catalogue is an INVALID_ARGUMENT.
+ */
+export function errorForCode(name: string, message: string): DsyncError {
+  const code = Object.hasOwn(ErrorCode, name) ? ErrorCode[name as keyof typeof ErrorCode] : ErrorCode.INVALID_ARGUMENT;
+  return errorFromBody({ code, message });
+}
+
 /** Rebuilds the most specific error class for an ERROR frame's body. */
 export function errorFromBody(body: ErrorBody): DsyncError {
   switch (body.code) {

@@ -1,13 +1,5 @@
 import { EventEmitter } from "node:events";
-import {
-  DeadlockError,
-  DsyncError,
-  ErrorCode,
-  LockWaitTimeoutError,
-  Op,
-  SessionExpiredError,
-  type Envelope,
-} from "../../protocol/index.ts";
+import { DsyncError, ErrorCode, Op, SessionExpiredError, errorForCode, type Envelope } from "../../protocol/index.ts";
 import type { DsyncClient } from "./client.ts";
 
 export type LockMode = "exclusive" | "shared";
@@ -263,15 +255,7 @@ export class LockClient extends EventEmitter<LockClientEvents> {
         const w = this.#waits.get(body.waitId);
         if (!w) return;
         this.#waits.delete(body.waitId);
-        w.reject(
-          body.code === "DEADLOCK"
-            ? new DeadlockError(body.message)
-            : body.code === "LOCK_WAIT_TIMEOUT"
-              ? new LockWaitTimeoutError(body.message)
-              : body.code === "SESSION_EXPIRED"
-                ? new SessionExpiredError(body.message)
-                : new DsyncError(ErrorCode.NOT_HELD, body.message),
-        );
+        w.reject(errorForCode(body.code, body.message));
         return;
       }
       case "lost":

@@ -1,14 +1,9 @@
 import { Histogram, Gauge, Counter } from "prom-client";
 import {
-  DeadlockError,
-  DsyncError,
-  ErrorCode,
   InvalidArgumentError,
-  LockHeldError,
-  NotHeldError,
   Op,
-  SessionExpiredError,
   asFields,
+  errorForCode,
   bool,
   int,
   shown,
@@ -181,7 +176,7 @@ export class LockService implements Service {
   async #propose(cmd: Record<string, unknown>): Promise<Extract<LockResult, { ok: true }>> {
     const r = (await this.proposer.proposeStamped(0, cmd)) as LockResult;
     if (r.ok) return r;
-    throw errorOf(r.code, r.message);
+    throw errorForCode(r.code, r.message);
   }
 
   #bind(sessionId: number, ctx: RequestContext): void {
@@ -202,19 +197,3 @@ function modeOf(f: Fields): LockMode {
   return mode;
 }
 
-function errorOf(code: string, message: string): DsyncError {
-  switch (code) {
-    case "LOCK_HELD":
-      return new LockHeldError(message);
-    case "NOT_HELD":
-      return new NotHeldError(message);
-    case "DEADLOCK":
-      return new DeadlockError(message);
-    case "SESSION_EXPIRED":
-      return new SessionExpiredError(message);
-    case "UPGRADE_REFUSED":
-      return new DsyncError(ErrorCode.UPGRADE_REFUSED, message);
-    default:
-      return new InvalidArgumentError(message);
-  }
-}

@@ -5,8 +5,7 @@ import {
   InvalidArgumentError,
   NotLeaderError,
   Op,
-  QueueFullError,
-  StaleReceiptError,
+  errorForCode,
   UnavailableError,
   asFields,
   bool,
@@ -493,9 +492,7 @@ function receiptList(v: unknown): string[] {
 function ok<K extends Ok<string>["kind"]>(r: QueueResult, kind: K): Ok<K> {
   if (r.ok && r.kind === kind) return r as Ok<K>;
   if (!r.ok) {
-    if (r.code === "QUEUE_FULL") throw new QueueFullError(r.message);
-    if (r.code === "STALE_RECEIPT") throw new StaleReceiptError(r.message);
-    throw new InvalidArgumentError(r.message);
+    throw errorForCode(r.code, r.message);
   }
   throw new DsyncError(ErrorCode.INTERNAL, `queue partition answered ${r.kind} where ${kind} was expected`);
 }
