@@ -8,3 +8,4 @@ export * from "./errors.ts";
 export * from "./messages.ts";
 export * from "./validate.ts";
 export * from "./cache-messages.ts";
+export * from "./queue-messages.ts";

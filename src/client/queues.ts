@@ -1,18 +1,8 @@
 import { EventEmitter } from "node:events";
-import { DsyncError, Op, type Envelope } from "../../protocol/index.ts";
-import type { CallOptions, DsyncClient } from "./client.ts";
+import { DsyncError, Op, type AckOutcome, type DeadMessage, type DeliveredMessage, type Envelope, type QueueConfig, type QueueStats } from "../../protocol/index.ts";
 
-/** A message handed to a consumer. Ack it with its `receipt` before its visibility ends. */
-export interface DeliveredMessage {
-  readonly id: number;
-  readonly payload: Uint8Array;
-  /** 1 on the first delivery; higher after timeouts, nacks or a consumer that went away. */
-  readonly deliveryCount: number;
-  readonly receipt: string;
-  /** When it was enqueued (ms since the epoch, the partition leader's clock). */
-  readonly enqueuedAt: number;
-  readonly firstDeliveredAt: number;
-}
+export type { AckOutcome, DeadMessage, DeliveredMessage, QueueConfig, QueueStats };
+import type { CallOptions, DsyncClient } from "./client.ts";
 
 export interface EnqueueOptions {
   /** Deliver no earlier than this many ms from now. */
@@ -52,35 +42,6 @@ export interface QueueSettings {
   readonly dedupWindowMs?: number;
 }
 
-export interface QueueConfig {
-  readonly maxDeliveries: number;
-  readonly visibilityMs: number;
-  readonly backoff: { readonly baseMs: number; readonly factor: number; readonly capMs: number; readonly jitter: number };
-  readonly dlq: string | null;
-  readonly dedupWindowMs: number;
-}
-
-export interface QueueStats {
-  readonly depth: number;
-  readonly inFlight: number;
-  readonly delivered: number;
-  readonly acked: number;
-  readonly redelivered: number;
-  readonly deadLettered: number;
-}
-
-export type AckOutcome = { receipt: string; ok: true; id: number } | { receipt: string; ok: false; reason: "stale" | "unknown" | "malformed" };
-
-export interface DeadMessage {
-  readonly id: number;
-  readonly sourceQueue: string;
-  readonly payload: Uint8Array;
-  readonly enqueuedAt: number;
-  readonly deliveryCount: number;
-  readonly reason: string;
-  readonly deadAt: number;
-  readonly history: readonly { at: number; consumerId: string; outcome: string; endedAt: number | null }[];
-}
 
 export interface SubscribeOptions {
   /** Deliveries in hand (not yet acked or nacked) at most: the credit window. Default 16. */

@@ -7,27 +7,10 @@
  * runs backwards across a leader change (which is what keeps first deliveries FIFO).
  */
 
-/** Exponential retry backoff: `min(capMs, baseMs * factor^(n-1))` for the n-th delivery, then
- * shortened by a deterministic jitter of up to `jitter` (a fraction in [0, 1]). */
-export interface BackoffConfig {
-  baseMs: number;
-  factor: number;
-  capMs: number;
-  jitter: number;
-}
+import type { AckOutcome, BackoffConfig, DeliveredMessage, QueueConfig } from "../../../../protocol/queue-messages.ts";
 
-/** The settings of one queue (all resolved: defaults filled in). */
-export interface QueueConfig {
-  /** A delivery that ends unacked when the message has this many deliveries dead-letters it. */
-  maxDeliveries: number;
-  /** The visibility timeout of a consume that names none. */
-  visibilityMs: number;
-  backoff: BackoffConfig;
-  /** The dead-letter queue's name; null = `${queue}.dlq`. */
-  dlq: string | null;
-  /** How long a dedupId is remembered (0 = no dedup). */
-  dedupWindowMs: number;
-}
+export type { AckOutcome, BackoffConfig, DeadMessage, DeadMessage as DeadMessageView, DeliveredMessage, DeliveryOutcome, DeliveryRecord, QueueConfig, QueueStats } from "../../../../protocol/queue-messages.ts";
+
 
 /** One message of an enqueue batch. `payload` at most 1 MiB. */
 export interface EnqueueMessage {
@@ -81,21 +64,6 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 
 export type QueueErrorCode = "INVALID_ARGUMENT" | "QUEUE_FULL" | "STALE_RECEIPT";
 
-/** A message handed to a consumer. `payload` is the machine's copy: read it, do not modify it. */
-export interface DeliveredMessage {
-  id: number;
-  payload: Uint8Array;
-  deliveryCount: number;
-  receipt: string;
-  enqueuedAt: number;
-  firstDeliveredAt: number;
-}
-
-/** The outcome of one receipt of an ack: acked, or refused (`stale`: the message was
- * redelivered, acked or dead-lettered since; `unknown`: no such message in this queue). */
-export type AckOutcome =
-  | { receipt: string; ok: true; id: number }
-  | { receipt: string; ok: false; reason: "stale" | "unknown" | "malformed" };
 
 export type QueueResult =
   | { ok: true; kind: "enqueued"; queue: string; ids: number[]; duplicates: boolean[] }
@@ -114,38 +82,7 @@ export type QueueResult =
  * can be served). Emitted once per queue per command, in the order queues were touched. */
 export type QueueEvent = { kind: "visible"; queue: string; count: number };
 
-/** How one delivery ended. `in-flight`: it has not ended yet. */
-export type DeliveryOutcome = "in-flight" | "timeout" | "nacked" | "released";
 
-/** One delivery of a message. */
-export interface DeliveryRecord {
-  at: number;
-  consumerId: string;
-  outcome: DeliveryOutcome;
-  endedAt: number | null;
-}
-
-/** A dead-lettered message as `peekDlq` shows it. */
-export interface DeadMessageView {
-  id: number;
-  sourceQueue: string;
-  payload: Uint8Array;
-  enqueuedAt: number;
-  deliveryCount: number;
-  reason: "max-deliveries";
-  deadAt: number;
-  history: DeliveryRecord[];
-}
-
-/** Gauges and counters of one queue. `depth` = visible + delayed. */
-export interface QueueStats {
-  depth: number;
-  inFlight: number;
-  delivered: number;
-  acked: number;
-  redelivered: number;
-  deadLettered: number;
-}
 
 /** Options of a {@link QueueMachine}. They must be the same on every replica. */
 export interface QueueMachineOptions {
