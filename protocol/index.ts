@@ -9,3 +9,4 @@ export * from "./messages.ts";
 export * from "./validate.ts";
 export * from "./cache-messages.ts";
 export * from "./queue-messages.ts";
+export * from "./lock-messages.ts";

@@ -1,8 +1,8 @@
 import { EventEmitter } from "node:events";
-import { DsyncError, ErrorCode, Op, SessionExpiredError, errorForCode, type Envelope } from "../../protocol/index.ts";
+import { DsyncError, ErrorCode, Op, SessionExpiredError, errorForCode, type Envelope, type LockEvent, type LockGranted, type LockMode, type LockQueued } from "../../protocol/index.ts";
 import type { DsyncClient } from "./client.ts";
 
-export type LockMode = "exclusive" | "shared";
+export type { LockMode };
 
 /** Options of {@link LockClient.acquire}. */
 export interface AcquireOptions {
@@ -40,15 +40,10 @@ interface PendingWait {
   reject(err: Error): void;
 }
 
-type LockEventBody =
-  | { kind: "granted"; sessionId: number; waitId: number; resource: string; mode: LockMode; token: number }
-  | { kind: "refused"; sessionId: number; waitId: number; resource: string; code: string; message: string }
-  | { kind: "lost"; sessionId: number; resource: string; token: number; reason: string }
-  | { kind: "session-expired"; sessionId: number };
+/** A pushed LOCK_EVENT, or a refusal this client concludes itself (a wait that ended without a grant reaching it). */
+type LockEventBody = LockEvent | { kind: "refused"; sessionId: number; waitId: number; resource: string; code: "NOT_HELD"; message: string };
 
-type AcquireReply =
-  | { ok: true; kind: "granted"; resource: string; mode: LockMode; token: number; sessionId: number }
-  | { ok: true; kind: "queued"; resource: string; position: number; waitId: number };
+type AcquireReply = LockGranted | LockQueued;
 
 /** How long a grant pushed before its acquire's "queued" reply is kept for it. */
 const EARLY_EVENT_TTL_MS = 30_000;

@@ -6,8 +6,9 @@
  * never reads a clock of its own, so every replica reaches the same state from the same log.
  */
 
-/** `exclusive`: one holder. `shared`: any number of shared holders, never beside an exclusive. */
-export type LockMode = "exclusive" | "shared";
+import type { LockEvent, LockGranted, LockMode, LockQueued } from "../../../../protocol/lock-messages.ts";
+
+export type { LockEvent, LockGranted, LockMode, LockQueued } from "../../../../protocol/lock-messages.ts";
 
 /**
  * A command of the lock state machine.
@@ -62,29 +63,12 @@ export type LockErrorCode =
  */
 export type LockResult =
   | { ok: true; kind: "session"; sessionId: number; expiresAt: number }
-  | { ok: true; kind: "granted"; resource: string; mode: LockMode; token: number; sessionId: number }
-  | { ok: true; kind: "queued"; resource: string; position: number; waitId: number }
+  | LockGranted
+  | LockQueued
   | { ok: true; kind: "released"; resource: string }
   | { ok: true; kind: "expired"; sessions: number[] }
   | { ok: false; code: LockErrorCode; message: string };
 
-/**
- * Something a client that is not the proposer must hear about (pushed by the node hosting its
- * session). Events about the proposer's own request (its `waitId` is the entry being applied)
- * are not emitted: the proposer hears them in the result.
- */
-export type LockEvent =
-  | { kind: "granted"; sessionId: number; waitId: number; resource: string; mode: LockMode; token: number }
-  | {
-      kind: "refused";
-      sessionId: number;
-      waitId: number;
-      resource: string;
-      code: "DEADLOCK" | "LOCK_WAIT_TIMEOUT" | "SESSION_EXPIRED";
-      message: string;
-    }
-  | { kind: "lost"; sessionId: number; resource: string; token: number; reason: "ttl" | "session-expired" }
-  | { kind: "session-expired"; sessionId: number };
 
 /** Options of a {@link LockMachine}. They must be the same on every replica. */
 export interface LockMachineOptions {
