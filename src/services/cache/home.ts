@@ -299,6 +299,7 @@ export class CacheHome {
           t.takenOver = true;
           return;
         }
+        if (t.waitingFor === null) this.#o.log.info({ partition: p, previousHome: d.node, term: d.term }, "cache: write-back: taking over the previous home's unwritten writes before serving the partition");
         t.waitingFor = d.node;
         const reply = d.node === this.#o.self ? this.handoff(p, d.term) : handoffReplyOf(await this.#o.peers.request(d.node, Op.CACHE_HANDOFF, { partition: p, term: d.term }, 1000));
         if (reply.state === "home") {
@@ -313,7 +314,9 @@ export class CacheHome {
         await part.group.propose(encodeCacheCommand({ op: "cache.lost", by: d }), PROPOSE_TIMEOUT_MS);
         this.#o.count("writeBackLost");
         this.#o.log.warn({ partition: p, home: d.node, term: d.term, windowMs: this.#o.writeBackMs }, "cache: write-back: the previous home restarted before handing on its buffer; writes it acknowledged from memory and had not yet written to the log (at most its last write-back window, possibly none) are lost");
-      } catch {
+      } catch (err) {
+        // Unreachable (cut off, paused, down) or not answering yet: the partition keeps waiting.
+        this.#o.log.debug({ partition: p, err: (err as Error).message }, "cache: write-back handoff not done yet; retrying");
         await sleep(200);
       }
     }
