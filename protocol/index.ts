@@ -10,3 +10,4 @@ export * from "./validate.ts";
 export * from "./cache-messages.ts";
 export * from "./queue-messages.ts";
 export * from "./lock-messages.ts";
+export * from "./kv-messages.ts";

@@ -1,5 +1,5 @@
 /** `dsync admin …`: membership and leadership. */
-import { Op } from "../../protocol/index.ts";
+import { Op, type AdminMemberReply, type AdminTransferReply } from "../../protocol/index.ts";
 import { print, program, withClient } from "./common.ts";
 
 const admin = program.command("admin").description("cluster membership and leadership");
@@ -8,7 +8,7 @@ admin
   .description("hand leadership to another voter (default: the most caught-up one)")
   .action(async (to: string | undefined) => {
     await withClient(async (c, g) => {
-      const r = (await c.call(Op.ADMIN_TRANSFER_LEADER, to ? { to } : {}, { timeoutMs: 15_000 })) as { leader: string; term: number };
+      const r = (await c.call(Op.ADMIN_TRANSFER_LEADER, to ? { to } : {}, { timeoutMs: 15_000 })) as AdminTransferReply;
       print(g, r, `leader is now ${r.leader} (term ${r.term})`);
     });
   });
@@ -18,7 +18,7 @@ admin
   .action(async (nodeId: string, peerAddr: string) => {
     await withClient(async (c, g) => {
       if (!g.json) process.stderr.write(`adding ${nodeId} (${peerAddr}): joining as a learner, catching up, then promoting…\n`);
-      const r = (await c.call(Op.ADMIN_ADD_NODE, { nodeId, peerAddr }, { timeoutMs: 90_000 })) as { nodeId: string; conf: { voters: string[]; learners: string[] } };
+      const r = (await c.call(Op.ADMIN_ADD_NODE, { nodeId, peerAddr }, { timeoutMs: 90_000 })) as AdminMemberReply;
       print(g, r, `${r.nodeId} is a voter; voters: ${r.conf.voters.join(", ")}`);
     });
   });
@@ -27,7 +27,7 @@ admin
   .description("remove a node from the cluster")
   .action(async (nodeId: string) => {
     await withClient(async (c, g) => {
-      const r = (await c.call(Op.ADMIN_REMOVE_NODE, { nodeId }, { timeoutMs: 15_000 })) as { nodeId: string; conf: { voters: string[] } };
+      const r = (await c.call(Op.ADMIN_REMOVE_NODE, { nodeId }, { timeoutMs: 15_000 })) as AdminMemberReply;
       print(g, r, `${r.nodeId} removed; voters: ${r.conf.voters.join(", ")}`);
     });
   });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str } from "../../../protocol/index.ts";
-import { ConfChangeType } from "../../raft/index.ts";
+import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str, type AdminMemberReply, type AdminTransferReply } from "../../../protocol/index.ts";
+import { ConfChangeType, type ConfState } from "../../raft/index.ts";
 import { encodeMemberCommand } from "./machine/cluster-machine.ts";
 import { formatAddr, parseAddr } from "../../transport/dial.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
@@ -26,7 +26,7 @@ function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: 
     }
   };
 
-  router.register(Op.ADMIN_TRANSFER_LEADER, async (body) => {
+  router.register(Op.ADMIN_TRANSFER_LEADER, async (body): Promise<AdminTransferReply> => {
     const f = asFields(body, "ADMIN_TRANSFER_LEADER");
     requireLeader();
     const status = group0.status();
@@ -45,7 +45,7 @@ function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: 
     throw new DsyncError(ErrorCode.TIMEOUT, `leadership did not move to ${to} within ${ADMIN_TIMEOUT_MS} ms`);
   });
 
-  router.register(Op.ADMIN_ADD_NODE, async (body) => {
+  router.register(Op.ADMIN_ADD_NODE, async (body): Promise<AdminMemberReply> => {
     const f = asFields(body, "ADMIN_ADD_NODE");
     const nodeId = str(f, "nodeId", "ADMIN_ADD_NODE", { maxBytes: 64 });
     const peerAddrRaw = str(f, "peerAddr", "ADMIN_ADD_NODE", { maxBytes: 300 });
@@ -75,18 +75,18 @@ function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: 
       await sleep(50);
     }
     requireLeader();
-    const finalConf = await group0.proposeConfChange({ type: ConfChangeType.AddVoter, node: nodeId }, ADMIN_TIMEOUT_MS);
+    const finalConf = (await group0.proposeConfChange({ type: ConfChangeType.AddVoter, node: nodeId }, ADMIN_TIMEOUT_MS)) as ConfState;
     return { nodeId, role: "voter", conf: finalConf };
   });
 
-  router.register(Op.ADMIN_REMOVE_NODE, async (body) => {
+  router.register(Op.ADMIN_REMOVE_NODE, async (body): Promise<AdminMemberReply> => {
     const f = asFields(body, "ADMIN_REMOVE_NODE");
     const nodeId = str(f, "nodeId", "ADMIN_REMOVE_NODE", { maxBytes: 64 });
     requireLeader();
     const conf = group0.status().conf;
     if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId)) throw new InvalidArgumentError(`${nodeId} is not a member (voters: ${conf.voters.join(", ")})`);
     if (conf.voters.length === 1 && conf.voters[0] === nodeId) throw new InvalidArgumentError("cannot remove the last voter");
-    const finalConf = await group0.proposeConfChange({ type: ConfChangeType.RemoveNode, node: nodeId }, ADMIN_TIMEOUT_MS);
+    const finalConf = (await group0.proposeConfChange({ type: ConfChangeType.RemoveNode, node: nodeId }, ADMIN_TIMEOUT_MS)) as ConfState;
     return { nodeId, conf: finalConf };
   });
 }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, Op, asFields, bool, kindOf, str, type Fields } from "../../../protocol/index.ts";
+import { InvalidArgumentError, Op, asFields, bool, kindOf, str, type Fields, type KvGetReply, type KvWriteReply } from "../../../protocol/index.ts";
 import { encodeKvCommand, type KvMachine } from "./machine/kv-machine.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { RequestRouter } from "../../host/request-router.ts";
@@ -15,18 +15,18 @@ export function kvService(proposer: Proposer, kv: KvMachine): Service {
 }
 
 function registerKvHandlers(router: RequestRouter, proposer: Proposer, kv: KvMachine): void {
-  router.register(Op.KV_PUT, async (body) => {
+  router.register(Op.KV_PUT, async (body): Promise<KvWriteReply> => {
     const f = asFields(body, "KV_PUT");
     const key = str(f, "key", "KV_PUT", { maxBytes: KV_KEY_BYTES_MAX });
     const value = bin(f, "value", "KV_PUT", KV_VALUE_BYTES_MAX);
-    return proposer.propose(0, encodeKvCommand({ op: "put", key, value }));
+    return (await proposer.propose(0, encodeKvCommand({ op: "put", key, value }))) as KvWriteReply;
   });
-  router.register(Op.KV_DELETE, async (body) => {
+  router.register(Op.KV_DELETE, async (body): Promise<KvWriteReply> => {
     const f = asFields(body, "KV_DELETE");
     const key = str(f, "key", "KV_DELETE", { maxBytes: KV_KEY_BYTES_MAX });
-    return proposer.propose(0, encodeKvCommand({ op: "delete", key }));
+    return (await proposer.propose(0, encodeKvCommand({ op: "delete", key }))) as KvWriteReply;
   });
-  router.register(Op.KV_GET, async (body) => {
+  router.register(Op.KV_GET, async (body): Promise<KvGetReply> => {
     const f = asFields(body, "KV_GET");
     const key = str(f, "key", "KV_GET", { maxBytes: KV_KEY_BYTES_MAX });
     const stale = bool(f, "stale", "KV_GET");

@@ -1,4 +1,5 @@
 import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import type { KvWriteReply } from "../../../../protocol/kv-messages.ts";
 import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /** Commands of the replicated key-value register. */
@@ -6,13 +7,8 @@ export type KvCommand =
   | { readonly op: "put"; readonly key: string; readonly value: Uint8Array }
   | { readonly op: "delete"; readonly key: string };
 
-/** The result a proposer of a KV command receives. */
-export interface KvResult {
-  /** Log index at which the command took effect: a revision number, increasing per write. */
-  readonly revision: number;
-  /** Whether the key existed before (for delete: whether anything was removed). */
-  readonly existed: boolean;
-}
+/** The result a proposer of a KV command receives (the KV_PUT / KV_DELETE reply). */
+export type KvResult = KvWriteReply;
 
 /** Encodes a KV command as a log entry payload. */
 export function encodeKvCommand(cmd: KvCommand): Uint8Array {

@@ -1,0 +1,37 @@
+/**
+ * Wire types of the key-value register and of cluster administration, one declaration for the
+ * daemon (its handlers return them) and the client side (the CLI and tests read them).
+ * PROTOCOL.md "Key-value" and "ADMIN_…" describe each field.
+ */
+
+/** KV_PUT and KV_DELETE: the revision (log index) the write took effect at; whether the key existed before. */
+export interface KvWriteReply {
+  readonly revision: number;
+  readonly existed: boolean;
+}
+
+/** KV_GET: the value and the revision that last wrote it (`found: false`: value nil, revision 0). */
+export interface KvGetReply {
+  readonly found: boolean;
+  readonly value: Uint8Array | null;
+  readonly revision: number;
+}
+
+/** ADMIN_TRANSFER_LEADER: who leads group 0 now, in which term. */
+export interface AdminTransferReply {
+  readonly leader: string;
+  readonly term: number;
+}
+
+/** Group 0's membership after an ADMIN_ADD_NODE or ADMIN_REMOVE_NODE. */
+export interface AdminMembership {
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+}
+
+/** ADMIN_ADD_NODE (`role: "voter"`) and ADMIN_REMOVE_NODE (no role). */
+export interface AdminMemberReply {
+  readonly nodeId: string;
+  readonly role?: "voter";
+  readonly conf: AdminMembership;
+}
