@@ -56,7 +56,9 @@ export const ErrorCode = {
   /** An unexpected failure inside the node. */
   INTERNAL: 99,
 } as const;
+/** One of the catalogue's numeric codes (the `code` of an ERROR body). */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+/** A code's name in the catalogue, e.g. "LOCK_HELD" (what state machines' refusals carry). */
 export type ErrorCodeName = keyof typeof ErrorCode;
 
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([

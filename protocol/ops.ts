@@ -90,6 +90,7 @@ export const Op = {
   CACHE_RENEW: 109,
   CACHE_HANDOFF: 110,
 } as const;
+/** One of the message types above. */
 export type Op = (typeof Op)[keyof typeof Op];
 
 const NAMES = new Map<number, string>(Object.entries(Op).map(([name, op]) => [op, name]));

@@ -14,6 +14,7 @@ export interface CacheClientOptions {
   readonly nearCapacity?: number;
 }
 
+/** Options of {@link CacheClient.set}. */
 export interface CacheSetOptions {
   /** Expire the value this long after the write. */
   readonly ttlMs?: number;

@@ -25,6 +25,7 @@ export interface ClientOptions {
   readonly preferLeader?: boolean;
 }
 
+/** {@link ClientOptions} with every default filled in, as the client uses them. */
 export type ResolvedClientOptions = Required<Omit<ClientOptions, "nodes" | "token" | "clientName">> & {
   readonly nodes: readonly string[];
   readonly token: string | undefined;

@@ -4,6 +4,7 @@ import { DsyncError, Op, type AckOutcome, type DeadMessage, type DeliveredMessag
 export type { AckOutcome, DeadMessage, DeliveredMessage, QueueConfig, QueueStats };
 import type { CallOptions, DsyncClient } from "./client.ts";
 
+/** Options of one message of {@link QueueClient.enqueue}. */
 export interface EnqueueOptions {
   /** Deliver no earlier than this many ms from now. */
   readonly delayMs?: number;
@@ -15,6 +16,7 @@ export interface EnqueueOptions {
   readonly dedupId?: string;
 }
 
+/** Options of {@link QueueClient.consume} (a pull). */
 export interface ConsumeOptions {
   /** Messages to take at most (1..1000), default 1. */
   readonly max?: number;
@@ -43,6 +45,7 @@ export interface QueueSettings {
 }
 
 
+/** Options of {@link QueueClient.subscribe} (pushed deliveries). */
 export interface SubscribeOptions {
   /** Deliveries in hand (not yet acked or nacked) at most: the credit window. Default 16. */
   readonly prefetch?: number;
@@ -52,6 +55,7 @@ export interface SubscribeOptions {
 /** What a subscription's handler returning or throwing does: ack, or nack with the queue's backoff. */
 export type MessageHandler = (m: DeliveredMessage) => Promise<void> | void;
 
+/** Events of a subscription. */
 export interface SubscriptionEvents {
   /** A handler threw (the message was nacked) or an ack/nack/resubscribe failed. */
   error: [err: Error, m?: DeliveredMessage];
