@@ -19,7 +19,20 @@ before(async () => {
   cluster = await TestCluster.create(1, { FSYNC: "false" });
   conn = new DsyncClient({ nodes: cluster.clientAddrs, maxAttempts: 1, requestTimeoutMs: 10_000 });
   conn.on("disconnect", () => disconnects++);
-  await waitFor(async () => conn.call(Op.QUEUE_LIST, {}).then(() => true, () => false), "the node to serve (queue partitions open)", 30_000);
+  // Every Raft group the cases touch has a leader: group 0 (KV, locks), the queue partition of
+  // "cq" and the cache partition (QUEUE_LIST alone answers before the partitions elect).
+  const ready = async (): Promise<boolean> => {
+    try {
+      await conn.call(Op.KV_PUT, { key: "ready", value: new Uint8Array(1) });
+      await conn.call(Op.LOCK_SESSION_OPEN, { clientId: "ready", ttlMs: 10_000 });
+      await conn.call(Op.QUEUE_STATS, { queue: "cq" });
+      await conn.call(Op.CACHE_SET, { key: "ready", value: new Uint8Array(1) });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  await waitFor(ready, "the node to serve KV, locks, queues and the cache", 30_000);
 });
 
 after(async () => {
