@@ -10,7 +10,7 @@ import { encodeCacheCommand, type CacheSetResult, type WriteBackOwner } from "./
 import type { CachePartition, CachePartitions } from "./partitions.ts";
 import type { RedisStore, StoredValue } from "./store.ts";
 import { handoffReplyOf } from "./wire.ts";
-import { WriteBack, type HandoffRecord } from "./write-back.ts";
+import { WriteBack, type HandoffRecord, type HandoffReply } from "./write-back.ts";
 
 /** What a home grants a reader: the value, the log index that wrote it, and the copy's lease. */
 export interface ReadGrant extends StoredValue {
@@ -44,9 +44,6 @@ interface Tenure {
   waitingFor: string | null;
   takeover: Promise<void>;
 }
-
-/** What a home that led a term answers the next home asking for that term's writes. */
-export type HandoffReply = { readonly state: "home" } | { readonly state: "none" } | ({ readonly state: "held" } & HandoffRecord);
 
 const STORE_RETRY_MS = 200;
 const PURGE_EVERY_MS = 10_000;

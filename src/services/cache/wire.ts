@@ -1,5 +1,6 @@
 /** Validation of cache request bodies, from clients and from peers alike. */
 import { InvalidArgumentError, asFields, int, kindOf, str, type Fields } from "../../../protocol/index.ts";
+import type { HandoffReply } from "./write-back.ts";
 
 /** Longest key, in UTF-8 bytes. */
 export const CACHE_KEY_BYTES_MAX = 1024;
@@ -54,7 +55,7 @@ export function renewItemsOf(f: Fields, what: string): [string, number][] {
 }
 
 /** A CACHE_HANDOFF reply: `{state: "home" | "none"}` or `{state: "held", sets: [[key, value|nil, expiresAt]], wids: [str]}`. */
-export function handoffReplyOf(body: unknown): { state: "home" } | { state: "none" } | { state: "held"; sets: [string, Uint8Array | null, number][]; wids: string[] } {
+export function handoffReplyOf(body: unknown): HandoffReply {
   const what = "CACHE_HANDOFF reply";
   const f = fieldsOf(body, what);
   const state = str(f, "state", what);

@@ -31,6 +31,9 @@ export interface HandoffRecord {
   readonly wids: string[];
 }
 
+/** CACHE_HANDOFF's answer: still leading that term, nothing held (restarted since), or every write it held. */
+export type HandoffReply = { readonly state: "home" } | { readonly state: "none" } | ({ readonly state: "held" } & HandoffRecord);
+
 const RETRY_MS = 50;
 
 /**
