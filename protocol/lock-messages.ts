@@ -42,3 +42,45 @@ export type LockEvent =
     }
   | { kind: "lost"; sessionId: number; resource: string; token: number; reason: "ttl" | "session-expired" }
   | { kind: "session-expired"; sessionId: number };
+
+/** A read-only view of one hold. */
+export interface HolderView {
+  sessionId: number;
+  token: number;
+  mode: LockMode;
+  expiresAt: number | null;
+}
+
+/** A read-only view of one pending request. */
+export interface WaiterView {
+  sessionId: number;
+  waitId: number;
+  mode: LockMode;
+  deadline: number | null;
+}
+
+/** A read-only view of one resource: holders in grant order, waiters in queue (FIFO) order. */
+export interface ResourceView {
+  mode: LockMode | null;
+  holders: HolderView[];
+  waiters: WaiterView[];
+}
+
+/** Counters of the lock service (gauges first, then cumulative counters). */
+export interface LockStats {
+  sessions: number;
+  locksHeld: number;
+  waiters: number;
+  grants: number;
+  deadlocks: number;
+  sessionExpiries: number;
+}
+
+/** LOCK_STATUS's reply: one resource's holders and waiters (a free resource has none of either). */
+export type LockStatusReply = ResourceView & { resource: string };
+
+/** LOCK_LIST's reply: every resource with holders or waiters, and the service's counters. */
+export interface LockListReply {
+  resources: LockStatusReply[];
+  stats: LockStats;
+}

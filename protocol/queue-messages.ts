@@ -73,3 +73,109 @@ export interface QueueStats {
 export type AckOutcome =
   | { receipt: string; ok: true; id: number }
   | { receipt: string; ok: false; reason: "stale" | "unknown" | "malformed" };
+
+/** How queue names map to partitions, recorded once in group 0 (see "Queue partitions"). */
+export interface QueueLayout {
+  readonly partitions: number;
+  readonly virtualNodes: number;
+  readonly members: readonly string[];
+}
+
+/** Where a queue's partition is led: a client that sends there skips the forwarding hop. */
+export interface LeaderHint {
+  leader: string | null;
+  leaderAddr: string | null;
+}
+
+/** QUEUE_ENQUEUE's reply: one id per message, `duplicates[i]` when message i's dedupId was seen. */
+export interface QueueEnqueueReply extends LeaderHint {
+  queue: string;
+  partition: number;
+  ids: number[];
+  duplicates: boolean[];
+}
+
+/** QUEUE_CONSUME's reply: zero or more deliveries (none when `waitMs` passed first). */
+export interface QueueConsumeReply extends LeaderHint {
+  queue: string;
+  messages: DeliveredMessage[];
+}
+
+/** QUEUE_ACK's reply: one outcome per receipt, in order. */
+export interface QueueAckReply extends LeaderHint {
+  queue: string;
+  acked: number;
+  outcomes: AckOutcome[];
+}
+
+/** QUEUE_NACK's reply: when the message is visible again (null once dead-lettered). */
+export interface QueueNackReply {
+  queue: string;
+  id: number;
+  visibleAt: number | null;
+  deadLettered: boolean;
+}
+
+/** QUEUE_SUBSCRIBE's reply; deliveries follow as QUEUE_DELIVER pushes. */
+export interface QueueSubscribeReply extends LeaderHint {
+  subscriptionId: number;
+  queue: string;
+  prefetch: number;
+  partition: number;
+}
+
+/** QUEUE_UNSUBSCRIBE's reply: `closed` is false when no such subscription was open. */
+export interface QueueUnsubscribeReply {
+  subscriptionId: number;
+  closed: boolean;
+}
+
+/** QUEUE_STATS's reply. */
+export interface QueueStatsReply extends LeaderHint {
+  queue: string;
+  partition: number;
+  stats: QueueStats;
+  dlq: string;
+  dlqDepth: number;
+  config: QueueConfig;
+}
+
+/** QUEUE_CONFIGURE's reply: the queue's whole configuration after the change. */
+export interface QueueConfigureReply {
+  queue: string;
+  config: QueueConfig;
+}
+
+/** QUEUE_DLQ_LIST's reply: the oldest dead letters first. */
+export interface QueueDlqListReply {
+  queue: string;
+  dlq: string;
+  messages: DeadMessage[];
+}
+
+/** QUEUE_DLQ_REDRIVE's reply: the new ids of the messages moved back. */
+export interface QueueDlqRedriveReply {
+  queue: string;
+  dlq: string;
+  ids: number[];
+}
+
+/** QUEUE_PURGE's reply: `queue` is the dead-letter queue's name when `dlq` was asked. */
+export interface QueuePurgeReply {
+  queue: string;
+  purged: number;
+}
+
+/** One partition in QUEUE_LIST's reply. */
+export interface QueuePartitionView {
+  partition: number;
+  leader: string | null;
+  queues: ({ queue: string } & QueueStats)[];
+  dlqs: string[];
+}
+
+/** QUEUE_LIST's reply. */
+export interface QueueListReply {
+  layout: QueueLayout | null;
+  partitions: QueuePartitionView[];
+}

@@ -1,5 +1,6 @@
 /** `dsync lock …`: take, release and inspect distributed locks. */
 import { Op } from "../../protocol/index.ts";
+import type { LockListReply, LockStatusReply } from "../../protocol/lock-messages.ts";
 import { LockClient } from "../client/locks.ts";
 import { intArg, print, program, withClient } from "./common.ts";
 import { table } from "./output.ts";
@@ -50,7 +51,7 @@ lock
   .description("holders (mode, token, session) and waiters of one resource")
   .action(async (resource: string) => {
     await withClient(async (c, g) => {
-      const r = (await c.call(Op.LOCK_STATUS, { resource }, { idempotent: true })) as LockView & { resource: string };
+      const r = (await c.call(Op.LOCK_STATUS, { resource }, { idempotent: true })) as LockStatusReply;
       print(g, r, renderLock(r));
     });
   });
@@ -59,20 +60,14 @@ lock
   .description("every resource with holders or waiters, and the lock service's counters")
   .action(async () => {
     await withClient(async (c, g) => {
-      const r = (await c.call(Op.LOCK_LIST, {}, { idempotent: true })) as { resources: (LockView & { resource: string })[]; stats: Record<string, number> };
+      const r = (await c.call(Op.LOCK_LIST, {}, { idempotent: true })) as LockListReply;
       const rows = r.resources.map((x) => [x.resource, x.mode ?? "-", x.holders.map((h) => `s${h.sessionId}#${h.token}`).join(" ") || "-", String(x.waiters.length)]);
       const stats = Object.entries(r.stats).map(([k, v]) => `${k}=${v}`).join("  ");
       print(g, r, `${table(["RESOURCE", "MODE", "HOLDERS (session#token)", "WAITERS"], rows)}\n\n${stats}`);
     });
   });
 
-interface LockView {
-  mode: string | null;
-  holders: { sessionId: number; token: number; mode: string; expiresAt: number | null }[];
-  waiters: { sessionId: number; waitId: number; mode: string; deadline: number | null }[];
-}
-
-function renderLock(r: LockView & { resource: string }): string {
+function renderLock(r: LockStatusReply): string {
   if (r.holders.length === 0 && r.waiters.length === 0) return `${r.resource}: free`;
   const holders = r.holders.map((h) => [`holder`, h.mode, `session ${h.sessionId}`, `token ${h.token}`, h.expiresAt ? `until ${new Date(h.expiresAt).toISOString()}` : ""]);
   const waiters = r.waiters.map((w, i) => [`waiter ${i + 1}`, w.mode, `session ${w.sessionId}`, `wait ${w.waitId}`, w.deadline ? `until ${new Date(w.deadline).toISOString()}` : ""]);

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { DsyncError, ErrorCode, Op, SessionExpiredError, errorForCode, type Envelope, type LockEvent, type LockGranted, type LockMode, type LockQueued } from "../../protocol/index.ts";
+import { DsyncError, ErrorCode, Op, SessionExpiredError, errorForCode, type Envelope, type LockEvent, type LockGranted, type LockMode, type LockQueued, type LockStatusReply } from "../../protocol/index.ts";
 import type { DsyncClient } from "./client.ts";
 
 export type { LockMode };
@@ -207,10 +207,7 @@ export class LockClient extends EventEmitter<LockClientEvents> {
    */
   async #recheck(id: number, waitId: number, w: PendingWait): Promise<void> {
     try {
-      const s = (await this.#client.call(Op.LOCK_STATUS, { resource: w.resource }, { idempotent: true })) as {
-        holders: { sessionId: number; token: number; mode: LockMode }[];
-        waiters: { waitId: number }[];
-      };
+      const s = (await this.#client.call(Op.LOCK_STATUS, { resource: w.resource }, { idempotent: true })) as LockStatusReply;
       if (this.#waits.get(waitId) !== w) return;
       const held = s.holders.find((h) => h.sessionId === id);
       if (held) this.#settle({ kind: "granted", sessionId: id, waitId, resource: w.resource, mode: held.mode, token: held.token });
@@ -269,7 +266,7 @@ export class LockClient extends EventEmitter<LockClientEvents> {
    */
   async #confirm(lock: Lock, w: PendingWait): Promise<void> {
     try {
-      const s = (await this.#client.call(Op.LOCK_STATUS, { resource: lock.resource }, { idempotent: true })) as { holders: { sessionId: number; token: number }[] };
+      const s = (await this.#client.call(Op.LOCK_STATUS, { resource: lock.resource }, { idempotent: true })) as LockStatusReply;
       if (s.holders.some((h) => h.sessionId === lock.sessionId && h.token === lock.token)) w.resolve(lock);
       else w.reject(new SessionExpiredError(`the grant of ${lock.resource} (token ${lock.token}) arrived after the session's lease lapsed and is no longer held`));
     } catch (err) {

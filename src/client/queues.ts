@@ -1,7 +1,34 @@
 import { EventEmitter } from "node:events";
-import { DsyncError, Op, type AckOutcome, type DeadMessage, type DeliveredMessage, type Envelope, type QueueConfig, type QueueStats } from "../../protocol/index.ts";
+import {
+  DsyncError,
+  Op,
+  type DeliveredMessage,
+  type Envelope,
+  type QueueAckReply,
+  type QueueConfig,
+  type QueueConfigureReply,
+  type QueueConsumeReply,
+  type QueueDlqListReply,
+  type QueueDlqRedriveReply,
+  type QueueEnqueueReply,
+  type QueueListReply,
+  type QueueNackReply,
+  type QueuePurgeReply,
+  type QueueStatsReply,
+  type QueueSubscribeReply,
+} from "../../protocol/index.ts";
 
-export type { AckOutcome, DeadMessage, DeliveredMessage, QueueConfig, QueueStats };
+export type {
+  AckOutcome,
+  DeadMessage,
+  DeliveredMessage,
+  QueueAckReply,
+  QueueConfig,
+  QueueListReply,
+  QueueNackReply,
+  QueueStats,
+  QueueStatsReply,
+} from "../../protocol/index.ts";
 import type { CallOptions, DsyncClient } from "./client.ts";
 
 /** Options of one message of {@link QueueClient.enqueue}. */
@@ -129,56 +156,56 @@ export class QueueClient {
   }
 
   /** Enqueues messages in one command: all of them or none. */
-  async enqueueBatch(queue: string, messages: readonly ({ payload: Uint8Array | string } & EnqueueOptions)[]): Promise<{ ids: number[]; duplicates: boolean[] }> {
+  async enqueueBatch(queue: string, messages: readonly ({ payload: Uint8Array | string } & EnqueueOptions)[]): Promise<QueueEnqueueReply> {
     const body = { queue, messages: messages.map((m) => ({ payload: typeof m.payload === "string" ? new TextEncoder().encode(m.payload) : m.payload, delayMs: m.delayMs, dedupId: m.dedupId })) };
     const idempotent = messages.length > 0 && messages.every((m) => m.dedupId !== undefined);
-    return (await this.#call(queue, Op.QUEUE_ENQUEUE, body, { idempotent })) as { ids: number[]; duplicates: boolean[] };
+    return (await this.#call(queue, Op.QUEUE_ENQUEUE, body, { idempotent })) as QueueEnqueueReply;
   }
 
   /** Takes up to `max` messages, waiting up to `waitMs` for the first. */
   async consume(queue: string, opts: ConsumeOptions = {}): Promise<DeliveredMessage[]> {
     const waitMs = opts.waitMs ?? 0;
-    const r = (await this.#call(queue, Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs, detached: opts.detached === true }, { timeoutMs: waitMs + 5000 })) as { messages: DeliveredMessage[] };
+    const r = (await this.#call(queue, Op.QUEUE_CONSUME, { queue, max: opts.max, visibilityMs: opts.visibilityMs, waitMs, detached: opts.detached === true }, { timeoutMs: waitMs + 5000 })) as QueueConsumeReply;
     return r.messages;
   }
 
   /** Acks deliveries by receipt. A receipt whose delivery already ended gets `ok: false`. */
-  async ack(queue: string, receipts: readonly string[]): Promise<{ acked: number; outcomes: AckOutcome[] }> {
-    return (await this.#call(queue, Op.QUEUE_ACK, { queue, receipts }, { idempotent: true })) as { acked: number; outcomes: AckOutcome[] };
+  async ack(queue: string, receipts: readonly string[]): Promise<QueueAckReply> {
+    return (await this.#call(queue, Op.QUEUE_ACK, { queue, receipts }, { idempotent: true })) as QueueAckReply;
   }
 
   /** Gives a delivery back: visible again after `delayMs`, or after the queue's backoff. */
-  async nack(queue: string, receipt: string, opts: { delayMs?: number } = {}): Promise<{ id: number; visibleAt: number | null; deadLettered: boolean }> {
-    return (await this.#call(queue, Op.QUEUE_NACK, { queue, receipt, delayMs: opts.delayMs })) as { id: number; visibleAt: number | null; deadLettered: boolean };
+  async nack(queue: string, receipt: string, opts: { delayMs?: number } = {}): Promise<QueueNackReply> {
+    return (await this.#call(queue, Op.QUEUE_NACK, { queue, receipt, delayMs: opts.delayMs })) as QueueNackReply;
   }
 
   async configure(queue: string, settings: QueueSettings): Promise<QueueConfig> {
-    const r = (await this.client.call(Op.QUEUE_CONFIGURE, { queue, ...settings }, { idempotent: true })) as { config: QueueConfig };
+    const r = (await this.client.call(Op.QUEUE_CONFIGURE, { queue, ...settings }, { idempotent: true })) as QueueConfigureReply;
     return r.config;
   }
 
-  async stats(queue: string): Promise<{ queue: string; partition: number; leader: string | null; leaderAddr: string | null; stats: QueueStats; dlq: string; dlqDepth: number; config: QueueConfig }> {
-    return (await this.#call(queue, Op.QUEUE_STATS, { queue }, { idempotent: true })) as Awaited<ReturnType<QueueClient["stats"]>>;
+  async stats(queue: string): Promise<QueueStatsReply> {
+    return (await this.#call(queue, Op.QUEUE_STATS, { queue }, { idempotent: true })) as QueueStatsReply;
   }
 
   /** Every partition with its leader and queues. */
-  async list(): Promise<{ partitions: { partition: number; leader: string | null; queues: ({ queue: string } & QueueStats)[]; dlqs: string[] }[] }> {
-    return (await this.client.call(Op.QUEUE_LIST, {}, { idempotent: true })) as Awaited<ReturnType<QueueClient["list"]>>;
+  async list(): Promise<QueueListReply> {
+    return (await this.client.call(Op.QUEUE_LIST, {}, { idempotent: true })) as QueueListReply;
   }
 
   /** The oldest dead-lettered messages of `queue`, with the reason and every delivery. */
-  async dlqList(queue: string, opts: { max?: number } = {}): Promise<{ dlq: string; messages: DeadMessage[] }> {
-    return (await this.client.call(Op.QUEUE_DLQ_LIST, { queue, max: opts.max }, { idempotent: true })) as { dlq: string; messages: DeadMessage[] };
+  async dlqList(queue: string, opts: { max?: number } = {}): Promise<QueueDlqListReply> {
+    return (await this.client.call(Op.QUEUE_DLQ_LIST, { queue, max: opts.max }, { idempotent: true })) as QueueDlqListReply;
   }
 
   /** Moves dead-lettered messages of `queue` back to it, oldest first, as new deliveries. */
-  async dlqRedrive(queue: string, opts: { max?: number } = {}): Promise<{ dlq: string; ids: number[] }> {
-    return (await this.client.call(Op.QUEUE_DLQ_REDRIVE, { queue, max: opts.max })) as { dlq: string; ids: number[] };
+  async dlqRedrive(queue: string, opts: { max?: number } = {}): Promise<QueueDlqRedriveReply> {
+    return (await this.client.call(Op.QUEUE_DLQ_REDRIVE, { queue, max: opts.max })) as QueueDlqRedriveReply;
   }
 
   /** Drops the waiting messages of `queue` (in-flight ones stay ackable), or with `dlq` its dead letters. */
-  async purge(queue: string, opts: { dlq?: boolean } = {}): Promise<{ queue: string; purged: number }> {
-    return (await this.client.call(Op.QUEUE_PURGE, { queue, dlq: opts.dlq === true })) as { queue: string; purged: number };
+  async purge(queue: string, opts: { dlq?: boolean } = {}): Promise<QueuePurgeReply> {
+    return (await this.client.call(Op.QUEUE_PURGE, { queue, dlq: opts.dlq === true })) as QueuePurgeReply;
   }
 
   /**
@@ -243,7 +270,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   }
 
   async #subscribe(): Promise<void> {
-    const r = (await this.client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as { subscriptionId: number };
+    const r = (await this.client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as QueueSubscribeReply;
     this.#id = r.subscriptionId;
   }
 

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ErrorCode, Op, encodeEnvelope, encodeFrame, errorCodeName, errorFromBody, hadNoEffect, isRetryableCode } from "../../protocol/index.ts";
 import { ROOT } from "../helpers/daemon.ts";
+import { renderProtocolTables, renderReadmeTables } from "../../scripts/lib/protocol-tables.ts";
 
 const doc = readFileSync(path.join(ROOT, "protocol/PROTOCOL.md"), "utf8");
 const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -34,4 +35,17 @@ test("catalogue - the byte example in PROTOCOL.md is what the encoder produces",
   const bytes = Buffer.from(encodeFrame(encodeEnvelope({ type: Op.PING, id: 7, body: {} }))).toString("hex").match(/../g)!.join(" ");
   assert.equal(bytes, "00 00 00 04 93 03 07 80");
   assert.match(doc, /`00 00 00 04 {2}93 03 07 80`/);
+});
+
+test("catalogue - the error and message-type tables are what `npm run docs:tables` renders from protocol/", () => {
+  assert.equal(renderProtocolTables(doc), doc, "PROTOCOL.md's tables are stale: run npm run docs:tables");
+  assert.equal(renderReadmeTables(readme), readme, "README.md's error table is stale: run npm run docs:tables");
+  // Rows out of order, a wrong retry column and a missing row are all put right…
+  const shuffled = doc.replace(/^\| 2 \| `FRAME_TOO_LARGE` \| no \|/m, "| 2 | `FRAME_TOO_LARGE` | yes |").replace(/^(\| 3 \| `PING` .*\n)(\| 4 \| `STATUS` .*\n)/m, "$2$1");
+  assert.notEqual(shuffled, doc);
+  assert.equal(renderProtocolTables(shuffled), doc);
+  assert.equal(renderReadmeTables(readme.replace(/^\| 99 \| `INTERNAL` .*\n/m, "")), readme);
+  // …but a code or type without its prose cannot be invented.
+  assert.throws(() => renderProtocolTables(doc.replace(/^\| 12 \| `TIMEOUT` .*\n/m, "")), /TIMEOUT has no description/);
+  assert.throws(() => renderProtocolTables(doc.replace(/^\| 37 \| `LOCK_STATUS` .*\n/m, "")), /LOCK_STATUS has no description/);
 });

@@ -11,7 +11,7 @@ import {
   type Fields,
 } from "../../../protocol/index.ts";
 import type { LockMachine } from "./machine/lock-machine.ts";
-import type { LockEvent, LockMode, LockResult } from "./machine/types.ts";
+import type { LockEvent, LockListReply, LockMode, LockResult, LockStatusReply } from "./machine/types.ts";
 import type { FramedSocket } from "../../transport/framed-socket.ts";
 import { ExpiryLoop } from "../../host/expiry-loop.ts";
 import type { Logger } from "../../host/logger.ts";
@@ -149,13 +149,13 @@ export class LockService implements Service {
       const token = int(f, "token", "LOCK_RELEASE");
       return this.#propose({ op: "release", sessionId, seq, resource, token });
     });
-    router.register(Op.LOCK_STATUS, async (body) => {
+    router.register(Op.LOCK_STATUS, async (body): Promise<LockStatusReply> => {
       const f = asFields(body, "LOCK_STATUS");
       const resource = str(f, "resource", "LOCK_STATUS", { maxBytes: RESOURCE_BYTES_MAX });
       if (!bool(f, "stale", "LOCK_STATUS")) await this.proposer.readBarrier(0);
       return { resource, ...(this.machine.resource(resource) ?? { mode: null, holders: [], waiters: [] }) };
     });
-    router.register(Op.LOCK_LIST, async (body) => {
+    router.register(Op.LOCK_LIST, async (body): Promise<LockListReply> => {
       const f = asFields(body, "LOCK_LIST");
       if (!bool(f, "stale", "LOCK_LIST")) await this.proposer.readBarrier(0);
       const resources = this.machine.resources().map((name) => ({ resource: name, ...this.machine.resource(name)! }));

@@ -25,6 +25,21 @@ import type { Partition, QueuePartitions } from "./partitions.ts";
 import type { NodeMetrics } from "../../host/metrics.ts";
 import type { RequestContext } from "../../host/request-router.ts";
 import type { Handlers, Service } from "../../host/service.ts";
+import type {
+  LeaderHint,
+  QueueAckReply,
+  QueueConfigureReply,
+  QueueConsumeReply,
+  QueueDlqListReply,
+  QueueDlqRedriveReply,
+  QueueEnqueueReply,
+  QueueListReply,
+  QueueNackReply,
+  QueuePurgeReply,
+  QueueStatsReply,
+  QueueSubscribeReply,
+  QueueUnsubscribeReply,
+} from "../../../protocol/queue-messages.ts";
 
 /** How long a write keeps retrying, inside the node, while a partition elects a new leader. */
 const FAILOVER_RETRY_MS = 4000;
@@ -148,7 +163,7 @@ export class QueueService implements Service {
   }
 
   register({ client: router }: Handlers): void {
-    router.register(Op.QUEUE_ENQUEUE, async (body) => {
+    router.register(Op.QUEUE_ENQUEUE, async (body): Promise<QueueEnqueueReply> => {
       const f = asFields(body, "QUEUE_ENQUEUE");
       const queue = queueName(f, "QUEUE_ENQUEUE");
       if (!Array.isArray(f.messages) || f.messages.length === 0) throw new InvalidArgumentError('QUEUE_ENQUEUE: field "messages" must be a non-empty array of {payload, delayMs?, dedupId?}');
@@ -158,7 +173,7 @@ export class QueueService implements Service {
       this.#metrics.enqueued(queue, r.ids.length - r.duplicates.filter(Boolean).length);
       return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates, ...this.#leaderHint(part) };
     });
-    router.register(Op.QUEUE_CONSUME, async (body, ctx) => {
+    router.register(Op.QUEUE_CONSUME, async (body, ctx): Promise<QueueConsumeReply> => {
       const f = asFields(body, "QUEUE_CONSUME");
       const queue = queueName(f, "QUEUE_CONSUME");
       const max = int(f, "max", "QUEUE_CONSUME", { optional: true, min: 1, max: CONSUME_MAX }) ?? 1;
@@ -180,7 +195,7 @@ export class QueueService implements Service {
         if ((this.#gen.get(queue) ?? 0) === gen) await this.#waitVisible(queue, left);
       }
     });
-    router.register(Op.QUEUE_ACK, async (body) => {
+    router.register(Op.QUEUE_ACK, async (body): Promise<QueueAckReply> => {
       const f = asFields(body, "QUEUE_ACK");
       const queue = queueName(f, "QUEUE_ACK");
       const receipts = receiptList(f.receipts);
@@ -192,7 +207,7 @@ export class QueueService implements Service {
       const r = ok(await pending, "acked");
       return { queue, acked: r.acked, outcomes: r.outcomes, ...this.#leaderHint(part) };
     });
-    router.register(Op.QUEUE_NACK, async (body) => {
+    router.register(Op.QUEUE_NACK, async (body): Promise<QueueNackReply> => {
       const f = asFields(body, "QUEUE_NACK");
       const queue = queueName(f, "QUEUE_NACK");
       const receipt = str(f, "receipt", "QUEUE_NACK", { maxBytes: 64 });
@@ -203,7 +218,7 @@ export class QueueService implements Service {
       const n = ok(r, "nacked");
       return { queue, id: n.id, visibleAt: n.visibleAt, deadLettered: n.deadLettered };
     });
-    router.register(Op.QUEUE_SUBSCRIBE, (body, ctx) => {
+    router.register(Op.QUEUE_SUBSCRIBE, (body, ctx): QueueSubscribeReply => {
       const f = asFields(body, "QUEUE_SUBSCRIBE");
       const queue = queueName(f, "QUEUE_SUBSCRIBE");
       const prefetch = int(f, "prefetch", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: CONSUME_MAX }) ?? 16;
@@ -220,14 +235,14 @@ export class QueueService implements Service {
       setImmediate(() => void this.#pump(sub));
       return { subscriptionId: sub.id, queue, prefetch, partition: part.partition, ...this.#leaderHint(part) };
     });
-    router.register(Op.QUEUE_UNSUBSCRIBE, (body) => {
+    router.register(Op.QUEUE_UNSUBSCRIBE, (body): QueueUnsubscribeReply => {
       const f = asFields(body, "QUEUE_UNSUBSCRIBE");
       const id = int(f, "subscriptionId", "QUEUE_UNSUBSCRIBE", { min: 1 });
       const sub = this.#subs.get(id);
       if (sub) this.#closeSub(sub);
       return { subscriptionId: id, closed: sub !== undefined };
     });
-    router.register(Op.QUEUE_STATS, async (body) => {
+    router.register(Op.QUEUE_STATS, async (body): Promise<QueueStatsReply> => {
       const f = asFields(body, "QUEUE_STATS");
       const queue = queueName(f, "QUEUE_STATS");
       const part = this.partitions.partitionFor(queue);
@@ -236,7 +251,7 @@ export class QueueService implements Service {
       const dlq = part.machine.dlqOf(queue);
       return { queue, partition: part.partition, ...this.#leaderHint(part), stats: part.machine.stats(queue), dlq, dlqDepth: part.machine.peekDlq(dlq, CONSUME_MAX).length, config };
     });
-    router.register(Op.QUEUE_CONFIGURE, async (body) => {
+    router.register(Op.QUEUE_CONFIGURE, async (body): Promise<QueueConfigureReply> => {
       const f = asFields(body, "QUEUE_CONFIGURE");
       const queue = queueName(f, "QUEUE_CONFIGURE");
       const pick = (k: string): unknown => (f[k] === undefined ? null : f[k]);
@@ -244,7 +259,7 @@ export class QueueService implements Service {
       const r = ok(await this.#submit(this.partitions.partitionFor(queue), cmd), "configured");
       return { queue, config: r.config };
     });
-    router.register(Op.QUEUE_DLQ_LIST, async (body) => {
+    router.register(Op.QUEUE_DLQ_LIST, async (body): Promise<QueueDlqListReply> => {
       const f = asFields(body, "QUEUE_DLQ_LIST");
       const queue = queueName(f, "QUEUE_DLQ_LIST");
       const max = int(f, "max", "QUEUE_DLQ_LIST", { optional: true, min: 1, max: CONSUME_MAX }) ?? 100;
@@ -253,7 +268,7 @@ export class QueueService implements Service {
       const dlq = part.machine.dlqOf(queue);
       return { queue, dlq, messages: part.machine.peekDlq(dlq, max) };
     });
-    router.register(Op.QUEUE_DLQ_REDRIVE, async (body) => {
+    router.register(Op.QUEUE_DLQ_REDRIVE, async (body): Promise<QueueDlqRedriveReply> => {
       const f = asFields(body, "QUEUE_DLQ_REDRIVE");
       const queue = queueName(f, "QUEUE_DLQ_REDRIVE");
       const max = int(f, "max", "QUEUE_DLQ_REDRIVE", { optional: true, min: 1, max: 10_000 }) ?? 1000;
@@ -262,7 +277,7 @@ export class QueueService implements Service {
       const r = ok(await this.#submit(part, { op: "dlq.redrive", queue: dlq, max }), "redriven");
       return { queue, dlq, ids: r.ids };
     });
-    router.register(Op.QUEUE_PURGE, async (body) => {
+    router.register(Op.QUEUE_PURGE, async (body): Promise<QueuePurgeReply> => {
       const f = asFields(body, "QUEUE_PURGE");
       const queue = queueName(f, "QUEUE_PURGE");
       const dlqToo = bool(f, "dlq", "QUEUE_PURGE");
@@ -271,7 +286,7 @@ export class QueueService implements Service {
       const r = ok(await this.#submit(part, { op: "purge", queue: target, dlq: dlqToo }), "purged");
       return { queue: target, purged: r.count };
     });
-    router.register(Op.QUEUE_LIST, async (body) => {
+    router.register(Op.QUEUE_LIST, async (body): Promise<QueueListReply> => {
       const f = asFields(body, "QUEUE_LIST");
       const parts = this.partitions.all();
       if (!bool(f, "stale", "QUEUE_LIST")) await Promise.all(parts.map((p) => this.proposer.readBarrier(p.group.group)));
@@ -288,7 +303,7 @@ export class QueueService implements Service {
   }
 
   /** Where the partition is led: clients that send there skip the forwarding hop. */
-  #leaderHint(part: Partition): { leader: string | null; leaderAddr: string | null } {
+  #leaderHint(part: Partition): LeaderHint {
     const leader = part.group.leader;
     return { leader, leaderAddr: this.leaderAddrOf(leader) };
   }

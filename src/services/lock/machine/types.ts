@@ -8,7 +8,18 @@
 
 import type { LockEvent, LockGranted, LockMode, LockQueued } from "../../../../protocol/lock-messages.ts";
 
-export type { LockEvent, LockGranted, LockMode, LockQueued } from "../../../../protocol/lock-messages.ts";
+export type {
+  HolderView,
+  LockEvent,
+  LockGranted,
+  LockListReply,
+  LockMode,
+  LockQueued,
+  LockStats,
+  LockStatusReply,
+  ResourceView,
+  WaiterView,
+} from "../../../../protocol/lock-messages.ts";
 
 /**
  * A command of the lock state machine.
@@ -80,29 +91,6 @@ export interface LockMachineOptions {
   waitersPerResourceMax?: number;
 }
 
-/** A read-only view of one hold. */
-export interface HolderView {
-  sessionId: number;
-  token: number;
-  mode: LockMode;
-  expiresAt: number | null;
-}
-
-/** A read-only view of one pending request. */
-export interface WaiterView {
-  sessionId: number;
-  waitId: number;
-  mode: LockMode;
-  deadline: number | null;
-}
-
-/** A read-only view of one resource: holders in grant order, waiters in queue (FIFO) order. */
-export interface ResourceView {
-  mode: LockMode | null;
-  holders: HolderView[];
-  waiters: WaiterView[];
-}
-
 /** A read-only view of one session. */
 export interface SessionView {
   id: number;
@@ -112,12 +100,3 @@ export interface SessionView {
   createdIndex: number;
 }
 
-/** Counters of the lock service (gauges first, then cumulative counters). */
-export interface LockStats {
-  sessions: number;
-  locksHeld: number;
-  waiters: number;
-  grants: number;
-  deadlocks: number;
-  sessionExpiries: number;
-}

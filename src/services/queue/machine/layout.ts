@@ -1,4 +1,5 @@
 import { HashRing } from "../../ring/hash-ring.ts";
+import type { QueueLayout } from "../../../../protocol/queue-messages.ts";
 
 /**
  * How queues are spread: `partitions` Raft groups (group ids 1..partitions), each replicated on
@@ -6,11 +7,7 @@ import { HashRing } from "../../ring/hash-ring.ts";
  * Recorded once in group 0 by its first leader, so every node maps every name the same way
  * whatever its own configuration says.
  */
-export interface QueueLayout {
-  readonly partitions: number;
-  readonly virtualNodes: number;
-  readonly members: readonly string[];
-}
+export type { QueueLayout };
 
 /** The Raft group of partition `p` (1-based): group 0 is the control group. */
 export function groupOfPartition(p: number): number {
