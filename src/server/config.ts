@@ -5,6 +5,7 @@ import { formatAddr, parseAddr } from "../transport/dial.ts";
 import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/machine/line-store.ts";
 import { CACHE_WRITE_POLICIES, type CacheWritePolicy } from "../services/cache/write-back.ts";
 import { LOG_LEVELS, type LogLevel } from "../host/logger.ts";
+import { NODE_ID_PATTERN, NODE_ID_RULE } from "../services/cluster/machine/cluster-machine.ts";
 
 /** A peer from PEER_NODES: its node id and the address of its peer port. */
 export interface PeerConfig {
@@ -129,8 +130,8 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
   const problems: string[] = [];
   const v = new Reader(raw, problems);
   const nodeId = v.string("nodeId", "NODE_ID", null);
-  if (nodeId !== null && !/^[A-Za-z0-9_.-]{1,64}$/.test(nodeId)) {
-    problems.push(`NODE_ID "${nodeId}" must be 1-64 characters of letters, digits, '_', '.' or '-'`);
+  if (nodeId !== null && !NODE_ID_PATTERN.test(nodeId)) {
+    problems.push(`NODE_ID "${nodeId}" must be ${NODE_ID_RULE}`);
   }
   const host = v.string("host", "NODE_HOST", "127.0.0.1") ?? "127.0.0.1";
   const config: NodeConfig = {

@@ -16,7 +16,7 @@ import { NearHolders } from "./near-relay.ts";
 import type { CachePartitions } from "./partitions.ts";
 import type { RedisStore } from "./store.ts";
 import type { CacheWritePolicy } from "./write-back.ts";
-import { CACHE_TTL_MS_MAX, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, renewItemsOf, valueOf } from "./wire.ts";
+import { CACHE_TTL_MS_MAX, WID_BYTES_MAX, expiresAtOf, fieldsOf, genOf, keyOf, keysOf, renewItemsOf, valueOf } from "./wire.ts";
 
 export interface CacheServiceOptions {
   readonly nodeId: string;
@@ -392,7 +392,7 @@ export class CacheService implements Service {
 
 /** The write id a client sent, or a fresh one (a node's own retries then apply once too). */
 function widOf(f: Fields, what: string): string {
-  return str(f, "wid", what, { optional: true, maxBytes: 64 }) ?? randomWid();
+  return str(f, "wid", what, { optional: true, maxBytes: WID_BYTES_MAX }) ?? randomWid();
 }
 
 function randomWid(): string {

@@ -6,6 +6,8 @@ import type { HandoffReply } from "./write-back.ts";
 export const CACHE_KEY_BYTES_MAX = 1024;
 /** Largest value, in bytes. */
 export const CACHE_VALUE_BYTES_MAX = 1024 * 1024;
+/** Longest write id (`wid`): a client's idempotency token for a set or delete. */
+export const WID_BYTES_MAX = 64;
 /** Longest TTL: 30 days. */
 export const CACHE_TTL_MS_MAX = 30 * 24 * 3600_000;
 
@@ -68,6 +70,6 @@ export function handoffReplyOf(body: unknown): HandoffReply {
     const g = { key: item[0], value: item[1], expiresAt: item[2] };
     return [keyOf(g, at), valueOf(g, at, true), expiresAtOf(g, at)];
   });
-  const wids = f.wids.map((w: unknown, i) => str({ wid: w }, "wid", `${what} wids[${i}]`, { maxBytes: 64 }));
+  const wids = f.wids.map((w: unknown, i) => str({ wid: w }, "wid", `${what} wids[${i}]`, { maxBytes: WID_BYTES_MAX }));
   return { state: "held", sets, wids };
 }

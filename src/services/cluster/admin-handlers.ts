@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str, type AdminMemberReply, type AdminTransferReply } from "../../../protocol/index.ts";
 import { ConfChangeType, type ConfState } from "../../raft/index.ts";
-import { encodeMemberCommand } from "./machine/cluster-machine.ts";
+import { NODE_ID_PATTERN, NODE_ID_RULE, encodeMemberCommand } from "./machine/cluster-machine.ts";
 import { formatAddr, parseAddr } from "../../transport/dial.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
@@ -49,7 +49,7 @@ function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: 
     const f = asFields(body, "ADMIN_ADD_NODE");
     const nodeId = str(f, "nodeId", "ADMIN_ADD_NODE", { maxBytes: 64 });
     const peerAddrRaw = str(f, "peerAddr", "ADMIN_ADD_NODE", { maxBytes: 300 });
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(nodeId)) throw new InvalidArgumentError(`nodeId "${nodeId}" must be 1-64 letters, digits, '_', '.' or '-'`);
+    if (!NODE_ID_PATTERN.test(nodeId)) throw new InvalidArgumentError(`nodeId "${nodeId}" must be ${NODE_ID_RULE}`);
     let peerAddr: string;
     try {
       const { host, port } = parseAddr(peerAddrRaw);

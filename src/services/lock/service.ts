@@ -11,6 +11,8 @@ import {
   type Fields,
 } from "../../../protocol/index.ts";
 import type { LockMachine } from "./machine/lock-machine.ts";
+import { SESSION_TTL_MS_MAX_DEFAULT, SESSION_TTL_MS_MIN } from "./machine/sessions.ts";
+import { CLIENT_ID_BYTES_MAX, RESOURCE_BYTES_MAX } from "./machine/validate.ts";
 import type { LockEvent, LockListReply, LockMode, LockResult, LockStatusReply } from "./machine/types.ts";
 import type { FramedSocket } from "../../transport/framed-socket.ts";
 import { ExpiryLoop } from "../../host/expiry-loop.ts";
@@ -24,7 +26,8 @@ import type { Handlers, Service } from "../../host/service.ts";
 /** Lock session TTL when the client does not ask for one. */
 export const SESSION_TTL_MS_DEFAULT = 10_000;
 
-const RESOURCE_BYTES_MAX = 512;
+/** Longest hold (`ttlMs`) or wait (`waitMs`) one acquire may ask for. */
+const ACQUIRE_MS_MAX = 24 * 3600_000;
 
 /**
  * The lock service's node side: validates requests, proposes them through group 0 (stamped
@@ -105,8 +108,8 @@ export class LockService implements Service {
   register({ client: router }: Handlers): void {
     router.register(Op.LOCK_SESSION_OPEN, async (body, ctx) => {
       const f = asFields(body, "LOCK_SESSION_OPEN");
-      const clientId = str(f, "clientId", "LOCK_SESSION_OPEN", { optional: true, maxBytes: 256 }) ?? "anonymous";
-      const ttlMs = int(f, "ttlMs", "LOCK_SESSION_OPEN", { optional: true, min: 1000, max: 300_000 }) ?? SESSION_TTL_MS_DEFAULT;
+      const clientId = str(f, "clientId", "LOCK_SESSION_OPEN", { optional: true, maxBytes: CLIENT_ID_BYTES_MAX }) ?? "anonymous";
+      const ttlMs = int(f, "ttlMs", "LOCK_SESSION_OPEN", { optional: true, min: SESSION_TTL_MS_MIN, max: SESSION_TTL_MS_MAX_DEFAULT }) ?? SESSION_TTL_MS_DEFAULT;
       const r = await this.#propose({ op: "session.open", clientId, ttlMs });
       if (r.ok && r.kind === "session") this.#bind(r.sessionId, ctx);
       return r.ok && r.kind === "session" ? { sessionId: r.sessionId, expiresAt: r.expiresAt, ttlMs } : r;
@@ -133,8 +136,8 @@ export class LockService implements Service {
       const resource = str(f, "resource", "LOCK_ACQUIRE", { maxBytes: RESOURCE_BYTES_MAX });
       if (resource.length === 0) throw new InvalidArgumentError("LOCK_ACQUIRE: field \"resource\" must not be empty");
       const mode = modeOf(f);
-      const ttlMs = int(f, "ttlMs", "LOCK_ACQUIRE", { optional: true, min: 1, max: 24 * 3600_000 }) ?? null;
-      const waitMs = int(f, "waitMs", "LOCK_ACQUIRE", { optional: true, min: -1, max: 24 * 3600_000 }) ?? -1;
+      const ttlMs = int(f, "ttlMs", "LOCK_ACQUIRE", { optional: true, min: 1, max: ACQUIRE_MS_MAX }) ?? null;
+      const waitMs = int(f, "waitMs", "LOCK_ACQUIRE", { optional: true, min: -1, max: ACQUIRE_MS_MAX }) ?? -1;
       this.#bind(sessionId, ctx);
       const started = performance.now();
       const r = await this.#propose({ op: "acquire", sessionId, seq, resource, mode, ttlMs, waitMs });

@@ -15,7 +15,7 @@ import {
 } from "../../../protocol/index.ts";
 import type { DeliveredMessage, QueueEvent, QueueResult, UnstampedQueueCommand } from "./machine/index.ts";
 import { BATCH_MAX } from "./machine/queue-machine.ts";
-import { CONSUME_MAX, NAME_BYTES_MAX } from "./machine/validate.ts";
+import { ACK_BATCH_MAX, CONSUME_MAX, DURATION_MS_MAX, NAME_BYTES_MAX } from "./machine/validate.ts";
 import type { FramedSocket } from "../../transport/framed-socket.ts";
 import { ExpiryLoop } from "../../host/expiry-loop.ts";
 import type { Logger } from "../../host/logger.ts";
@@ -45,6 +45,10 @@ import type {
 const FAILOVER_RETRY_MS = 4000;
 /** Longest long-poll a consume may ask for. */
 const WAIT_MS_MAX = 60_000;
+/** Longest visibility one consume or subscription may ask for (a queue's own setting may be longer). */
+const DELIVERY_VISIBILITY_MS_MAX = 12 * 3600_000;
+/** A receipt is `<id>:<delivery seq>` in decimal: far below this. */
+const RECEIPT_BYTES_MAX = 64;
 /** Bytes of payload one batch entry carries at most before another entry starts. */
 const BATCH_BYTES_MAX = 1024 * 1024;
 /** A subscription with credit and nothing delivered looks again this often (missed wake-ups, failover). */
@@ -177,7 +181,7 @@ export class QueueService implements Service {
       const f = asFields(body, "QUEUE_CONSUME");
       const queue = queueName(f, "QUEUE_CONSUME");
       const max = int(f, "max", "QUEUE_CONSUME", { optional: true, min: 1, max: CONSUME_MAX }) ?? 1;
-      const visibilityMs = int(f, "visibilityMs", "QUEUE_CONSUME", { optional: true, min: 1, max: 12 * 3600_000 }) ?? null;
+      const visibilityMs = int(f, "visibilityMs", "QUEUE_CONSUME", { optional: true, min: 1, max: DELIVERY_VISIBILITY_MS_MAX }) ?? null;
       const waitMs = int(f, "waitMs", "QUEUE_CONSUME", { optional: true, min: 0, max: WAIT_MS_MAX }) ?? 0;
       const part = this.partitions.partitionFor(queue);
       // Detached deliveries outlive the connection (a CLI consume acked by a later command): only
@@ -210,8 +214,8 @@ export class QueueService implements Service {
     router.register(Op.QUEUE_NACK, async (body): Promise<QueueNackReply> => {
       const f = asFields(body, "QUEUE_NACK");
       const queue = queueName(f, "QUEUE_NACK");
-      const receipt = str(f, "receipt", "QUEUE_NACK", { maxBytes: 64 });
-      const delayMs = int(f, "delayMs", "QUEUE_NACK", { optional: true, min: 0, max: 7 * 24 * 3600_000 }) ?? null;
+      const receipt = str(f, "receipt", "QUEUE_NACK", { maxBytes: RECEIPT_BYTES_MAX });
+      const delayMs = int(f, "delayMs", "QUEUE_NACK", { optional: true, min: 0, max: DURATION_MS_MAX }) ?? null;
       const pending = this.#submit(this.partitions.partitionFor(queue), { op: "nack", queue, receipt, delayMs });
       this.#settled([receipt]);
       const r = await pending;
@@ -222,7 +226,7 @@ export class QueueService implements Service {
       const f = asFields(body, "QUEUE_SUBSCRIBE");
       const queue = queueName(f, "QUEUE_SUBSCRIBE");
       const prefetch = int(f, "prefetch", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: CONSUME_MAX }) ?? 16;
-      const visibilityMs = int(f, "visibilityMs", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: 12 * 3600_000 }) ?? null;
+      const visibilityMs = int(f, "visibilityMs", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: DELIVERY_VISIBILITY_MS_MAX }) ?? null;
       const part = this.partitions.partitionFor(queue);
       const consumer = this.#consumer(ctx, part);
       const sub: Subscription = { id: ++this.#subSeq, conn: ctx.conn, consumer, queue, part, prefetch, visibilityMs, outstanding: new Map(), busy: false, closed: false };
@@ -491,14 +495,14 @@ function enqueueMessage(m: unknown, i: number): { payload: Uint8Array; delayMs: 
   const f = asFields(m, `QUEUE_ENQUEUE messages[${i}]`);
   const payload = typeof f.payload === "string" ? new TextEncoder().encode(f.payload) : f.payload;
   if (!(payload instanceof Uint8Array)) throw new InvalidArgumentError(`QUEUE_ENQUEUE: messages[${i}].payload must be bytes (bin) or a string`);
-  const delayMs = int(f, "delayMs", `QUEUE_ENQUEUE messages[${i}]`, { optional: true, min: 0, max: 7 * 24 * 3600_000 }) ?? null;
+  const delayMs = int(f, "delayMs", `QUEUE_ENQUEUE messages[${i}]`, { optional: true, min: 0, max: DURATION_MS_MAX }) ?? null;
   const dedupId = str(f, "dedupId", `QUEUE_ENQUEUE messages[${i}]`, { optional: true, maxBytes: NAME_BYTES_MAX }) ?? null;
   return { payload, delayMs, dedupId };
 }
 
 function receiptList(v: unknown): string[] {
-  if (!Array.isArray(v) || v.length === 0 || v.length > 10_000 || !v.every((r) => typeof r === "string" && r.length <= 64)) {
-    throw new InvalidArgumentError('QUEUE_ACK: field "receipts" must be an array of 1..10000 receipt strings');
+  if (!Array.isArray(v) || v.length === 0 || v.length > ACK_BATCH_MAX || !v.every((r) => typeof r === "string" && r.length <= RECEIPT_BYTES_MAX)) {
+    throw new InvalidArgumentError(`QUEUE_ACK: field "receipts" must be an array of 1..${ACK_BATCH_MAX} receipt strings`);
   }
   return v as string[];
 }

@@ -6,6 +6,11 @@ import { isQueueLayout, type QueueLayout } from "../../queue/machine/layout.ts";
 import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /** A group-0 command that records a member's peer address before it joins. */
+/** A node id: what the member book, peer handshakes, metrics labels and log lines carry. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+/** How {@link NODE_ID_PATTERN} reads in an error message. */
+export const NODE_ID_RULE = "1-64 characters of letters, digits, '_', '.' or '-'";
+
 export interface MemberCommand {
   readonly op: "member";
   readonly id: string;
