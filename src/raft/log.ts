@@ -1,7 +1,7 @@
 import { assert } from "./assert.ts";
 import { limitEntries } from "./entries.ts";
 import { Unstable } from "./unstable.ts";
-import { CompactedError, type Entry, type LogStorage, type Snapshot } from "./types.ts";
+import { CompactedError, EntryType, type Entry, type LogStorage, type Snapshot } from "./types.ts";
 
 /**
  * The Raft log as the core sees it: durable entries in {@link LogStorage} followed by the
@@ -160,6 +160,19 @@ export class RaftLog {
 
   hasNextCommittedEntries(): boolean {
     return !this.unstable.snapshot && this.committed > this.applying && this.committed >= this.firstIndex();
+  }
+
+  /** Whether a ConfChange is committed but not applied yet (a compacted range holds none we need). */
+  hasUnappliedConfChanges(): boolean {
+    if (this.committed <= this.applied) return false;
+    let ents: Entry[];
+    try {
+      ents = this.slice(this.applied + 1, this.committed + 1, Number.MAX_SAFE_INTEGER);
+    } catch (e) {
+      if (e instanceof CompactedError) return false;
+      throw e;
+    }
+    return ents.some((e) => e.type === EntryType.ConfChange);
   }
 
   /** Replaces the log by `snap` (a follower installing the leader's snapshot). */

@@ -1,4 +1,5 @@
 import { assert } from "./assert.ts";
+import type { ConfState, NodeId } from "./types.ts";
 
 /**
  * The leader's view of one follower's log, after etcd's tracker.Progress.
@@ -151,4 +152,41 @@ export class Progress {
     }
     assert(this.match < this.next, `progress: match ${this.match} >= next ${this.next}`);
   }
+}
+
+/** Fresh progress of every member of `conf`, each with `next` as its next index. */
+export function progressOf(conf: ConfState, next: number, inflightsMax: number): Map<NodeId, Progress> {
+  const prs = new Map<NodeId, Progress>();
+  for (const id of conf.voters) prs.set(id, new Progress(next, inflightsMax, false));
+  for (const id of conf.learners) prs.set(id, new Progress(next, inflightsMax, true));
+  return prs;
+}
+
+/**
+ * Brings `prs` in line with a changed membership `conf`: a new member gets progress at `next`, a
+ * removed one loses its own. Returns who was added and who removed.
+ */
+export function reconcileProgress(prs: Map<NodeId, Progress>, conf: ConfState, next: number, inflightsMax: number): { added: NodeId[]; removed: NodeId[] } {
+  const added: NodeId[] = [];
+  const removed: NodeId[] = [];
+  for (const id of [...conf.voters, ...conf.learners]) {
+    const isLearner = conf.learners.includes(id);
+    const pr = prs.get(id);
+    if (pr) {
+      pr.isLearner = isLearner;
+    } else {
+      const p = new Progress(next, inflightsMax, isLearner);
+      // A new member gets a grace period before CheckQuorum counts it as silent.
+      p.recentActive = true;
+      prs.set(id, p);
+      added.push(id);
+    }
+  }
+  for (const id of [...prs.keys()]) {
+    if (!conf.voters.includes(id) && !conf.learners.includes(id)) {
+      prs.delete(id);
+      removed.push(id);
+    }
+  }
+  return { added, removed };
 }

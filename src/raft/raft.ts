@@ -1,14 +1,15 @@
 import { assert } from "./assert.ts";
 import { applyToConfState, confChangeError, encodeConfChange } from "./conf-change.ts";
 import type { ResolvedConfig } from "./config.ts";
+import { FollowerReplication } from "./follower-replication.ts";
 import { RaftLog } from "./log.ts";
 import { CAMPAIGN_TRANSFER_CONTEXT, makeMessage, type MessageInit } from "./message.ts";
-import { Progress } from "./progress.ts";
-import { committedIndex, hasQuorum, voteResult } from "./quorum.ts";
-import { ReadOnly } from "./read-only.ts";
-import { SNAPSHOT_RESTART_HEARTBEATS, SNAPSHOT_STALL_HEARTBEATS_MAX, SnapshotReceiver, SnapshotSender } from "./snapshot-transfer.ts";
+import { progressOf, reconcileProgress, type Progress } from "./progress.ts";
+import { voteResult } from "./quorum.ts";
+import { LeaderReads } from "./read-index.ts";
+import { Replication } from "./replication.ts";
+import { SnapshotSending } from "./snapshot-sending.ts";
 import {
-  CompactedError,
   ConfChangeType,
   EntryType,
   MessageType,
@@ -20,7 +21,6 @@ import {
   type Message,
   type NodeId,
   type ReadState,
-  type Snapshot,
   type SoftState,
 } from "./types.ts";
 
@@ -57,21 +57,21 @@ export class Raft {
   leadTransferee: NodeId | null = null;
   /** Index of the latest ConfChange entry that may not be applied yet; a new one waits for it. */
   #pendingConfIndex = 0;
-  #readOnly = new ReadOnly();
-  /** ReadIndex requests waiting for the leader to commit an entry of its own term. */
-  #pendingReadIndex: Message[] = [];
-  #snapSenders = new Map<NodeId, SnapshotSender>();
-  /**
-   * Id of the last snapshot transfer attempt started by this node. Never reset: together with the
-   * term (a node leads a term at most once) it identifies an attempt for the receiver.
-   */
-  #snapAttempt = 0;
-  #snapReceiver = new SnapshotReceiver();
+  // Each side of replication lives in helpers that hold its own state (each file says why).
+  readonly #follower: FollowerReplication;
+  readonly #snapshots: SnapshotSending;
+  readonly #reads: LeaderReads;
+  readonly #replication: Replication;
 
   constructor(cfg: ResolvedConfig) {
     this.id = cfg.id;
     this.cfg = cfg;
     this.log = new RaftLog(cfg.storage);
+    const send = (init: MessageInit & { to: NodeId }) => this.#send(init);
+    this.#follower = new FollowerReplication(this, send);
+    this.#snapshots = new SnapshotSending(cfg.snapshotChunkBytes, () => this.log.snapshot(), send);
+    this.#reads = new LeaderReads(this, send, (context) => this.#replication.bcastHeartbeat(context));
+    this.#replication = new Replication(this, send, this.#snapshots, this.#reads);
     const { hardState, confState } = cfg.storage.initialState();
     this.conf = { voters: [...confState.voters], learners: [...confState.learners] };
     this.term = hardState.term;
@@ -129,18 +129,13 @@ export class Raft {
     this.leadTransferee = null;
     this.#votes.clear();
     this.#pendingConfIndex = 0;
-    this.#readOnly = new ReadOnly();
-    this.#pendingReadIndex = [];
-    this.#snapSenders.clear();
+    this.#reads.reset();
+    this.#snapshots.clear();
     this.#resetProgress();
   }
 
   #resetProgress(): void {
-    const next = this.log.lastIndex() + 1;
-    const prs = new Map<NodeId, Progress>();
-    for (const id of this.conf.voters) prs.set(id, new Progress(next, this.cfg.maxInflightMsgs, false));
-    for (const id of this.conf.learners) prs.set(id, new Progress(next, this.cfg.maxInflightMsgs, true));
-    this.prs = prs;
+    this.prs = progressOf(this.conf, this.log.lastIndex() + 1, this.cfg.maxInflightMsgs);
   }
 
   #resetRandomizedElectionTimeout(): void {
@@ -204,7 +199,7 @@ export class Raft {
     this.#electionElapsed++;
     if (this.#electionElapsed >= this.cfg.electionTicks) {
       this.#electionElapsed = 0;
-      if (this.cfg.checkQuorum && !this.#checkQuorumActive()) {
+      if (this.cfg.checkQuorum && !this.#replication.quorumActive()) {
         this.becomeFollower(this.term, null);
         return;
       }
@@ -213,19 +208,9 @@ export class Raft {
     }
     if (this.#heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.#heartbeatElapsed = 0;
-      this.#bcastHeartbeat(this.#readOnly.lastPendingKey());
-      this.#tickSnapshotSenders();
+      this.#replication.bcastHeartbeat(this.#reads.lastPendingKey());
+      this.#snapshots.tick(this.prs);
     }
-  }
-
-  /** Whether a quorum of voters was heard from in the last election timeout; resets the marks. */
-  #checkQuorumActive(): boolean {
-    const active = new Set<NodeId>([this.id]);
-    for (const [id, pr] of this.prs) {
-      if (pr.recentActive) active.add(id);
-      if (id !== this.id) pr.recentActive = false;
-    }
-    return hasQuorum(this.conf.voters, active);
   }
 
   step(m: Message): void {
@@ -290,21 +275,9 @@ export class Raft {
     if (this.state === "leader") return;
     if (!this.#promotable()) return;
     // A pending membership change could change who the voters are: wait until it is applied.
-    if (this.#hasUnappliedConfChanges()) return;
+    if (this.log.hasUnappliedConfChanges()) return;
     if (this.cfg.preVote && !transfer) this.#campaign("pre-election", false);
     else this.#campaign("election", transfer);
-  }
-
-  #hasUnappliedConfChanges(): boolean {
-    if (this.log.committed <= this.log.applied) return false;
-    let ents: Entry[];
-    try {
-      ents = this.log.slice(this.log.applied + 1, this.log.committed + 1, Number.MAX_SAFE_INTEGER);
-    } catch (e) {
-      if (e instanceof CompactedError) return false;
-      throw e;
-    }
-    return ents.some((e) => e.type === EntryType.ConfChange);
   }
 
   #campaign(kind: "pre-election" | "election", transfer: boolean): void {
@@ -366,15 +339,15 @@ export class Raft {
     switch (m.type) {
       case MessageType.App:
         this.becomeFollower(m.term, m.from);
-        this.#handleAppend(m);
+        this.#follower.onAppend(m);
         return;
       case MessageType.Heartbeat:
         this.becomeFollower(m.term, m.from);
-        this.#handleHeartbeat(m);
+        this.#follower.onHeartbeat(m);
         return;
       case MessageType.Snap:
         this.becomeFollower(m.term, m.from);
-        this.#handleSnap(m);
+        this.#follower.onSnap(m);
         return;
       case myRespType: {
         if (!this.#votes.has(m.from)) this.#votes.set(m.from, !m.reject);
@@ -384,7 +357,7 @@ export class Raft {
             this.#campaign("election", false);
           } else {
             this.#becomeLeader();
-            this.#bcastAppend();
+            this.#replication.bcastAppend();
           }
         } else if (res === "lost") {
           this.becomeFollower(this.term, null);
@@ -404,17 +377,17 @@ export class Raft {
       case MessageType.App:
         this.#electionElapsed = 0;
         this.lead = m.from;
-        this.#handleAppend(m);
+        this.#follower.onAppend(m);
         return;
       case MessageType.Heartbeat:
         this.#electionElapsed = 0;
         this.lead = m.from;
-        this.#handleHeartbeat(m);
+        this.#follower.onHeartbeat(m);
         return;
       case MessageType.Snap:
         this.#electionElapsed = 0;
         this.lead = m.from;
-        this.#handleSnap(m);
+        this.#follower.onSnap(m);
         return;
       case MessageType.TransferLeader:
         if (this.lead === null) return;
@@ -438,217 +411,20 @@ export class Raft {
     }
   }
 
-  #handleAppend(m: Message): void {
-    if (m.index < this.log.committed) {
-      this.#send({ to: m.from, type: MessageType.AppResp, index: this.log.committed });
-      return;
-    }
-    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
-    if (lastNew !== undefined) {
-      this.#send({ to: m.from, type: MessageType.AppResp, index: lastNew });
-      return;
-    }
-    // Fast backtracking: point the leader at the last index that can possibly match, skipping
-    // every entry of a term newer than the leader's term at m.index.
-    const hintIndex = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
-    const hintTerm = this.log.term(hintIndex) ?? 0;
-    this.#send({ to: m.from, type: MessageType.AppResp, index: m.index, reject: true, rejectHint: hintIndex, rejectTerm: hintTerm });
-  }
-
-  #handleHeartbeat(m: Message): void {
-    this.log.commitTo(m.commit);
-    this.#send({ to: m.from, type: MessageType.HeartbeatResp, ...(m.context !== undefined ? { context: m.context } : {}) });
-  }
-
-  #handleSnap(m: Message): void {
-    const chunk = m.snapshot;
-    if (!chunk) return;
-    if (chunk.meta.index <= this.log.committed) {
-      // Already have it (e.g. the AppResp after install was lost): tell the leader where we are.
-      this.#snapReceiver.reset();
-      this.#send({ to: m.from, type: MessageType.AppResp, index: this.log.committed });
-      return;
-    }
-    const attempt = m.snapshotAttempt;
-    const echo = attempt !== undefined ? { snapshotAttempt: attempt } : {};
-    const r = this.#snapReceiver.offer(chunk, m.term, attempt ?? 0);
-    switch (r.kind) {
-      case "stale":
-        // A reordered or duplicated chunk of an attempt the leader has already abandoned.
-        return;
-      case "progress":
-        this.#send({ to: m.from, type: MessageType.SnapResp, index: chunk.meta.index, rejectHint: r.received, ...echo });
-        return;
-      case "mismatch":
-        this.#send({ to: m.from, type: MessageType.SnapResp, index: chunk.meta.index, reject: true, ...echo });
-        return;
-      case "complete":
-        if (this.#restore(r.snapshot)) this.#send({ to: m.from, type: MessageType.AppResp, index: this.log.lastIndex() });
-        else this.#send({ to: m.from, type: MessageType.AppResp, index: this.log.committed });
-        return;
-    }
-  }
-
-  /** Installs a complete snapshot; false when it is stale or already covered by our log. */
-  #restore(s: Snapshot): boolean {
-    if (s.meta.index <= this.log.committed) return false;
-    if (this.state !== "follower") {
-      // Only a follower of the sender steps Snap; anything else is a bug upstream. Be safe.
-      this.becomeFollower(this.term + 1, null);
-      return false;
-    }
-    // No "the snapshot's membership must include us" check (etcd has one, as defense in depth,
-    // where node ids are never reused). Here a removed node can be re-added, and the leader's newest
-    // snapshot may predate the re-add: refusing it would leave the node stuck forever, as nothing
-    // makes the leader take a newer one on a quiet log. Installing it is safe: a snapshot holds
-    // only committed state and comes from the leader of our current term, which sends it only to
-    // members of its (applied) configuration. That configuration adds us at an index above the
-    // snapshot's, and the leader still holds that entry in its log (it only compacts up to its
-    // snapshot), so we receive and apply it next. Until then our membership is the snapshot's,
-    // exactly as for any follower whose log ends there: without us as a voter we are not
-    // promotable, so we never campaign on it, and votes we grant count only where the candidate's
-    // own configuration makes us a voter — as they would anyway.
-    if (this.log.matchTerm(s.meta.index, s.meta.term)) {
-      // Our log already contains the snapshot's last entry: just fast-forward the commit index.
-      this.log.commitTo(s.meta.index);
-      return false;
-    }
-    this.log.restore(s);
-    this.conf = { voters: [...s.meta.conf.voters], learners: [...s.meta.conf.learners] };
-    this.#resetProgress();
-    return true;
-  }
-
   // ---- Leader ------------------------------------------------------------------------------
 
   #stepLeader(m: Message): void {
     switch (m.type) {
       case MessageType.ReadIndex:
-        this.#handleReadIndex(m);
+        this.#reads.request(m);
         return;
       case MessageType.TransferLeader:
         this.#handleTransferLeader(m.context ?? m.from);
         return;
-    }
-    const pr = this.prs.get(m.from);
-    if (!pr) return;
-    switch (m.type) {
-      case MessageType.AppResp:
-        this.#handleAppResp(m, pr);
-        return;
-      case MessageType.HeartbeatResp:
-        this.#handleHeartbeatResp(m, pr);
-        return;
-      case MessageType.SnapResp:
-        this.#handleSnapResp(m, pr);
-        return;
       default:
+        this.#replication.onResponse(m);
         return;
     }
-  }
-
-  #handleAppResp(m: Message, pr: Progress): void {
-    pr.recentActive = true;
-    if (m.reject) {
-      let nextProbeIdx = m.rejectHint;
-      if ((m.rejectTerm ?? 0) > 0) {
-        // Skip every entry of ours whose term is newer than the follower's term at rejectHint.
-        nextProbeIdx = this.log.findConflictByTerm(m.rejectHint, m.rejectTerm!);
-      }
-      if (pr.maybeDecrTo(m.index, nextProbeIdx)) {
-        if (pr.state === "replicate") pr.becomeProbe();
-        this.#sendAppend(m.from, true);
-      }
-      return;
-    }
-    const wasPaused = pr.isPaused();
-    const updated = pr.maybeUpdate(m.index);
-    if (pr.state === "snapshot") {
-      // Still installing: nothing to do until the follower reports the snapshot's index.
-      if (pr.match < pr.pendingSnapshot && pr.match + 1 < this.log.firstIndex()) return;
-      this.#snapSenders.delete(m.from);
-      pr.becomeProbe();
-      if (pr.match + 1 < this.log.firstIndex()) {
-        // We compacted past the snapshot it just installed: send the newer one.
-        this.#sendAppend(m.from, true);
-        return;
-      }
-      // Resume log replication after the snapshot.
-      pr.becomeReplicate();
-    } else if (updated || (pr.match === m.index && pr.state === "probe")) {
-      if (pr.state === "probe") pr.becomeReplicate();
-      else pr.inflights.freeLE(m.index);
-    } else {
-      return;
-    }
-    if (this.#maybeCommit()) {
-      this.#onCommitAdvanced();
-    } else if (wasPaused) {
-      this.#sendAppend(m.from, true);
-    }
-    // Pipelining: fill the freed window with as many batches as it holds.
-    while (this.#sendAppend(m.from, false)) {
-      /* keep sending */
-    }
-    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.#send({ to: m.from, type: MessageType.TimeoutNow });
-    }
-  }
-
-  #handleHeartbeatResp(m: Message, pr: Progress): void {
-    pr.recentActive = true;
-    pr.msgAppFlowPaused = false;
-    // If every App filling the window was lost, free one slot so replication can resume.
-    if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirstOne();
-    if (pr.match < this.log.lastIndex()) this.#sendAppend(m.from, true);
-    if (m.context === undefined) return;
-    const acks = this.#readOnly.recvAck(m.from, m.context);
-    if (!acks || !hasQuorum(this.conf.voters, acks)) return;
-    for (const req of this.#readOnly.advance(m.context)) this.#answerRead(req.from, req.context, req.index);
-  }
-
-  #handleSnapResp(m: Message, pr: Progress): void {
-    pr.recentActive = true;
-    const sender = this.#snapSenders.get(m.from);
-    if (!sender || pr.state !== "snapshot" || sender.snapshot.meta.index !== m.index) return;
-    // A response to a chunk of an earlier attempt says nothing about the current one. (A peer
-    // without attempt ids echoes none: take its response as it comes.)
-    if (m.snapshotAttempt !== undefined && m.snapshotAttempt !== sender.attempt) return;
-    if (m.reject) {
-      // Never restart on the spot: duplicated rejects would each start a new window. Restart at
-      // the next heartbeat, so at most one new attempt per heartbeat interval.
-      sender.restartRequested = true;
-      return;
-    }
-    if (sender.onAck(m.rejectHint)) this.#sendSnapshotChunks(m.from, sender);
-  }
-
-  #handleReadIndex(m: Message): void {
-    const context = m.context ?? "";
-    const from = m.from === this.id ? null : m.from;
-    if (!this.#committedEntryInCurrentTerm()) {
-      // Until the leader commits in its term, its commit index may lag the true one (§6.4).
-      this.#pendingReadIndex.push(m);
-      return;
-    }
-    if (this.conf.voters.length === 1 && this.isVoter()) {
-      this.#answerRead(from, context, this.log.committed);
-      return;
-    }
-    // Contexts are unique per requester only, so the round is keyed by both.
-    const key = JSON.stringify([from, context]);
-    if (!this.#readOnly.add(key, context, this.log.committed, from)) return;
-    this.#readOnly.recvAck(this.id, key);
-    this.#bcastHeartbeat(key);
-  }
-
-  #answerRead(from: NodeId | null, context: string, index: number): void {
-    if (from === null) this.readStates.push({ context, index });
-    else this.#send({ to: from, type: MessageType.ReadIndexResp, index, context });
-  }
-
-  #committedEntryInCurrentTerm(): boolean {
-    return this.log.term(this.log.committed) === this.term;
   }
 
   #handleTransferLeader(target: NodeId): void {
@@ -663,125 +439,13 @@ export class Raft {
     this.#electionElapsed = 0;
     this.leadTransferee = target;
     if (pr.match === this.log.lastIndex()) this.#send({ to: target, type: MessageType.TimeoutNow });
-    else this.#sendAppend(target, true);
-  }
-
-  /** Advances the commit index to the quorum's match, counting only current-term entries (§5.4.2). */
-  #maybeCommit(): boolean {
-    const mci = committedIndex(this.conf.voters, (id) => this.prs.get(id)?.match ?? 0);
-    if (mci > this.log.committed && this.log.term(mci) === this.term) {
-      this.log.commitTo(mci);
-      return true;
-    }
-    return false;
-  }
-
-  #onCommitAdvanced(): void {
-    if (this.#pendingReadIndex.length > 0 && this.#committedEntryInCurrentTerm()) {
-      const pending = this.#pendingReadIndex;
-      this.#pendingReadIndex = [];
-      for (const m of pending) this.#handleReadIndex(m);
-    }
-    // Followers learn the new commit index from the next App.
-    this.#bcastAppend();
+    else this.#replication.sendAppend(target, true);
   }
 
   #appendEntry(type: EntryType, data: Uint8Array): Entry {
     const e: Entry = { term: this.term, index: this.log.lastIndex() + 1, type, data };
     this.log.append([e]);
     return e;
-  }
-
-  #bcastAppend(): void {
-    for (const id of this.prs.keys()) if (id !== this.id) this.#sendAppend(id, true);
-  }
-
-  #bcastHeartbeat(context: string | undefined): void {
-    for (const [id, pr] of this.prs) {
-      if (id === this.id) continue;
-      // Never tell a follower to commit past what it is known to hold.
-      const commit = Math.min(pr.match, this.log.committed);
-      this.#send({ to: id, type: MessageType.Heartbeat, commit, ...(context !== undefined ? { context } : {}) });
-    }
-  }
-
-  /**
-   * Sends the next batch of entries to `to`, or a snapshot when they are compacted. Returns whether
-   * something was sent; with `sendIfEmpty` false an App without entries is not sent.
-   */
-  #sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
-    const pr = this.prs.get(to);
-    if (!pr || pr.isPaused()) return false;
-    const prevIndex = pr.next - 1;
-    const prevTerm = this.log.term(prevIndex);
-    if (prevTerm === undefined) {
-      // Invariant: next never runs past our log's end, so an unknown term means "compacted".
-      assert(prevIndex < this.log.firstIndex(), `sendAppend: next ${pr.next} beyond last index ${this.log.lastIndex()}`);
-      return this.#sendSnapshot(to, pr);
-    }
-    let entries: Entry[];
-    try {
-      entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.cfg.maxMsgBytes);
-    } catch (e) {
-      if (e instanceof CompactedError) return this.#sendSnapshot(to, pr);
-      throw e;
-    }
-    if (entries.length === 0 && !sendIfEmpty) return false;
-    this.#send({ to, type: MessageType.App, index: prevIndex, logTerm: prevTerm, entries, commit: this.log.committed });
-    pr.sentEntries(entries.length, prevIndex + entries.length);
-    return true;
-  }
-
-  #sendSnapshot(to: NodeId, pr: Progress): boolean {
-    // Streaming a snapshot to a peer we have not heard from is likely wasted bandwidth.
-    if (!pr.recentActive) return false;
-    this.#startSnapshot(to, pr);
-    return true;
-  }
-
-  /** Starts a new transfer attempt of our newest snapshot to `to`, from offset 0. */
-  #startSnapshot(to: NodeId, pr: Progress): void {
-    const snap = this.log.snapshot();
-    // Invariant: entries are only compacted into a snapshot, so one exists.
-    assert(snap.meta.index > 0, "sendSnapshot: log compacted but no snapshot");
-    pr.becomeSnapshot(snap.meta.index);
-    const sender = new SnapshotSender(snap, this.cfg.snapshotChunkBytes, ++this.#snapAttempt);
-    this.#snapSenders.set(to, sender);
-    this.#sendSnapshotChunks(to, sender);
-  }
-
-  #sendSnapshotChunks(to: NodeId, sender: SnapshotSender): void {
-    for (const chunk of sender.nextChunks()) {
-      this.#send({ to, type: MessageType.Snap, index: chunk.meta.index, logTerm: chunk.meta.term, snapshot: chunk, snapshotAttempt: sender.attempt });
-    }
-  }
-
-  /**
-   * Once per heartbeat: repairs stalled transfers. Without ack progress for a few heartbeats a
-   * chunk or ack was lost: resend from the last acked offset. If that does not help either (the
-   * follower lost its assembly, e.g. it restarted), or the follower rejected the attempt, start a
-   * new attempt with the newest snapshot (the log may have been compacted further).
-   *
-   * Deliberately not gated on `recentActive` (unlike the first send from {@link #sendAppend}): with
-   * CheckQuorum that mark is cleared at every election-timeout boundary, just before this runs in
-   * the same tick, so a gated retry could be skipped every time and the follower stay in snapshot
-   * state forever. The cost of retrying to a dead follower is one window per few heartbeats.
-   */
-  #tickSnapshotSenders(): void {
-    for (const [to, sender] of this.#snapSenders) {
-      const pr = this.prs.get(to);
-      if (!pr || pr.state !== "snapshot") {
-        this.#snapSenders.delete(to);
-        continue;
-      }
-      sender.stalledHeartbeats++;
-      if (sender.restartRequested || sender.stalledHeartbeats >= SNAPSHOT_RESTART_HEARTBEATS) {
-        this.#startSnapshot(to, pr);
-      } else if (sender.stalledHeartbeats % SNAPSHOT_STALL_HEARTBEATS_MAX === 0) {
-        sender.rewind();
-        this.#sendSnapshotChunks(to, sender);
-      }
-    }
   }
 
   // ---- API used by RawNode -----------------------------------------------------------------
@@ -803,7 +467,7 @@ export class Raft {
       const e = this.#appendEntry(type, data);
       return { ok: true, index: e.index, term: e.term };
     });
-    if (out.length > 0) this.#bcastAppend();
+    if (out.length > 0) this.#replication.bcastAppend();
     return out;
   }
 
@@ -820,27 +484,8 @@ export class Raft {
   applyConfChange(cc: ConfChange): ConfState {
     if (confChangeError(this.conf, cc) !== null) return this.conf;
     this.conf = applyToConfState(this.conf, cc);
-    const next = this.log.lastIndex() + 1;
-    const added: NodeId[] = [];
-    for (const id of [...this.conf.voters, ...this.conf.learners]) {
-      const isLearner = this.conf.learners.includes(id);
-      const pr = this.prs.get(id);
-      if (pr) {
-        pr.isLearner = isLearner;
-      } else {
-        const p = new Progress(next, this.cfg.maxInflightMsgs, isLearner);
-        // A new member gets a grace period before CheckQuorum counts it as silent.
-        p.recentActive = true;
-        this.prs.set(id, p);
-        added.push(id);
-      }
-    }
-    for (const id of [...this.prs.keys()]) {
-      if (!this.conf.voters.includes(id) && !this.conf.learners.includes(id)) {
-        this.prs.delete(id);
-        this.#snapSenders.delete(id);
-      }
-    }
+    const { added, removed } = reconcileProgress(this.prs, this.conf, this.log.lastIndex() + 1, this.cfg.maxInflightMsgs);
+    for (const id of removed) this.#snapshots.stop(id);
     if (this.state !== "leader") return this.conf;
     if (!this.isVoter()) {
       // A leader removed (or demoted) by this change steps down; the remaining voters elect one.
@@ -849,9 +494,9 @@ export class Raft {
     }
     if (this.leadTransferee !== null && !this.isVoter(this.leadTransferee)) this.leadTransferee = null;
     // The quorum changed: a removal may let entries commit now.
-    if (this.#maybeCommit()) this.#onCommitAdvanced();
-    for (const id of added) this.#sendAppend(id, true);
-    if (cc.type === ConfChangeType.AddVoter) this.#sendAppend(cc.node, true);
+    this.#replication.maybeCommit();
+    for (const id of added) this.#replication.sendAppend(id, true);
+    if (cc.type === ConfChangeType.AddVoter) this.#replication.sendAppend(cc.node, true);
     return this.conf;
   }
 
@@ -860,23 +505,15 @@ export class Raft {
     this.log.unstable.stableTo(index, term);
     if (this.state !== "leader" || this.log.term(index) !== term) return;
     const self = this.prs.get(this.id);
-    if (self && self.maybeUpdate(index) && this.#maybeCommit()) this.#onCommitAdvanced();
+    if (self && self.maybeUpdate(index)) this.#replication.maybeCommit();
   }
 
   reportUnreachable(to: NodeId): void {
-    const pr = this.prs.get(to);
-    if (this.state === "leader" && pr && pr.state === "replicate") pr.becomeProbe();
+    if (this.state === "leader") this.#replication.reportUnreachable(to);
   }
 
   reportSnapshot(to: NodeId, ok: boolean): void {
-    const pr = this.prs.get(to);
-    if (this.state !== "leader" || !pr || pr.state !== "snapshot") return;
-    if (!ok) pr.pendingSnapshot = 0;
-    // Either way, probe: after success next = snapshot index + 1; after failure from match + 1.
-    pr.becomeProbe();
-    // Wait for a heartbeat response before probing, as etcd does.
-    pr.msgAppFlowPaused = true;
-    this.#snapSenders.delete(to);
+    if (this.state === "leader") this.#replication.reportSnapshot(to, ok);
   }
 
   /** Queues an outgoing message stamped with our group, id and (unless given) term. */

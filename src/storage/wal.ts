@@ -23,19 +23,20 @@
  * live entries into new segments is not needed; a group that never snapshots pins its segments.
  */
 import { ok as assert } from "node:assert";
-import { readFileSync } from "node:fs";
-import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { mkdir, open, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
-import { WalClosedError, WalCorruptionError, WalInvalidArgumentError, WalIoError } from "./errors.ts";
+import type { Worker } from "node:worker_threads";
+import { WalClosedError, WalInvalidArgumentError, WalIoError } from "./errors.ts";
 import { envFailpoints, type FailpointConfig } from "./failpoints.ts";
 import { GroupLog } from "./group-log.ts";
 import { RECORD_BODY_BYTES_MAX, FRAME_HEADER_BYTES, encodeRecord, type CheckpointGroup, type LogRecord } from "./record.ts";
 import { recoverWal } from "./recovery.ts";
-import { fsyncDir, parseSnapshotFileName, segmentFileName, snapshotFileName, snapshotTempFileName } from "./segment-files.ts";
-import { decodeSnapshotFile, encodeSnapshotFile } from "./snapshot-file.ts";
+import { fsyncDir, segmentFileName } from "./segment-files.ts";
+import { encodeSnapshotFile } from "./snapshot-file.ts";
+import { readSnapshotImage, removeSnapshotFiles, removeUnreferencedSnapshots, writeSnapshotImage } from "./snapshot-images.ts";
 import { checkEntries, checkGroup, checkHardState, checkSnapshotMeta } from "./validate.ts";
-import type { FromWorker, ToWorker, WorkerInit, WorkerOp } from "./wal-protocol.ts";
+import type { FromWorker, ToWorker, WorkerOp } from "./wal-protocol.ts";
+import { concat, startWorker, workerWriteError } from "./wal-worker-client.ts";
 import type { WalGroupState, WalRecord, WalRecoveryInfo, WalSnapshotMeta, WalStats } from "./types.ts";
 
 /** Default segment size: 64 MiB. */
@@ -242,23 +243,8 @@ export class Wal {
     if (this.#savingSnapshot.has(group)) throw new WalInvalidArgumentError(`group ${group}: a snapshot is already being saved`);
     this.#savingSnapshot.add(group);
     const image = encodeSnapshotFile(checked, data);
-    const tmp = join(this.dir, snapshotTempFileName(group, checked.index));
-    const final = join(this.dir, snapshotFileName(group, checked.index));
     try {
-      try {
-        const handle = await open(tmp, "w");
-        try {
-          await handle.writeFile(image);
-          if (this.#fsync) await handle.datasync();
-        } finally {
-          await handle.close();
-        }
-        await rename(tmp, final);
-        if (this.#fsync) await fsyncDir(this.dir); // The rename must be durable before the marker.
-      } catch (error) {
-        await unlink(tmp).catch(() => undefined);
-        throw new WalIoError(`saving snapshot ${final} failed`, { cause: error });
-      }
+      const final = await writeSnapshotImage(this.dir, group, checked.index, image, this.#fsync);
       try {
         await this.append([{ kind: "snapshot", group, meta: checked }]);
       } catch (error) {
@@ -284,21 +270,7 @@ export class Wal {
   loadSnapshot(group: number): { meta: WalSnapshotMeta; data: Uint8Array } | null {
     const marker = this.#groups.get(group)?.snapshotMeta ?? null;
     if (marker === null) return null;
-    const file = join(this.dir, snapshotFileName(group, marker.index));
-    let buf: Uint8Array;
-    try {
-      buf = readFileSync(file);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-        throw new WalCorruptionError(file, -1, `snapshot image for the marker at index ${marker.index} is missing`);
-      }
-      throw new WalIoError(`reading snapshot ${file} failed`, { cause: error });
-    }
-    const snap = decodeSnapshotFile(buf, file);
-    if (snap.meta.index !== marker.index || snap.meta.term !== marker.term) {
-      throw new WalCorruptionError(file, 0, `snapshot image (${snap.meta.index}, ${snap.meta.term}) does not match its marker (${marker.index}, ${marker.term})`);
-    }
-    return snap;
+    return readSnapshotImage(this.dir, group, marker);
   }
 
   /**
@@ -531,14 +503,9 @@ export class Wal {
         else this.#becameIdle();
         return;
       }
-      case "error": {
-        // Rebuilt as node's fs errors look (code 'EIO', syscall, path), so callers can tell EIO
-        // from ENOSPC and name the file; fd-based syscalls carry no path, the worker adds it.
-        const cause = Object.assign(new Error(msg.message), { code: msg.code ?? undefined, errno: msg.errno ?? undefined, syscall: msg.syscall ?? undefined, path: msg.path ?? undefined });
-        const where = msg.path !== null && !msg.message.includes(msg.path) ? ` (${msg.path})` : "";
-        this.#fail(new WalIoError(`WAL write failed: ${msg.message}${where}`, { cause }));
+      case "error":
+        this.#fail(workerWriteError(msg));
         return;
-      }
       case "closed":
         this.#closedAck?.();
         return;
@@ -573,77 +540,8 @@ export class Wal {
   }
 }
 
-/** Concatenates frames into one buffer that owns its ArrayBuffer, so it can be transferred. */
-function concat(parts: Uint8Array[]): Uint8Array {
-  const only = parts[0]!;
-  if (parts.length === 1 && only.byteOffset === 0 && only.byteLength === only.buffer.byteLength) return only;
-  let total = 0;
-  for (const p of parts) total += p.length;
-  // Never Buffer.concat: small Buffers come from a shared pool, and transferring it would detach it.
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 async function createSegment(dir: string, id: number, fsync: boolean): Promise<void> {
   const handle = await open(join(dir, segmentFileName(id)), "wx");
   await handle.close();
   if (fsync) await fsyncDir(dir);
-}
-
-/**
- * Removes temp snapshot files and images no marker refers to: older ones are superseded, newer
- * ones were renamed into place but their marker never became durable (a crash in saveSnapshot).
- */
-async function removeUnreferencedSnapshots(dir: string, groups: Map<number, GroupLog>): Promise<void> {
-  await removeSnapshotFiles(dir, (group, index, isTemp) => isTemp || groups.get(group)?.snapshotIndex !== index);
-}
-
-async function removeSnapshotFiles(dir: string, doomed: (group: number, index: number, isTemp: boolean) => boolean): Promise<void> {
-  for (const name of await readdir(dir)) {
-    const snap = parseSnapshotFileName(name);
-    if (snap !== null && doomed(snap.group, snap.index, snap.isTemp)) await unlink(join(dir, name)).catch(() => undefined);
-  }
-}
-
-/** Starts the fsync worker and waits for its `ready` (explicit handshake, no sleep). */
-function startWorker(init: WorkerInit): Promise<Worker> {
-  const url = new URL("./wal-worker.ts", import.meta.url).href;
-  // The worker is TypeScript. On Node 20, loader hooks registered by `--import tsx` do not reach
-  // a worker's entry module, so a tiny eval'd bootstrap loads it through tsx's own API. execArgv
-  // is emptied: the worker needs none of the parent's flags (e.g. --test).
-  const api = import.meta.resolve("tsx/esm/api");
-  const bootstrap = `import(${JSON.stringify(api)}).then((tsx) => tsx.tsImport(${JSON.stringify(url)}, ${JSON.stringify(import.meta.url)}))`;
-  const worker = new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      worker.off("message", onMessage);
-      worker.off("error", onError);
-      worker.off("exit", onExit);
-    };
-    const onMessage = (msg: FromWorker) => {
-      cleanup();
-      if (msg.type === "ready") {
-        resolve(worker);
-      } else {
-        void worker.terminate();
-        reject(new WalIoError(`WAL worker failed to start: ${msg.type === "error" ? msg.message : msg.type}`));
-      }
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      reject(new WalIoError("WAL worker failed to start", { cause: error }));
-    };
-    const onExit = (code: number) => {
-      cleanup();
-      reject(new WalIoError(`WAL worker exited during start-up (code ${code})`));
-    };
-    worker.on("message", onMessage);
-    worker.on("error", onError);
-    worker.on("exit", onExit);
-  });
 }

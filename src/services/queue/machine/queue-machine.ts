@@ -1,10 +1,13 @@
-import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import { decodeCommand } from "../../command-codec.ts";
 import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 import { backoffDelay } from "./backoff.ts";
 import { MinHeap } from "../../shared/min-heap.ts";
+import { BATCH_MAX, isBatch, parseReceipt, receiptOf } from "./commands.ts";
+import { findDuplicates, pruneDedup } from "./dedup.ts";
+import { isCurrent, rebuildIndexes, track, untrack, type ConsumerIndex } from "./indexes.ts";
 import { checkState } from "./invariants.ts";
 import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts";
-import { compareTimers, dlqName, invariant, newQueue, type Message, type Queue, type QueueState, type Timer } from "./store.ts";
+import { compareTimers, dlqName, invariant, newMessage, newQueue, type Message, type Queue, type QueueState, type Timer } from "./store.ts";
 import type {
   AckOutcome,
   DeadMessageView,
@@ -18,29 +21,12 @@ import type {
   QueueResult,
   QueueStats,
 } from "./types.ts";
-import {
-  absent,
-  ACK_BATCH_MAX,
-  badName,
-  badPayload,
-  CONSUME_MAX,
-  DEFAULT_CONFIG,
-  ENQUEUE_BATCH_MAX,
-  HISTORY_MAX,
-  isDuration,
-  isInt,
-  isTime,
-  mergeConfig,
-  REDRIVE_MAX,
-} from "./validate.ts";
+import { absent, ACK_BATCH_MAX, badEnqueueMessages, badName, CONSUME_MAX, DEFAULT_CONFIG, HISTORY_MAX, isDuration, isInt, isTime, mergeConfig, REDRIVE_MAX } from "./validate.ts";
+import { deadMessageViews, placementsOf, statsOf, type Placement } from "./views.ts";
+
+export { BATCH_MAX, decodeQueueCommand, encodeQueueCommand, receiptOf } from "./commands.ts";
 
 const MAX_MESSAGES_DEFAULT = 1_000_000;
-/** Commands one batch entry carries at most. */
-export const BATCH_MAX = 4096;
-
-function isBatch(c: unknown): c is { op: "batch"; cmds?: unknown; now?: unknown } {
-  return c !== null && typeof c === "object" && (c as { op?: unknown }).op === "batch";
-}
 const EXPIRE_BATCH_MAX_DEFAULT = 10_000;
 
 type Cmd<K extends QueueCommand["op"]> = Extract<QueueCommand, { op: K }>;
@@ -51,30 +37,6 @@ function fail(code: QueueErrorCode, message: string): QueueResult {
 
 function invalid(message: string): QueueResult {
   return fail("INVALID_ARGUMENT", message);
-}
-
-/** Encodes a queue command as a log entry payload. */
-export function encodeQueueCommand(cmd: QueueCommand): Uint8Array {
-  return encodeCommand(cmd);
-}
-
-/** Decodes a log entry payload; throws on bytes that are not MessagePack (it does not validate). */
-export function decodeQueueCommand(data: Uint8Array): QueueCommand {
-  return decodeCommand(data) as QueueCommand;
-}
-
-/** A receipt: the message id and the partition-wide sequence number of the delivery. */
-export function receiptOf(id: number, seq: number): string {
-  return `${id}:${seq}`;
-}
-
-function parseReceipt(r: unknown): { id: number; seq: number } | null {
-  if (typeof r !== "string" || r.length > 40) return null;
-  const m = /^(\d{1,16}):(\d{1,16})$/.exec(r);
-  if (m === null) return null;
-  const id = Number(m[1]);
-  const seq = Number(m[2]);
-  return Number.isSafeInteger(id) && Number.isSafeInteger(seq) ? { id, seq } : null;
 }
 
 /**
@@ -107,7 +69,7 @@ export class QueueMachine implements StateMachine {
   /** Derived: every pending timer (lazy deletion). */
   #timers = new MinHeap<Timer>(compareTimers);
   /** Derived: consumer → ids of its in-flight messages. */
-  #consumers = new Map<string, Set<number>>();
+  #consumers: ConsumerIndex = new Map();
 
   // Context of the entry being applied.
   #now = 0;
@@ -164,22 +126,7 @@ export class QueueMachine implements StateMachine {
   restore(data: Uint8Array): void {
     const st = decodeSnapshot(data);
     this.#st = st;
-    this.#timers.clear();
-    this.#consumers.clear();
-    // Rebuild the derived heaps and indexes. Every heap pops in a total order, so a rebuilt heap
-    // (without the stale entries the original still carries) behaves the same.
-    for (const m of st.messages.values()) {
-      const q = st.queues.get(m.queue);
-      invariant(q !== undefined, `snapshot: message ${m.id} of unknown queue ${m.queue}`);
-      if (m.state === "ready") {
-        q.ready.push(m);
-        if (m.wakePending) this.#timers.push({ at: m.visibleAt, kind: "wake", id: m.id, seq: m.seq });
-      } else if (m.state === "inflight") {
-        q.inFlight++;
-        this.#track(m);
-        this.#timers.push({ at: m.deadline, kind: "inflight", id: m.id, seq: m.seq });
-      }
-    }
+    rebuildIndexes(st, this.#timers, this.#consumers);
   }
 
   // ---- read-only views ----
@@ -192,7 +139,7 @@ export class QueueMachine implements StateMachine {
     for (;;) {
       const t = this.#timers.peek();
       if (t === undefined) return null;
-      if (this.#isCurrent(t)) return t.at;
+      if (isCurrent(this.#st, t)) return t.at;
       this.#timers.pop();
     }
   }
@@ -208,9 +155,7 @@ export class QueueMachine implements StateMachine {
   }
 
   stats(queue: string): QueueStats {
-    const q = this.#st.queues.get(queue);
-    if (q === undefined) return { depth: 0, inFlight: 0, delivered: 0, acked: 0, redelivered: 0, deadLettered: 0 };
-    return { depth: q.ready.size, inFlight: q.inFlight, ...q.counters };
+    return statsOf(this.#st.queues.get(queue));
   }
 
   /** A queue's configuration (the defaults for a queue never seen). */
@@ -219,31 +164,15 @@ export class QueueMachine implements StateMachine {
     return { ...c, backoff: { ...c.backoff } };
   }
 
-  /** Up to `max` messages of the DLQ `dlq`, oldest death first (this is `dlq.list`). */
   /** The name of `queue`'s dead-letter queue (configured, or `<queue>.dlq`). */
   dlqOf(queue: string): string {
     const q = this.#st.queues.get(queue);
     return q !== undefined ? dlqName(q) : (this.#defaults.dlq ?? `${queue}.dlq`);
   }
 
+  /** Up to `max` messages of the DLQ `dlq`, oldest death first (this is `dlq.list`). */
   peekDlq(dlq: string, max: number): DeadMessageView[] {
-    const store = this.#st.dlqs.get(dlq);
-    const out: DeadMessageView[] = [];
-    if (store === undefined) return out;
-    for (const m of store.values()) {
-      if (out.length >= max) break;
-      out.push({
-        id: m.id,
-        sourceQueue: m.queue,
-        payload: m.payload,
-        enqueuedAt: m.enqueuedAt,
-        deliveryCount: m.deliveryCount,
-        reason: "max-deliveries",
-        deadAt: m.deadAt!,
-        history: m.history.map((h) => ({ ...h })),
-      });
-    }
-    return out;
+    return deadMessageViews(this.#st.dlqs.get(dlq), max);
   }
 
   /** The clock of the partition: the highest `now` applied so far. */
@@ -257,10 +186,8 @@ export class QueueMachine implements StateMachine {
   }
 
   /** Where each message is: for tests and the simulator (O(messages)). */
-  placements(): Map<number, { queue: string; state: "ready" | "inflight" | "dead"; deliveryCount: number; visibleAt: number }> {
-    const out = new Map<number, { queue: string; state: "ready" | "inflight" | "dead"; deliveryCount: number; visibleAt: number }>();
-    for (const m of this.#st.messages.values()) out.set(m.id, { queue: m.queue, state: m.state, deliveryCount: m.deliveryCount, visibleAt: m.visibleAt });
-    return out;
+  placements(): Map<number, Placement> {
+    return placementsOf(this.#st.messages);
   }
 
   /** A full structural check of the state, O(state); throws on the first violation. */
@@ -334,41 +261,13 @@ export class QueueMachine implements StateMachine {
   #enqueue(cmd: Cmd<"enqueue">): QueueResult {
     const bad = badName(cmd.queue, "queue");
     if (bad !== null) return invalid(bad);
-    if (!Array.isArray(cmd.messages) || cmd.messages.length < 1 || cmd.messages.length > ENQUEUE_BATCH_MAX) {
-      return invalid(`messages must be an array of 1..${ENQUEUE_BATCH_MAX}`);
-    }
-    for (let i = 0; i < cmd.messages.length; i++) {
-      const m = cmd.messages[i] as unknown;
-      if (m === null || typeof m !== "object") return invalid(`messages[${i}] must be a map`);
-      const { payload, delayMs, dedupId } = m as Record<string, unknown>;
-      const badP = badPayload(payload);
-      if (badP !== null) return invalid(`messages[${i}]: ${badP}`);
-      if (!absent(delayMs) && !isDuration(delayMs)) return invalid(`messages[${i}]: delayMs must be a duration in ms`);
-      if (!absent(dedupId)) {
-        const badD = badName(dedupId, "dedupId");
-        if (badD !== null) return invalid(`messages[${i}]: ${badD}`);
-      }
-    }
+    const badM = badEnqueueMessages(cmd.messages);
+    if (badM !== null) return invalid(badM);
     const now = this.#now;
     const existing = this.#st.queues.get(cmd.queue);
     const window = (existing?.config ?? this.#defaults).dedupWindowMs;
-    if (existing !== undefined) this.#pruneDedup(existing);
-    // First pass, no mutation: which messages are duplicates (of earlier ones or of each other).
-    const dupOf: (number | null)[] = [];
-    const batchFirst = new Map<string, number>(); // dedupId → position of its first occurrence
-    let fresh = 0;
-    for (let i = 0; i < cmd.messages.length; i++) {
-      const dedupId = cmd.messages[i]!.dedupId;
-      let dup: number | null = null;
-      if (!absent(dedupId) && window > 0) {
-        const seen = existing?.dedup.get(dedupId);
-        if (seen !== undefined) dup = seen.id;
-        else if (batchFirst.has(dedupId)) dup = -1 - batchFirst.get(dedupId)!; // resolved below
-        else batchFirst.set(dedupId, i);
-      }
-      dupOf.push(dup);
-      if (dup === null) fresh++;
-    }
+    if (existing !== undefined) pruneDedup(existing, now);
+    const { dupOf, fresh } = findDuplicates(cmd.messages, existing, window);
     if (this.#st.messages.size + fresh > this.#maxMessages) {
       return fail("QUEUE_FULL", `the partition holds ${this.#st.messages.size} messages; ${fresh} more would pass the cap of ${this.#maxMessages}`);
     }
@@ -385,24 +284,7 @@ export class QueueMachine implements StateMachine {
       const spec = cmd.messages[i]!;
       const delay = absent(spec.delayMs) ? 0 : spec.delayMs;
       const dedupId = absent(spec.dedupId) || window === 0 ? null : spec.dedupId;
-      const m: Message = {
-        id: this.#st.nextId++,
-        queue: q.name,
-        payload: new Uint8Array(spec.payload), // a copy: the entry's buffer is not ours
-        enqueuedAt: now,
-        dedupId,
-        state: "ready",
-        visibleAt: now + delay,
-        wakePending: false,
-        deadline: 0,
-        consumerId: null,
-        seq: 0,
-        deliveryCount: 0,
-        firstDeliveredAt: null,
-        history: [],
-        dlq: null,
-        deadAt: null,
-      };
+      const m = newMessage(this.#st.nextId++, q.name, spec.payload, now, now + delay, dedupId);
       this.#st.messages.set(m.id, m);
       if (dedupId !== null) q.dedup.set(dedupId, { id: m.id, at: now });
       this.#makeReady(q, m, m.visibleAt);
@@ -410,15 +292,6 @@ export class QueueMachine implements StateMachine {
       duplicates.push(false);
     }
     return { ok: true, kind: "enqueued", queue: q.name, ids, duplicates };
-  }
-
-  /** Forgets dedupIds older than the window. Entries are in time order: amortized O(1). */
-  #pruneDedup(q: Queue): void {
-    const horizon = this.#now - q.config.dedupWindowMs;
-    for (const [k, v] of q.dedup) {
-      if (v.at > horizon && q.config.dedupWindowMs > 0) break;
-      q.dedup.delete(k);
-    }
   }
 
   #consume(cmd: Cmd<"consume">): QueueResult {
@@ -446,7 +319,7 @@ export class QueueMachine implements StateMachine {
       q.inFlight++;
       q.counters.delivered++;
       if (m.deliveryCount > 1) q.counters.redelivered++;
-      this.#track(m);
+      track(this.#consumers, m);
       this.#timers.push({ at: deadline, kind: "inflight", id: m.id, seq: m.seq });
       messages.push({
         id: m.id,
@@ -486,7 +359,7 @@ export class QueueMachine implements StateMachine {
         outcomes.push({ receipt: String(receipt).slice(0, 80), ok: false, reason: m });
         continue;
       }
-      this.#untrack(m);
+      untrack(this.#consumers, m);
       q!.inFlight--;
       q!.counters.acked++;
       this.#st.messages.delete(m.id);
@@ -518,7 +391,7 @@ export class QueueMachine implements StateMachine {
     invariant(h !== undefined && h.outcome === "in-flight", `message ${m.id} in flight without an open delivery`);
     h.outcome = outcome;
     h.endedAt = this.#now;
-    this.#untrack(m);
+    untrack(this.#consumers, m);
     q.inFlight--;
     m.consumerId = null;
     if (m.deliveryCount >= q.config.maxDeliveries) {
@@ -558,13 +431,6 @@ export class QueueMachine implements StateMachine {
     this.#visible.set(queue, (this.#visible.get(queue) ?? 0) + n);
   }
 
-  #isCurrent(t: Timer): boolean {
-    const m = this.#st.messages.get(t.id);
-    if (m === undefined || m.seq !== t.seq) return false;
-    if (t.kind === "inflight") return m.state === "inflight" && m.deadline === t.at;
-    return m.state === "ready" && m.wakePending && m.visibleAt === t.at;
-  }
-
   /**
    * Settles what is due at `now`, in timer order ((time, kind, id): a total order, so every
    * replica settles the same ones): visibility timeouts go back with backoff or dead-letter;
@@ -577,7 +443,7 @@ export class QueueMachine implements StateMachine {
     let deadLettered = 0;
     let done = 0;
     for (let t = this.#timers.peek(); t !== undefined && t.at <= now; t = this.#timers.peek()) {
-      if (!this.#isCurrent(t)) {
+      if (!isCurrent(this.#st, t)) {
         this.#timers.pop();
         continue;
       }
@@ -618,7 +484,7 @@ export class QueueMachine implements StateMachine {
     if (typeof config === "string") return invalid(config);
     const q = this.#queue(cmd.queue);
     q.config = config;
-    this.#pruneDedup(q);
+    pruneDedup(q, this.#now);
     return { ok: true, kind: "configured", queue: q.name, config: { ...config, backoff: { ...config.backoff } } };
   }
 
@@ -666,22 +532,5 @@ export class QueueMachine implements StateMachine {
       }
     }
     return { ok: true, kind: "purged", queue: cmd.queue, count };
-  }
-
-  #track(m: Message): void {
-    const c = m.consumerId!;
-    let s = this.#consumers.get(c);
-    if (s === undefined) {
-      s = new Set();
-      this.#consumers.set(c, s);
-    }
-    s.add(m.id);
-  }
-
-  #untrack(m: Message): void {
-    const c = m.consumerId!;
-    const s = this.#consumers.get(c);
-    invariant(s !== undefined && s.delete(m.id), `in-flight message ${m.id} not indexed under consumer ${c}`);
-    if (s.size === 0) this.#consumers.delete(c);
   }
 }

@@ -76,6 +76,28 @@ export function newQueue(name: string, config: QueueConfig): Queue {
   };
 }
 
+/** A message just enqueued at `now`, not yet placed: the caller makes it ready. */
+export function newMessage(id: number, queue: string, payload: Uint8Array, now: number, visibleAt: number, dedupId: string | null): Message {
+  return {
+    id,
+    queue,
+    payload: new Uint8Array(payload), // a copy: the entry's buffer is not ours
+    enqueuedAt: now,
+    dedupId,
+    state: "ready",
+    visibleAt,
+    wakePending: false,
+    deadline: 0,
+    consumerId: null,
+    seq: 0,
+    deliveryCount: 0,
+    firstDeliveredAt: null,
+    history: [],
+    dlq: null,
+    deadAt: null,
+  };
+}
+
 /** The name of a queue's DLQ. */
 export function dlqName(q: Queue): string {
   return q.config.dlq ?? `${q.name}.dlq`;

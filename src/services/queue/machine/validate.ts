@@ -63,6 +63,24 @@ export function badPayload(v: unknown): string | null {
   return null;
 }
 
+/** Returns a reason when `v` is not the messages of an enqueue, else null. */
+export function badEnqueueMessages(v: unknown): string | null {
+  if (!Array.isArray(v) || v.length < 1 || v.length > ENQUEUE_BATCH_MAX) return `messages must be an array of 1..${ENQUEUE_BATCH_MAX}`;
+  for (let i = 0; i < v.length; i++) {
+    const m = v[i] as unknown;
+    if (m === null || typeof m !== "object") return `messages[${i}] must be a map`;
+    const { payload, delayMs, dedupId } = m as Record<string, unknown>;
+    const badP = badPayload(payload);
+    if (badP !== null) return `messages[${i}]: ${badP}`;
+    if (!absent(delayMs) && !isDuration(delayMs)) return `messages[${i}]: delayMs must be a duration in ms`;
+    if (!absent(dedupId)) {
+      const badD = badName(dedupId, "dedupId");
+      if (badD !== null) return `messages[${i}]: ${badD}`;
+    }
+  }
+  return null;
+}
+
 /** Validates a complete backoff; returns a reason or null. */
 export function badBackoff(b: BackoffConfig): string | null {
   if (!isDuration(b.baseMs)) return `backoff.baseMs must be in [0, ${DURATION_MS_MAX}]`;
