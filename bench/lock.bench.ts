@@ -24,8 +24,10 @@
  *
  * See /work/shared/BENCHMARKS.md for the fairness rules followed here.
  */
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
+import path from "node:path";
+import { makeCerts } from "../scripts/lib/certs.ts";
 import { parseArgs } from "node:util";
 import { Etcd3, EtcdLockFailedError, type Lease } from "etcd3";
 import { DsyncClient } from "../src/client/client.ts";
@@ -38,7 +40,7 @@ import { concurrencyList, ensureEtcd, gitRev, positive } from "./lib/run-info.ts
 import { installCleanupHandlers, interruptSignal, onInterrupt, sleep } from "./lib/proc.ts";
 import { fmtInt, fmtMs, fmtPct, fmtRatio, markdownTable } from "./lib/table.ts";
 
-const PEER_NAMES = ["dsync", "v3lock", "etcd3"] as const;
+const PEER_NAMES = ["dsync", "dsync-tls", "v3lock", "etcd3"] as const;
 type PeerName = (typeof PEER_NAMES)[number];
 const SHAPES = ["uncontended", "contended"] as const;
 type Shape = (typeof SHAPES)[number];
@@ -58,7 +60,8 @@ const { values: args } = parseArgs({
     seconds: { type: "string" },
     warmup: { type: "string" },
     quick: { type: "boolean", default: false },
-    peers: { type: "string", default: PEER_NAMES.join(",") },
+    peers: { type: "string", default: "dsync,v3lock,etcd3" },
+    tls: { type: "boolean", default: false },
     shapes: { type: "string", default: SHAPES.join(",") },
     concurrency: { type: "string", default: "1,16,64" },
     "max-ops": { type: "string" },
@@ -75,7 +78,9 @@ if (args.help) {
   --seconds N         measured seconds per cell (default 10; 3 with --quick)
   --warmup S          warm-up seconds per cell (default 2; 0.5 with --quick)
   --quick             shorter run: 3 s per cell, 0.5 s warm-up
-  --peers LIST        dsync,v3lock,etcd3 (default all three)
+  --peers LIST        dsync,v3lock,etcd3 (default), and dsync-tls
+                        dsync-tls = a second dsync cluster with TLS on every port (mutual TLS between nodes)
+  --tls               add dsync-tls to the peers and report dsync-tls ÷ dsync per cell
                         v3lock = etcd's server-side Lock service, one lease per client
                         etcd3  = the etcd3 npm client's lock() (try-lock, retried with backoff)
   --shapes LIST       uncontended,contended (default both)
@@ -101,14 +106,14 @@ const listArg = <T extends string>(flag: string, raw: string, all: readonly T[])
   if (out.length === 0) throw new Error(`--${flag} selects nothing`);
   return out;
 };
-let peers = listArg("peers", args.peers, PEER_NAMES);
+let peers = listArg("peers", args.tls && !args.peers.includes("dsync-tls") ? `${args.peers},dsync-tls` : args.peers, PEER_NAMES);
 const shapes = listArg("shapes", args.shapes, SHAPES);
-const usesEtcd = (): boolean => peers.some((p) => p !== "dsync");
+const usesEtcd = (): boolean => peers.some((p) => p === "v3lock" || p === "etcd3");
 
 const notes: string[] = [];
 if (usesEtcd() && !ensureEtcd("bench:lock")) {
   notes.push(`etcd missing at ${ETCD_BIN}: dsync only, no ratios`);
-  peers = peers.filter((p) => p === "dsync");
+  peers = peers.filter((p) => p === "dsync" || p === "dsync-tls");
   if (peers.length === 0) process.exit(2);
 }
 
@@ -178,12 +183,12 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
 
-function dsyncPeer(cluster: DsyncCluster): Peer {
+function dsyncPeer(cluster: DsyncCluster, name: "dsync" | "dsync-tls" = "dsync", tls?: { ca: Buffer }): Peer {
   return {
-    name: "dsync",
+    name,
     pids: cluster.pids,
     async open(c, resourceOf, cellTag, stats) {
-      const conns = Array.from({ length: groups(c) }, (_, g) => new DsyncClient({ nodes: cluster.clientAddrs, clientName: `bench-lock-${cellTag}-${g}` }));
+      const conns = Array.from({ length: groups(c) }, (_, g) => new DsyncClient({ nodes: cluster.clientAddrs, clientName: `bench-lock-${cellTag}-${g}`, ...(tls && { tls }) }));
       const locks: LockClient[] = [];
       const close = async (): Promise<void> => {
         await Promise.allSettled(locks.map((l) => bounded(l.close(), 5000, "LockClient.close")));
@@ -363,9 +368,9 @@ interface PeerCell {
 
 const started = new Map<PeerName, Peer>();
 const destroyers: (() => Promise<void>)[] = [];
-const results: Record<PeerName, PeerCell[]> = { dsync: [], v3lock: [], etcd3: [] };
+const results: Record<PeerName, PeerCell[]> = { dsync: [], "dsync-tls": [], v3lock: [], etcd3: [] };
 const failed = new Map<PeerName, string>();
-const errorsSeen: Record<PeerName, string[]> = { dsync: [], v3lock: [], etcd3: [] };
+const errorsSeen: Record<PeerName, string[]> = { dsync: [], "dsync-tls": [], v3lock: [], etcd3: [] };
 let openCloser: (() => Promise<void>) | null = null;
 
 const stopAll = async (): Promise<void> => {
@@ -387,6 +392,22 @@ try {
     } catch (err) {
       failed.set("dsync", `cluster did not start: ${(err as Error).message}`);
       process.stderr.write(`dsync: cluster did not start: ${(err as Error).message}\n`);
+    }
+  }
+  if (peers.includes("dsync-tls") && !interruptSignal.aborted) {
+    const t0 = performance.now();
+    try {
+      const certDir = mkdtempSync(path.join(os.tmpdir(), "dsync-bench-certs-"));
+      destroyers.push(async () => rmSync(certDir, { recursive: true, force: true }));
+      const certs = makeCerts(certDir, { nodes: ["node_0", "node_1", "node_2"] });
+      const perNode = (i: number): Record<string, string> => ({ TLS_CERT: certs.node(`node_${i}`).cert, TLS_KEY: certs.node(`node_${i}`).key });
+      const cluster = await DsyncCluster.start(3, { TLS_CA: certs.ca }, 30_000, perNode);
+      destroyers.push(() => cluster.destroy());
+      started.set("dsync-tls", dsyncPeer(cluster, "dsync-tls", { ca: readFileSync(certs.ca) }));
+      process.stderr.write(`started dsync-tls (pids ${cluster.pids.join(", ")}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    } catch (err) {
+      failed.set("dsync-tls", `cluster did not start: ${(err as Error).message}`);
+      process.stderr.write(`dsync-tls: cluster did not start: ${(err as Error).message}\n`);
     }
   }
   if (usesEtcd() && !interruptSignal.aborted) {
@@ -513,6 +534,7 @@ const row = (name: PeerName, x: PeerCell): string[] => {
 const etcdName = meta.etcd?.replace(/^etcd Version: /, "etcd ") ?? "etcd";
 const labels: Record<PeerName, string> = {
   dsync: "dsync lock service (LockClient: acquire waitMs -1 + release; one session per client)",
+  "dsync-tls": "dsync lock service over TLS 1.3 (client and peer ports; mutual TLS between nodes), same clients",
   v3lock: `${etcdName} lock service (v3lockpb.Lock: Lock + Unlock over gRPC; one lease per client, round robin over the members)`,
   etcd3: `${etcdName} via the etcd3 npm client's lock() (try-lock: lease grant + txn + revoke; retried after ${RETRY_BACKOFF_MIN_MS}–${RETRY_BACKOFF_MAX_MS} ms when taken)`,
 };
@@ -566,6 +588,16 @@ if (peers.includes("dsync") && peers.length > 1) {
       ) + "\n"
     : "(no comparable cells)\n";
   out += "\n";
+}
+if (peers.includes("dsync") && peers.includes("dsync-tls")) {
+  const rows: string[][] = [];
+  for (const d of results.dsync) {
+    const t = results["dsync-tls"].find((x) => x.shape === d.shape && x.result.concurrency === d.result.concurrency);
+    if (!t || d.result.opsPerSec <= 0) continue;
+    rows.push([d.shape, String(d.result.concurrency), fmtRatio(t.result.opsPerSec / d.result.opsPerSec), fmtRatio(t.result.latency.p99Ms / d.result.latency.p99Ms)]);
+  }
+  out += `## TLS cost: dsync-tls ÷ dsync (target: cycles/s ≥ 0.8× at C=16 and 64)\n\n`;
+  out += rows.length ? markdownTable(["shape", "C", "cycles/s ÷ plain", "p99 ÷ plain"], rows) + "\n\n" : "(no comparable cells)\n\n";
 }
 const problems = peers.filter((n) => errorsSeen[n].length > 0);
 if (problems.length) {

@@ -2,7 +2,8 @@
  * The numbered wire error codes. Numbers are stable forever; names are for humans and logs.
  * `retryable` says whether a client may retry the same request (possibly on another node).
  * Every code is listed in PROTOCOL.md; a test checks both directions.
- * Blocks: 1–9 protocol, 10–19 cluster, 20–29 locks, 30–39 queues, 40–49 cache, 99 internal.
+ * Blocks: 1–9 protocol, 10–19 cluster, 20–29 locks, 30–39 queues, 40–49 cache, 50–59 access
+ * control, 99 internal.
  */
 export const ErrorCode = {
   /** The frame could not be decoded, or its envelope is not `[type, id, body]`. The connection is closed. */
@@ -53,6 +54,14 @@ export const ErrorCode = {
   CACHE_WRONG_HOME: 41,
   /** The backing store (Redis) failed or timed out. */
   CACHE_STORE_ERROR: 42,
+  /** The connection's identity has no role that grants this operation on this resource. */
+  PERMISSION_DENIED: 50,
+  /** The identity (or connection) is over its request or byte rate; retry after `retryAfterMs`. */
+  RATE_LIMITED: 51,
+  /** The port speaks TLS and the client sent plaintext. The connection is closed. */
+  TLS_REQUIRED: 52,
+  /** The connection's token expired: send HELLO again with a fresh token (the connection stays open). */
+  TOKEN_EXPIRED: 53,
   /** An unexpected failure inside the node. */
   INTERNAL: 99,
 } as const;
@@ -71,6 +80,8 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.CACHE_HOME_UNAVAILABLE,
   ErrorCode.CACHE_WRONG_HOME,
   ErrorCode.CACHE_STORE_ERROR,
+  ErrorCode.RATE_LIMITED,
+  ErrorCode.TOKEN_EXPIRED,
 ]);
 
 const NAMES = new Map<number, ErrorCodeName>(
@@ -113,6 +124,10 @@ const NO_EFFECT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.STALE_RECEIPT,
   ErrorCode.CACHE_HOME_UNAVAILABLE,
   ErrorCode.CACHE_WRONG_HOME,
+  ErrorCode.PERMISSION_DENIED,
+  ErrorCode.RATE_LIMITED,
+  ErrorCode.TLS_REQUIRED,
+  ErrorCode.TOKEN_EXPIRED,
 ]);
 
 /** Whether a request that failed with `code` certainly did not take effect (else: unknown). */

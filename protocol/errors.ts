@@ -8,6 +8,8 @@ export interface ErrorBody {
   readonly leaderHint?: string | null;
   /** Client address (host:port) of the leader, with NOT_LEADER when known. */
   readonly leaderAddr?: string | null;
+  /** With RATE_LIMITED: how long to wait before the request would be admitted. */
+  readonly retryAfterMs?: number;
 }
 
 /**
@@ -158,6 +160,28 @@ export class CacheHomeUnavailableError extends DsyncError {
   }
 }
 
+/** The identity's roles do not grant the operation on the resource; nothing happened. */
+export class PermissionDeniedError extends DsyncError {
+  override name = "PermissionDeniedError";
+  constructor(message: string) {
+    super(ErrorCode.PERMISSION_DENIED, message);
+  }
+}
+
+/** Over a request or byte rate: nothing happened; the same request may be sent after `retryAfterMs`. */
+export class RateLimitedError extends DsyncError {
+  override name = "RateLimitedError";
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(ErrorCode.RATE_LIMITED, message);
+  }
+  override toBody(): ErrorBody {
+    return { code: this.code, message: this.message, retryAfterMs: this.retryAfterMs };
+  }
+}
+
 /**
  * The typed error for a refusal named by its code (a state machine's `{ok: false, code}` uses the
  * catalogue's names, e.g. "LOCK_HELD"): the one mapping from refusal to error, for the daemon and
@@ -198,6 +222,10 @@ export function errorFromBody(body: ErrorBody): DsyncError {
       return new LockWaitTimeoutError(body.message);
     case ErrorCode.CACHE_HOME_UNAVAILABLE:
       return new CacheHomeUnavailableError(body.message);
+    case ErrorCode.PERMISSION_DENIED:
+      return new PermissionDeniedError(body.message);
+    case ErrorCode.RATE_LIMITED:
+      return new RateLimitedError(body.message, body.retryAfterMs ?? 0);
     default:
       return new DsyncError(body.code, body.message);
   }

@@ -21,6 +21,17 @@ export interface HelloReply {
   readonly leaderAddr: string | null;
   readonly maxFrameBytes: number;
   readonly server: string;
+  /** Who the node took the client for, and until when (ms since the epoch; null: no expiry). */
+  readonly identity?: HelloIdentity;
+}
+
+/** The authenticated identity of a connection, in the HELLO reply. */
+export interface HelloIdentity {
+  readonly subject: string;
+  /** `open` (no access control), `token` (the shared AUTH_TOKEN), `jwt`, or `certificate`. */
+  readonly via: string;
+  readonly roles: readonly string[];
+  readonly expiresAt: number | null;
 }
 
 /** PING reply. */

@@ -5,6 +5,7 @@
  *   npm start                      # data in ./.data/local-cluster, client ports 7001-7003
  *   npm start -- --fresh           # wipe the data folder first
  *   npm start -- --base-port 8000  # client ports 8001-8003, peer 8101-8103, http 8201-8203
+ *   npm start -- --tls             # TLS on every port, certificates from a private CA (openssl)
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { rm, mkdir } from "node:fs/promises";
@@ -13,6 +14,8 @@ import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { clusterStatus } from "../src/cli/cluster-status.ts";
 import { table } from "../src/cli/output.ts";
+import { readFileSync } from "node:fs";
+import { makeCerts } from "./lib/certs.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const opts = new Command("local-cluster")
@@ -22,8 +25,9 @@ const opts = new Command("local-cluster")
   .option("--nodes <n>", "number of nodes (3 or 5)", "3")
   .option("--fresh", "delete the data folder before starting")
   .option("--log-level <level>", "node log level", "warn")
+  .option("--tls", "TLS on the client and peer ports (mutual TLS between nodes), with certificates made in <data>/certs")
   .parse()
-  .opts<{ data: string; basePort: string; nodes: string; fresh?: boolean; logLevel: string }>();
+  .opts<{ data: string; basePort: string; nodes: string; fresh?: boolean; logLevel: string; tls?: boolean }>();
 
 const base = Number(opts.basePort);
 const count = Number(opts.nodes);
@@ -34,6 +38,7 @@ let stopping = false;
 const ids = Array.from({ length: count }, (_, i) => `node_${i}`);
 if (opts.fresh) await rm(opts.data, { recursive: true, force: true });
 await mkdir(opts.data, { recursive: true });
+const certs = opts.tls ? makeCerts(path.join(opts.data, "certs"), { nodes: ids, clients: ["admin"] }) : null;
 
 const children: ChildProcess[] = ids.map((id, i) => {
   const peers = ids.flatMap((other, j) => (j === i ? [] : [`${other}:127.0.0.1:${base + 101 + j}`])).join(",");
@@ -48,6 +53,7 @@ const children: ChildProcess[] = ids.map((id, i) => {
       PEER_NODES: peers,
       DATA_DIR: path.join(opts.data, id),
       LOG_LEVEL: opts.logLevel,
+      ...(certs && { TLS_CERT: certs.node(id).cert, TLS_KEY: certs.node(id).key, TLS_CA: certs.ca }),
     },
     stdio: ["ignore", "inherit", "inherit"],
   });
@@ -60,6 +66,7 @@ const children: ChildProcess[] = ids.map((id, i) => {
 const nodes = ids.map((_, i) => `127.0.0.1:${base + 1 + i}`).join(",");
 process.stdout.write(
   `dsync: ${count} nodes starting on 127.0.0.1 (client ports ${base + 1}-${base + count}), data in ${opts.data}\n\n` +
+    (certs ? `TLS is on: the CLI needs the CA (certificates are in ${certs.dir}):\n  export DSYNC_TLS_CA=${certs.ca}\n\n` : "") +
     `In another terminal:\n` +
     `  ./bin/dsync --nodes ${nodes} status\n` +
     `  ./bin/dsync --nodes ${nodes} ping\n` +
@@ -69,7 +76,7 @@ process.stdout.write(
 // A short demo once the nodes answer: what `dsync status` shows.
 const seeds = nodes.split(",");
 for (let tries = 0; tries < 100 && !stopping; tries++) {
-  const reports = await clusterStatus(seeds, { timeoutMs: 1000 });
+  const reports = await clusterStatus(seeds, { timeoutMs: 1000, ...(certs && { auth: { tls: { ca: readFileSync(certs.ca) } } }) });
   if (reports.every((r) => r.reachable && r.status?.leader) || tries === 99) {
     const rows = reports.map((r) => [r.status?.nodeId ?? "?", r.addr, r.reachable ? "yes" : "no", r.status?.role ?? "-", String(r.status?.term ?? "-"), r.status?.leader ?? "-"]);
     process.stdout.write(

@@ -11,7 +11,7 @@ import { Child, ROOT, freePorts, removeTempDir, trackTempDir, waitFor } from "./
 /** Environment variables dsyncd reads; stripped from the inherited env so the bench sets them all. */
 const DSYNC_ENV = [
   "NODE_ID", "NODE_HOST", "API_PORT", "NODE_PORT", "HTTP_PORT", "PEER_NODES", "DATA_DIR", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
-  "LOG_LEVEL", "CACHE_CAPACITY", "CACHE_WRITE_POLICY", "CACHE_WRITE_BACK_MS", "AUTH_TOKEN", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC",
+  "LOG_LEVEL", "CACHE_CAPACITY", "CACHE_WRITE_POLICY", "CACHE_WRITE_BACK_MS", "AUTH_TOKEN", "AUTH_TOKEN_FILE", "TLS_CERT", "TLS_KEY", "TLS_CA", "AUTH_JWT_SECRET_FILE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_ROLES_FILE", "AUDIT_LOG", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC",
 ];
 
 interface Spec {
@@ -38,8 +38,8 @@ export class DsyncCluster {
   }
 
   /** `extraEnv` overrides (e.g. { FSYNC: "false" } — not for fair comparisons). */
-  static async start(n = 3, extraEnv: Record<string, string> = {}, timeoutMs = 30_000): Promise<DsyncCluster> {
-    const cluster = await DsyncCluster.spawn(n, extraEnv);
+  static async start(n = 3, extraEnv: Record<string, string> = {}, timeoutMs = 30_000, nodeEnv: (i: number) => Record<string, string> = () => ({})): Promise<DsyncCluster> {
+    const cluster = await DsyncCluster.spawn(n, extraEnv, nodeEnv);
     const { nodes, specs } = cluster;
     try {
       // /health is 200 only while the node is serving, i.e. knows a leader.
@@ -70,7 +70,7 @@ export class DsyncCluster {
    * Sets up ports and data dirs and spawns the nodes, without waiting for them (`start()` also
    * waits for every /health to return 200). The caller must `destroy()` the cluster.
    */
-  static async spawn(n = 3, extraEnv: Record<string, string> = {}): Promise<DsyncCluster> {
+  static async spawn(n = 3, extraEnv: Record<string, string> = {}, nodeEnv: (i: number) => Record<string, string> = () => ({})): Promise<DsyncCluster> {
     const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-bench-dsync-"));
     trackTempDir(dir);
     const ports = await freePorts(n * 3);
@@ -78,7 +78,7 @@ export class DsyncCluster {
     const base: NodeJS.ProcessEnv = { ...process.env };
     for (const k of DSYNC_ENV) delete base[k];
     const nodes = specs.map(
-      (s) =>
+      (s, i) =>
         new Child(`dsyncd ${s.id}`, process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
           cwd: ROOT,
           env: {
@@ -93,6 +93,7 @@ export class DsyncCluster {
             LOG_LEVEL: "warn",
             FSYNC: "true",
             ...extraEnv,
+            ...nodeEnv(i),
           },
         }),
     );

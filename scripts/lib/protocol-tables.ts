@@ -4,11 +4,13 @@
  * retry/effect columns are rendered from protocol/; the prose columns ("when", "direction",
  * "reply") are kept from the document, so a new code or type fails until someone describes it.
  */
-import { ErrorCode, Op, hadNoEffect, isRetryableCode } from "../../protocol/index.ts";
+import { ErrorCode, Op, hadNoEffect, isRetryableCode, opName } from "../../protocol/index.ts";
+import { REQUIREMENTS } from "../../src/security/permissions.ts";
 
 const ERROR_HEADER = "| code | name | retry | effect | when |\n|---|---|---|---|---|\n";
 const README_ERROR_HEADER = "| code | name | retry | effect |\n|---|---|---|---|\n";
 const OP_HEADER = "| type | name | direction | reply |\n|---|---|---|---|\n";
+const PERMISSION_HEADER = "| type | name | action | resource |\n|---|---|---|---|\n";
 
 /** The rows that follow `header` in `doc` (up to the first line that is not a table row). */
 function tableAt(doc: string, header: string, what: string): { start: number; end: number; rows: string[][] } {
@@ -51,7 +53,12 @@ export function renderProtocolTables(doc: string): string {
   const ops = tableAt(doc, OP_HEADER, "message type");
   const opProse = proseByName(ops.rows, 2);
   const opRows = byNumber(Op).map(([name, type]) => `| ${type} | \`${name}\` | ${described(opProse, name, "message type").join(" | ")} |\n`);
-  return doc.slice(0, ops.start) + opRows.join("") + doc.slice(ops.end);
+  doc = doc.slice(0, ops.start) + opRows.join("") + doc.slice(ops.end);
+  const perms = tableAt(doc, PERMISSION_HEADER, "permission");
+  const permRows = [...REQUIREMENTS.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([type, r]) => `| ${type} | \`${opName(type)}\` | \`${r.action}\` | ${r.resource === "some" ? "any" : r.resource === "all" ? "every" : `field \`${r.resource}\``} |\n`);
+  return doc.slice(0, perms.start) + permRows.join("") + doc.slice(perms.end);
 }
 
 /** README.md with its error table rendered from protocol/. */

@@ -1,5 +1,6 @@
 import type { NodeStatus } from "../../protocol/index.ts";
 import { DsyncClient } from "../client/client.ts";
+import type { ClientOptions } from "../client/options.ts";
 
 /** One node's line in `dsync status`. */
 export interface NodeReport {
@@ -9,9 +10,15 @@ export interface NodeReport {
   readonly error: string | null;
 }
 
-async function probe(addr: string, opts: { token?: string; timeoutMs: number }): Promise<NodeReport> {
+/** How to reach the nodes: a timeout, and the token and TLS settings of the CLI. */
+export interface StatusOptions {
+  readonly timeoutMs: number;
+  readonly auth?: Pick<ClientOptions, "token" | "tokenFile" | "tls">;
+}
+
+async function probe(addr: string, opts: StatusOptions): Promise<NodeReport> {
   // One node, one attempt: status must show each node as it is, not follow redirects.
-  const client = new DsyncClient({ nodes: [addr], maxAttempts: 1, preferLeader: false, connectTimeoutMs: opts.timeoutMs, requestTimeoutMs: opts.timeoutMs, ...(opts.token !== undefined && { token: opts.token }) });
+  const client = new DsyncClient({ nodes: [addr], maxAttempts: 1, preferLeader: false, connectTimeoutMs: opts.timeoutMs, requestTimeoutMs: opts.timeoutMs, ...(opts.auth ?? {}) });
   try {
     const status = await client.status();
     return { addr, reachable: true, status, error: null };
@@ -26,7 +33,7 @@ async function probe(addr: string, opts: { token?: string; timeoutMs: number }):
  * Asks every known node for its status: the seeds first, then every peer they name, until no
  * new address turns up. Nodes are reported in discovery order, unreachable ones included.
  */
-export async function clusterStatus(seeds: readonly string[], opts: { token?: string; timeoutMs: number }): Promise<NodeReport[]> {
+export async function clusterStatus(seeds: readonly string[], opts: StatusOptions): Promise<NodeReport[]> {
   const reports = new Map<string, NodeReport>();
   let frontier = [...new Set(seeds)];
   while (frontier.length > 0) {

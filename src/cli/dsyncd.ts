@@ -23,7 +23,14 @@ const program = new Command("dsyncd")
   .option("--redis-url <url>", "optional Redis backing store for the cache [env REDIS_URL]")
   .addOption(new Option("--log-level <level>", "log verbosity [env LOG_LEVEL] (default info)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
   .option("--cache-capacity <n>", "cache entries per node [env CACHE_CAPACITY] (default 100)")
-  .option("--auth-token <token>", "shared secret clients and peers must present [env AUTH_TOKEN]")
+  .option("--auth-token-file <file>", "file holding the shared secret clients and peers must present [env AUTH_TOKEN_FILE, or AUTH_TOKEN itself]")
+  .option("--tls-cert <file>", "this node's certificate (PEM) for the client and peer ports [env TLS_CERT]")
+  .option("--tls-key <file>", "its private key (PEM) [env TLS_KEY]")
+  .option("--tls-ca <file>", "the CA that signs nodes' (and clients') certificates [env TLS_CA]")
+  .option("--roles-file <file>", "roles, grants and rates (JSON) [env AUTH_ROLES_FILE]")
+  .option("--jwt-secret-file <file>", "HS256 secret that signs tokens [env AUTH_JWT_SECRET_FILE]")
+  .option("--jwt-public-key-file <file>", "public key (PEM) that verifies RS/ES/EdDSA tokens [env AUTH_JWT_PUBLIC_KEY_FILE]")
+  .option("--audit-log <file>", "append an audit record (JSON line) per security event [env AUDIT_LOG]")
   .option("--max-frame-bytes <n>", "largest frame accepted [env MAX_FRAME_BYTES] (default 16 MiB)")
   .option("--election-timeout-ms <ms>", "Raft election timeout base [env ELECTION_TIMEOUT_MS] (default 150)")
   .option("--heartbeat-interval-ms <ms>", "Raft heartbeat interval [env HEARTBEAT_INTERVAL_MS] (default 50)")
@@ -44,7 +51,14 @@ const program = new Command("dsyncd")
       redisUrl: opts.redisUrl,
       logLevel: opts.logLevel,
       cacheCapacity: opts.cacheCapacity,
-      authToken: opts.authToken,
+      authTokenFile: opts.authTokenFile,
+      tlsCert: opts.tlsCert,
+      tlsKey: opts.tlsKey,
+      tlsCa: opts.tlsCa,
+      rolesFile: opts.rolesFile,
+      jwtSecretFile: opts.jwtSecretFile,
+      jwtPublicKeyFile: opts.jwtPublicKeyFile,
+      auditLog: opts.auditLog,
       maxFrameBytes: opts.maxFrameBytes,
       electionTimeoutMs: opts.electionTimeoutMs,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
@@ -77,7 +91,14 @@ const program = new Command("dsyncd")
       node.log.fatal({ err, code: io.code, syscall: io.syscall, file: io.file, exitCode: EXIT_STORAGE_FAILURE }, `storage failure: ${what}; stopping the node (fail-stop, exit ${EXIT_STORAGE_FAILURE})`);
       process.exit(EXIT_STORAGE_FAILURE);
     };
-    const node = new DsyncNode(config, { onFatal });
+    let node: DsyncNode;
+    try {
+      node = new DsyncNode(config, { onFatal });
+    } catch (err) {
+      // Unreadable certificates, an invalid roles file, a bad token key: say which and stop.
+      process.stderr.write(`dsyncd: ${(err as Error).message}\n`);
+      process.exit(2);
+    }
     if (failpoints.faults.length > 0 || failpoints.recordSynced) node.log.warn({ failpoints: process.env.DSYNC_FAILPOINTS }, "DSYNC_FAILPOINTS is set: disk faults will be injected (testing only)");
     installClockControl(process.env, node.log);
     try {
@@ -111,6 +132,7 @@ const program = new Command("dsyncd")
         },
       );
     };
+    process.on("SIGHUP", () => node.security.reload());
     process.on("SIGTERM", () => shutdown("SIGTERM"));
     process.on("SIGINT", () => shutdown("SIGINT"));
   });

@@ -1,5 +1,5 @@
 /** `dsync ping` and `dsync status`: is the cluster there, and who leads. */
-import { fail, globals, print, program, timeoutMs, withClient } from "./common.ts";
+import { credentials, fail, globals, print, program, timeoutMs, withClient } from "./common.ts";
 import { clusterStatus } from "./cluster-status.ts";
 import { table } from "./output.ts";
 
@@ -24,7 +24,7 @@ program
   .action(async () => {
     const g = globals();
     const seeds = g.nodes.split(",").map((s) => s.trim()).filter(Boolean);
-    const reports = await clusterStatus(seeds, { timeoutMs: timeoutMs(g), ...(g.token !== undefined && { token: g.token }) });
+    const reports = await clusterStatus(seeds, { timeoutMs: timeoutMs(g), auth: credentials(g) });
     const rows = reports.map((r) =>
       r.status
         ? [

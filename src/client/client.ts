@@ -1,10 +1,12 @@
 import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
 import {
   ConnectionClosedError,
   DsyncError,
   ErrorCode,
   NotLeaderError,
   Op,
+  RateLimitedError,
   PROTOCOL_VERSION,
   type Envelope,
   type HelloReply,
@@ -12,7 +14,9 @@ import {
   type PingReply,
 } from "../../protocol/index.ts";
 import { backoffDelayMs } from "../transport/backoff.ts";
-import { dial } from "../transport/dial.ts";
+import { readFile } from "node:fs/promises";
+import { dial, parseAddr } from "../transport/dial.ts";
+import { connectTls, isCertificateProblem } from "../security/tls.ts";
 import { RpcConnection } from "../transport/rpc-connection.ts";
 import { resolveClientOptions, type ClientOptions, type ResolvedClientOptions } from "./options.ts";
 
@@ -103,8 +107,10 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
         if (!(err instanceof DsyncError) || !err.retryable) throw err;
         const lost = err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT;
         if (lost && !opts.idempotent) throw err;
-        if (err.code === ErrorCode.TIMEOUT) this.#drop(conn, err);
-        await this.#pause(attempt);
+        // A new connection sends a new HELLO, with the token file read again.
+        if (err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.TOKEN_EXPIRED) this.#drop(conn, err);
+        if (err instanceof RateLimitedError) await new Promise((r) => setTimeout(r, err.retryAfterMs));
+        else await this.#pause(attempt);
       }
     }
     throw lastError ?? new ConnectionClosedError("no attempt was made");
@@ -129,7 +135,15 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     let s = this.#siblings.get(addr);
     if (!s) {
       const o = this.#opts;
-      s = new DsyncClient({ ...o, nodes: [addr, ...o.nodes.filter((n) => n !== addr)], preferLeader: false, ...(o.token !== undefined && { token: o.token }), ...(o.clientName !== undefined && { clientName: o.clientName }) });
+      s = new DsyncClient({
+        ...o,
+        nodes: [addr, ...o.nodes.filter((n) => n !== addr)],
+        preferLeader: false,
+        ...(o.token !== undefined && { token: o.token }),
+        ...(o.tokenFile !== undefined && { tokenFile: o.tokenFile }),
+        ...(o.tls !== undefined && { tls: o.tls }),
+        ...(o.clientName !== undefined && { clientName: o.clientName }),
+      });
       this.#siblings.set(addr, s);
     }
     return s;
@@ -178,7 +192,20 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
   }
 
   async #open(addr: string): Promise<RpcConnection> {
-    const socket = await dial(addr, this.#opts.connectTimeoutMs);
+    const token = await this.#token();
+    const raw = await dial(addr, this.#opts.connectTimeoutMs);
+    let socket: Socket = raw;
+    const tls = this.#opts.tls;
+    if (tls) {
+      try {
+        socket = await connectTls(raw, addr, parseAddr(addr).host, { ...(tls.ca && { ca: tls.ca }), ...(tls.cert && { cert: tls.cert }), ...(tls.key && { key: tls.key }) }, null, this.#opts.connectTimeoutMs);
+      } catch (err) {
+        raw.destroy();
+        // A certificate problem will not fix itself by retrying: say so at once.
+        if (isCertificateProblem(err)) throw new DsyncError(ErrorCode.UNAUTHENTICATED, (err as Error).message, { cause: err });
+        throw new ConnectionClosedError((err as Error).message, { cause: err });
+      }
+    }
     const conn = new RpcConnection(socket, {
       maxFrameBytes: this.#opts.maxFrameBytes,
       pendingRequestsMax: this.#opts.pendingRequestsMax,
@@ -188,7 +215,7 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     try {
       hello = (await conn.request(
         Op.HELLO,
-        { v: PROTOCOL_VERSION, ...(this.#opts.token !== undefined && { token: this.#opts.token }), ...(this.#opts.clientName !== undefined && { client: this.#opts.clientName }) },
+        { v: PROTOCOL_VERSION, ...(token !== undefined && { token }), ...(this.#opts.clientName !== undefined && { client: this.#opts.clientName }) },
         this.#opts.connectTimeoutMs,
       )) as HelloReply;
     } catch (err) {
@@ -209,6 +236,16 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     });
     this.emit("connect", { addr, nodeId: hello.nodeId, leader: hello.leader });
     return conn;
+  }
+
+  async #token(): Promise<string | undefined> {
+    const file = this.#opts.tokenFile;
+    if (file === undefined) return this.#opts.token;
+    try {
+      return (await readFile(file, "utf8")).trim();
+    } catch (err) {
+      throw new DsyncError(ErrorCode.UNAUTHENTICATED, `cannot read the token file ${file}: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   #redirect(leaderAddr: string | null): void {

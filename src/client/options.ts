@@ -5,8 +5,12 @@ import { BACKOFF_DEFAULT, type BackoffOptions } from "../transport/backoff.ts";
 export interface ClientOptions {
   /** Seed nodes' client addresses (`host:port`), as an array or a comma-separated string. */
   readonly nodes: readonly string[] | string;
-  /** Auth token, when the cluster is configured with one. */
+  /** Auth token (the cluster's AUTH_TOKEN, or a signed token), when the cluster requires one. */
   readonly token?: string;
+  /** A file holding the token, read at every (re)connection: a rotated token is picked up. */
+  readonly tokenFile?: string;
+  /** Connect with TLS: PEM contents (not paths) of the CA to trust, and a client certificate and key for mutual TLS. */
+  readonly tls?: ClientTlsOptions;
   /** A name for this client in the nodes' logs. */
   readonly clientName?: string;
   readonly connectTimeoutMs?: number;
@@ -25,10 +29,20 @@ export interface ClientOptions {
   readonly preferLeader?: boolean;
 }
 
+/** TLS settings of a client: PEM strings or buffers, as node:tls takes them. */
+export interface ClientTlsOptions {
+  /** The CA that signed the nodes' certificates (default: the system's CAs). */
+  readonly ca?: string | Buffer;
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
+}
+
 /** {@link ClientOptions} with every default filled in, as the client uses them. */
-export type ResolvedClientOptions = Required<Omit<ClientOptions, "nodes" | "token" | "clientName">> & {
+export type ResolvedClientOptions = Required<Omit<ClientOptions, "nodes" | "token" | "tokenFile" | "tls" | "clientName">> & {
   readonly nodes: readonly string[];
   readonly token: string | undefined;
+  readonly tokenFile: string | undefined;
+  readonly tls: ClientTlsOptions | undefined;
   readonly clientName: string | undefined;
 };
 
@@ -36,9 +50,12 @@ export type ResolvedClientOptions = Required<Omit<ClientOptions, "nodes" | "toke
 export function resolveClientOptions(o: ClientOptions): ResolvedClientOptions {
   const nodes = (typeof o.nodes === "string" ? o.nodes.split(",") : [...o.nodes]).map((s) => s.trim()).filter(Boolean);
   if (nodes.length === 0) throw new Error("connect: give at least one node address, e.g. { nodes: ['127.0.0.1:7001'] }");
+  if (o.token !== undefined && o.tokenFile !== undefined) throw new Error("connect: give token or tokenFile, not both");
   return {
     nodes,
     token: o.token,
+    tokenFile: o.tokenFile,
+    tls: o.tls,
     clientName: o.clientName,
     connectTimeoutMs: o.connectTimeoutMs ?? 2000,
     requestTimeoutMs: o.requestTimeoutMs ?? 5000,

@@ -48,57 +48,49 @@ export class RequestRouter {
 
   /**
    * Dispatches `env` and sends its one reply on `ctx.conn`, then calls `onDone` (once, also on
-   * failure). Never throws.
+   * failure) with the error it was answered with, or null. Never throws.
    */
-  dispatch(env: Envelope, ctx: RequestContext, onDone: () => void = () => {}): void {
+  dispatch(env: Envelope, ctx: RequestContext, onDone: (error: DsyncError | null) => void = () => {}): void {
     const handler = this.#handlers.get(env.type);
     if (!handler) {
       const why = isKnownOp(env.type) ? `${opName(env.type)} is not a request this port accepts` : `unknown message type ${env.type}`;
-      this.#fail(env, ctx, new DsyncError(ErrorCode.UNKNOWN_TYPE, why));
-      onDone();
+      onDone(this.#fail(env, ctx, new DsyncError(ErrorCode.UNKNOWN_TYPE, why)));
       return;
     }
     const started = process.hrtime.bigint();
-    const done = (): void => {
+    const done = (error: DsyncError | null): void => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.requestSeconds.labels(this.#opLabels.get(env.type)!).observe(seconds);
-      onDone();
+      onDone(error);
     };
     let result: unknown;
     try {
       result = handler(env.body, ctx);
     } catch (err) {
-      done();
-      this.#fail(env, ctx, err);
+      done(this.#fail(env, ctx, err));
       return;
     }
     if (result instanceof Promise) {
       result.then(
-        (body) => {
-          done();
-          this.#reply(env, ctx, body);
-        },
-        (err: unknown) => {
-          done();
-          this.#fail(env, ctx, err);
-        },
+        (body) => done(this.#reply(env, ctx, body)),
+        (err: unknown) => done(this.#fail(env, ctx, err)),
       );
     } else {
-      done();
-      this.#reply(env, ctx, result);
+      done(this.#reply(env, ctx, result));
     }
   }
 
-  #reply(env: Envelope, ctx: RequestContext, body: unknown): void {
-    if (env.id === 0) return; // One-way message: the sender wants no reply.
+  #reply(env: Envelope, ctx: RequestContext, body: unknown): DsyncError | null {
+    if (env.id === 0) return null; // One-way message: the sender wants no reply.
     try {
       ctx.conn.send({ type: Op.REPLY, id: env.id, body: body ?? null });
+      return null;
     } catch (err) {
-      this.#fail(env, ctx, err);
+      return this.#fail(env, ctx, err);
     }
   }
 
-  #fail(env: Envelope, ctx: RequestContext, err: unknown): void {
+  #fail(env: Envelope, ctx: RequestContext, err: unknown): DsyncError {
     const typed =
       err instanceof DsyncError
         ? err
@@ -108,5 +100,6 @@ export class RequestRouter {
     if (typed.code === ErrorCode.INTERNAL) this.log.error({ err, op: opName(env.type), remote: ctx.conn.remote }, "handler failed");
     this.metrics.errors.labels(typed.codeName).inc();
     ctx.conn.sendError(env.id, typed);
+    return typed;
   }
 }

@@ -1,25 +1,30 @@
 import net from "node:net";
+import type { TLSSocket } from "node:tls";
 import {
   DsyncError,
   ErrorCode,
   Op,
   PROTOCOL_VERSION,
+  encodeEnvelope,
+  encodeFrame,
   parseHello,
   type Envelope,
   type HelloReply,
 } from "../../protocol/index.ts";
 import { FramedSocket } from "../transport/framed-socket.ts";
-import { tokensEqual } from "../transport/token.ts";
 import type { Logger } from "../host/logger.ts";
 import type { NodeMetrics } from "../host/metrics.ts";
 import type { RequestRouter } from "../host/request-router.ts";
 import { listenOn } from "../transport/listen.ts";
+import type { AccessControl, Caller } from "../security/access-control.ts";
+import { TlsFront, untrustedPeerCertificate, verifiedPeerCertificate, type TlsMaterial } from "../security/tls.ts";
 
 export interface ClientListenerOptions {
   readonly host: string;
   readonly port: number;
   readonly maxFrameBytes: number;
-  readonly authToken: string | null;
+  /** TLS on the client port; with a CA, clients may authenticate with a certificate. */
+  readonly tls: TlsMaterial | null;
   /** Requests in flight on one connection beyond which new ones get OVERLOADED. */
   readonly inflightMax?: number;
   /** Facts for the HELLO reply, read at handshake time. */
@@ -27,27 +32,36 @@ export interface ClientListenerOptions {
 }
 
 /**
- * The client port: accepts connections, enforces the HELLO handshake (version, auth token), then
- * hands every request to the router. A misbehaving client only ever affects its own connection.
+ * The client port: accepts connections (over TLS when configured), authenticates the HELLO,
+ * passes every request through access control, then hands it to the router. A misbehaving
+ * client only ever affects its own connection.
  */
 export class ClientListener {
   readonly #server: net.Server;
   readonly #conns = new Set<FramedSocket>();
+  readonly #tls: TlsFront | null;
   #accepting = true;
 
   constructor(
     readonly opts: ClientListenerOptions,
     readonly router: RequestRouter,
+    readonly access: AccessControl,
     readonly metrics: NodeMetrics,
     readonly log: Logger,
   ) {
     this.#server = net.createServer((socket) => this.#accept(socket));
+    this.#tls = opts.tls
+      ? new TlsFront(opts.tls, { requestCert: true, rejectUnauthorized: false }, {
+          secure: (t) => (this.#accepting ? this.#serve(t, sourceOf(t)) : t.destroy()),
+          plaintext: (raw) => this.#refusePlaintext(raw),
+          failed: (source, reason) => this.log.debug({ source, reason }, "TLS handshake failed"),
+        })
+      : null;
   }
 
   listen(): Promise<void> {
     return listenOn(this.#server, this.opts.port, this.opts.host);
   }
-
 
   get connectionCount(): number {
     return this.#conns.size;
@@ -61,21 +75,28 @@ export class ClientListener {
     await closed;
   }
 
-  #accept(socket: net.Socket): void {
-    if (!this.#accepting) {
-      socket.destroy();
-      return;
-    }
+  #accept(raw: net.Socket): void {
+    if (!this.#accepting) raw.destroy();
+    else if (this.#tls) this.#tls.accept(raw);
+    else this.#serve(raw, sourceOf(raw));
+  }
+
+  #refusePlaintext(raw: net.Socket): void {
+    const err = new DsyncError(ErrorCode.TLS_REQUIRED, "this port speaks TLS: connect with TLS (client option tls: { ca }, CLI --tls-ca)");
+    this.access.refusedConnection(sourceOf(raw), "plaintext on the TLS client port");
+    this.metrics.errors.labels(err.codeName).inc();
+    raw.end(encodeFrame(encodeEnvelope({ type: Op.ERROR, id: 0, body: err.toBody() })));
+    setTimeout(() => raw.destroy(), 1000).unref();
+  }
+
+  #serve(socket: net.Socket, source: string): void {
     const conn = new FramedSocket(socket, { maxFrameBytes: this.opts.maxFrameBytes, observer: this.metrics.observer("client") });
     const connState = new Map<string, unknown>();
     const closeHandlers: (() => void)[] = [];
     const ctx = { conn, connState, onClose: (fn: () => void) => void closeHandlers.push(fn) };
     const inflightMax = this.opts.inflightMax ?? 4096;
-    let handshaken = false;
+    let caller: Caller | null = null;
     let inflight = 0;
-    const release = (): void => {
-      inflight--;
-    };
     this.#conns.add(conn);
     this.metrics.connections.inc();
     conn.onClose(() => {
@@ -83,12 +104,25 @@ export class ClientListener {
       this.metrics.connections.dec();
       for (const fn of closeHandlers) fn();
     });
-    conn.onMessage((env: Envelope) => {
-      if (env.type === Op.HELLO) {
-        handshaken = this.#hello(conn, env) || handshaken;
+    // Requests pipelined behind a HELLO wait for its outcome instead of racing it.
+    let held: [Envelope, number][] | null = null;
+    const handle = (env: Envelope, frameBytes: number): void => {
+      if (held !== null) {
+        if (held.length < inflightMax) held.push([env, frameBytes]);
+        else this.#refuse(conn, env.id, new DsyncError(ErrorCode.OVERLOADED, `more than ${inflightMax} requests sent behind a HELLO`));
         return;
       }
-      if (!handshaken) {
+      if (env.type === Op.HELLO) {
+        held = [];
+        void this.#hello(conn, env, socket, source).then((c) => {
+          caller = c;
+          const queued = held ?? [];
+          held = null;
+          for (const [e, n] of queued) if (!conn.isClosed) handle(e, n);
+        });
+        return;
+      }
+      if (caller === null) {
         this.#refuse(conn, env.id, new DsyncError(ErrorCode.HANDSHAKE_REQUIRED, "send HELLO {v: 1} before any other request"));
         return;
       }
@@ -96,37 +130,64 @@ export class ClientListener {
         this.#refuse(conn, env.id, new DsyncError(ErrorCode.OVERLOADED, `more than ${inflightMax} requests in flight on this connection`));
         return;
       }
+      const refusal = this.access.check(caller, env, frameBytes);
+      if (refusal !== null) {
+        this.#refuse(conn, env.id, refusal);
+        return;
+      }
       inflight++;
-      this.router.dispatch(env, ctx, release);
-    });
+      const who = caller;
+      this.router.dispatch(env, ctx, (error) => {
+        inflight--;
+        this.access.done(who, env, error);
+      });
+    };
+    conn.onMessage(handle);
   }
 
-  /** Answers a HELLO; returns whether the handshake succeeded. */
-  #hello(conn: FramedSocket, env: Envelope): boolean {
+  /** Answers a HELLO; resolves with the connection's caller, or null when it was refused. */
+  async #hello(conn: FramedSocket, env: Envelope, socket: net.Socket, source: string): Promise<Caller | null> {
     let hello;
     try {
       hello = parseHello(env.body);
     } catch (err) {
       this.#refuse(conn, env.id, err as DsyncError);
-      return false;
+      return null;
     }
     if (hello.v !== PROTOCOL_VERSION) {
       this.#refuse(conn, env.id, new DsyncError(ErrorCode.UNSUPPORTED_VERSION, `protocol version ${hello.v} is not supported; this node speaks ${PROTOCOL_VERSION}`));
       conn.close();
-      return false;
+      return null;
     }
-    if (this.opts.authToken !== null && !tokensEqual(hello.token, this.opts.authToken)) {
-      this.#refuse(conn, env.id, new DsyncError(ErrorCode.UNAUTHENTICATED, hello.token === undefined ? "this node requires an auth token" : "wrong auth token"));
+    const tlsSocket = this.opts.tls ? (socket as TLSSocket) : null;
+    const untrusted = tlsSocket ? untrustedPeerCertificate(tlsSocket) : null;
+    const certificate = tlsSocket ? verifiedPeerCertificate(tlsSocket) : undefined;
+    let identity;
+    try {
+      if (untrusted !== null) throw new DsyncError(ErrorCode.UNAUTHENTICATED, `the client certificate is not trusted by this cluster's CA (${untrusted})`);
+      identity = await this.access.hello({ address: source, ...(hello.token !== undefined && { token: hello.token }), ...(certificate && { certificate }) });
+    } catch (err) {
+      this.#refuse(conn, env.id, err instanceof DsyncError ? err : new DsyncError(ErrorCode.UNAUTHENTICATED, (err as Error).message));
       conn.close();
-      return false;
+      return null;
     }
-    const reply: HelloReply = { v: PROTOCOL_VERSION, maxFrameBytes: this.opts.maxFrameBytes, ...this.opts.hello() };
+    if (conn.isClosed) return null;
+    const reply: HelloReply = {
+      v: PROTOCOL_VERSION,
+      maxFrameBytes: this.opts.maxFrameBytes,
+      ...this.opts.hello(),
+      identity: { subject: identity.subject, via: identity.via, roles: [...identity.roles], expiresAt: identity.expiresAt },
+    };
     conn.send({ type: Op.REPLY, id: env.id, body: reply });
-    return true;
+    return { identity, source };
   }
 
   #refuse(conn: FramedSocket, id: number, err: DsyncError): void {
     this.metrics.errors.labels(err.codeName).inc();
     conn.sendError(id, err);
   }
+}
+
+function sourceOf(socket: net.Socket): string {
+  return `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { FRAME_BYTES_MAX_DEFAULT } from "../../protocol/index.ts";
 import { formatAddr, parseAddr } from "../transport/dial.ts";
@@ -6,6 +6,7 @@ import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/machin
 import { CACHE_WRITE_POLICIES, type CacheWritePolicy } from "../services/cache/write-back.ts";
 import { LOG_LEVELS, type LogLevel } from "../host/logger.ts";
 import { NODE_ID_PATTERN, NODE_ID_RULE } from "../services/cluster/machine/cluster-machine.ts";
+import type { SecuritySettings } from "../security/node-security.ts";
 
 /** A peer from PEER_NODES: its node id and the address of its peer port. */
 export interface PeerConfig {
@@ -14,7 +15,7 @@ export interface PeerConfig {
 }
 
 /** Everything a dsyncd node is configured with; see README "Configuration" for each knob. */
-export interface NodeConfig {
+export interface NodeConfig extends SecuritySettings {
   readonly nodeId: string;
   /** Address the ports bind to and that peers and clients are told to use. */
   readonly host: string;
@@ -36,7 +37,7 @@ export interface NodeConfig {
   readonly cacheEvictionPolicy: EvictionPolicy;
   /** How long a key's home waits for a holder to drop its copy before the write fails (retryable). */
   readonly cacheInvalidationTimeoutMs: number;
-  readonly authToken: string | null;
+  readonly authTokenFile: string | null;
   readonly maxFrameBytes: number;
   readonly electionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
@@ -83,6 +84,18 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   CACHE_EVICTION_POLICY: "cacheEvictionPolicy",
   CACHE_INVALIDATION_TIMEOUT_MS: "cacheInvalidationTimeoutMs",
   AUTH_TOKEN: "authToken",
+  AUTH_TOKEN_FILE: "authTokenFile",
+  TLS_CERT: "tlsCert",
+  TLS_KEY: "tlsKey",
+  TLS_CA: "tlsCa",
+  AUTH_JWT_SECRET_FILE: "jwtSecretFile",
+  AUTH_JWT_PUBLIC_KEY_FILE: "jwtPublicKeyFile",
+  AUTH_JWT_ISSUER: "jwtIssuer",
+  AUTH_JWT_AUDIENCE: "jwtAudience",
+  AUTH_ROLES_FILE: "rolesFile",
+  AUDIT_LOG: "auditLog",
+  AUDIT_LOG_MAX_BYTES: "auditLogMaxBytes",
+  AUDIT_WRITES: "auditWrites",
   MAX_FRAME_BYTES: "maxFrameBytes",
   ELECTION_TIMEOUT_MS: "electionTimeoutMs",
   HEARTBEAT_INTERVAL_MS: "heartbeatIntervalMs",
@@ -151,6 +164,18 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     cacheEvictionPolicy: v.oneOf("cacheEvictionPolicy", "CACHE_EVICTION_POLICY", EVICTION_POLICIES, "lru"),
     cacheInvalidationTimeoutMs: v.int("cacheInvalidationTimeoutMs", "CACHE_INVALIDATION_TIMEOUT_MS", 1000, 100, 5000),
     authToken: v.string("authToken", "AUTH_TOKEN", null),
+    authTokenFile: v.file("authTokenFile", "AUTH_TOKEN_FILE"),
+    tlsCert: v.file("tlsCert", "TLS_CERT"),
+    tlsKey: v.file("tlsKey", "TLS_KEY"),
+    tlsCa: v.file("tlsCa", "TLS_CA"),
+    jwtSecretFile: v.file("jwtSecretFile", "AUTH_JWT_SECRET_FILE"),
+    jwtPublicKeyFile: v.file("jwtPublicKeyFile", "AUTH_JWT_PUBLIC_KEY_FILE"),
+    jwtIssuer: v.string("jwtIssuer", "AUTH_JWT_ISSUER", null),
+    jwtAudience: v.string("jwtAudience", "AUTH_JWT_AUDIENCE", null),
+    rolesFile: v.file("rolesFile", "AUTH_ROLES_FILE"),
+    auditLog: v.string("auditLog", "AUDIT_LOG", null),
+    auditLogMaxBytes: v.int("auditLogMaxBytes", "AUDIT_LOG_MAX_BYTES", 100 * 1024 * 1024, 4096, 1024 * 1024 * 1024 * 1024),
+    auditWrites: v.bool("auditWrites", "AUDIT_WRITES", false),
     maxFrameBytes: v.int("maxFrameBytes", "MAX_FRAME_BYTES", FRAME_BYTES_MAX_DEFAULT, 1024, 256 * 1024 * 1024),
     electionTimeoutMs: v.int("electionTimeoutMs", "ELECTION_TIMEOUT_MS", 150, 10, 60_000),
     heartbeatIntervalMs: v.int("heartbeatIntervalMs", "HEARTBEAT_INTERVAL_MS", 50, 1, 10_000),
@@ -173,8 +198,32 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
   if (config.redisUrl !== null && !/^rediss?:\/\//.test(config.redisUrl)) {
     problems.push(`REDIS_URL "${config.redisUrl}" must start with redis:// or rediss://`);
   }
+  checkSecurity(config, problems);
   if (problems.length > 0) throw new ConfigError(problems);
-  return config;
+  return config.authTokenFile === null ? config : { ...config, authToken: readSecret(config.authTokenFile, "AUTH_TOKEN_FILE") };
+}
+
+function checkSecurity(c: NodeConfig, problems: string[]): void {
+  if (c.authToken !== null && c.authTokenFile !== null) problems.push("set AUTH_TOKEN or AUTH_TOKEN_FILE, not both");
+  const tls = [c.tlsCert, c.tlsKey, c.tlsCa];
+  if (tls.some((f) => f !== null) && tls.some((f) => f === null)) {
+    problems.push("TLS needs all of TLS_CERT, TLS_KEY and TLS_CA (peers verify each other against the CA); `npm run certs` makes a set for a local cluster");
+  }
+  if (c.jwtSecretFile !== null && c.jwtPublicKeyFile !== null) problems.push("set AUTH_JWT_SECRET_FILE or AUTH_JWT_PUBLIC_KEY_FILE, not both");
+  const jwt = c.jwtSecretFile !== null || c.jwtPublicKeyFile !== null;
+  if (jwt && c.rolesFile === null) problems.push("signed tokens (AUTH_JWT_*) grant roles: set AUTH_ROLES_FILE too");
+  if ((c.jwtIssuer !== null || c.jwtAudience !== null) && !jwt) problems.push("AUTH_JWT_ISSUER / AUTH_JWT_AUDIENCE need AUTH_JWT_SECRET_FILE or AUTH_JWT_PUBLIC_KEY_FILE");
+}
+
+/** A secret's file, trimmed. @throws ConfigError when unreadable or empty. */
+function readSecret(file: string, what: string): string {
+  try {
+    const s = readFileSync(file, "utf8").trim();
+    if (s === "") throw new Error("the file is empty");
+    return s;
+  } catch (err) {
+    throw new ConfigError([`${what} ${file}: ${(err as Error).message}`]);
+  }
 }
 
 /** The address clients use to reach this node. */
@@ -197,6 +246,15 @@ class Reader {
       return dflt;
     }
     return v.trim();
+  }
+
+  /** A path to a file that must exist (secrets and certificates come from files, never flags). */
+  file(field: keyof NodeConfig, env: string): string | null {
+    const v = this.string(field, env, null);
+    if (v === null) return null;
+    const abs = path.resolve(v);
+    if (!existsSync(abs)) this.problems.push(`${env} (${field}): no such file ${abs}`);
+    return abs;
   }
 
   int(field: keyof NodeConfig, env: string, dflt: number, min: number, max: number): number {

@@ -21,6 +21,7 @@ import { QueueService } from "../services/queue/service.ts";
 import { encodeCommand } from "../services/command-codec.ts";
 import type { QueueLayout } from "../services/queue/machine/layout.ts";
 import type { Handlers, PeerHandler, Service } from "../host/service.ts";
+import { NodeSecurity } from "../security/node-security.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
@@ -52,6 +53,7 @@ export class DsyncNode {
   readonly router: RequestRouter;
   readonly peers: PeerLinks;
   readonly #clients: ClientListener;
+  readonly security: NodeSecurity;
   readonly #http: HttpSidePort;
   readonly #startedAt = Date.now();
   readonly machine: ClusterMachine;
@@ -67,6 +69,7 @@ export class DsyncNode {
     this.log = opts.log ?? createLogger(config.nodeId, config.logLevel);
     this.metrics = new NodeMetrics(config.nodeId);
     this.router = new RequestRouter(this.metrics, this.log);
+    this.security = new NodeSecurity(config, this.metrics.registry, this.log);
     this.peers = new PeerLinks({
       selfId: config.nodeId,
       selfClientAddr: clientAddrOf(config),
@@ -75,6 +78,7 @@ export class DsyncNode {
       peers: config.peers,
       maxFrameBytes: config.maxFrameBytes,
       token: config.authToken,
+      tls: this.security.tls,
       observer: this.metrics.observer("peer"),
       log: this.log,
       onMessage: (from, env) => {
@@ -100,13 +104,14 @@ export class DsyncNode {
         host: config.host,
         port: config.clientPort,
         maxFrameBytes: config.maxFrameBytes,
-        authToken: config.authToken,
+        tls: this.security.tls,
         hello: () => {
           const c = this.#consensusView();
           return { nodeId: config.nodeId, leader: c.leader, leaderAddr: this.#leaderAddr(c.leader), server: SERVER_VERSION };
         },
       },
       this.router,
+      this.security.access,
       this.metrics,
       this.log,
     );
@@ -148,6 +153,7 @@ export class DsyncNode {
 
   async start(): Promise<void> {
     await mkdir(this.config.dataDir, { recursive: true });
+    await this.security.open();
     const c = this.config;
     const host = await RaftHost.open({
       nodeId: c.nodeId,
@@ -233,6 +239,7 @@ export class DsyncNode {
       await this.peers.close();
       await this.#http.close();
       for (const s of this.#services) await s.close?.();
+      await this.security.close();
       this.log.info("dsyncd stopped");
     })();
     return this.#stopping;

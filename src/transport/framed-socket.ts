@@ -48,7 +48,7 @@ export class FramedSocket {
   #pendingBytes = 0;
   #flushScheduled = false;
   #closed = false;
-  #onMessage: (env: Envelope) => void = () => {};
+  #onMessage: (env: Envelope, frameBytes: number) => void = () => {};
   #onClose: (err?: Error) => void = () => {};
 
   constructor(socket: Socket, opts: FramedSocketOptions) {
@@ -68,7 +68,7 @@ export class FramedSocket {
   }
 
   /** Registers the handler of decoded envelopes. */
-  onMessage(fn: (env: Envelope) => void): this {
+  onMessage(fn: (env: Envelope, frameBytes: number) => void): this {
     this.#onMessage = fn;
     return this;
   }
@@ -161,7 +161,7 @@ export class FramedSocket {
         this.#failProtocol(err as ProtocolError);
         return;
       }
-      this.#onMessage(env);
+      this.#onMessage(env, body.length + 4);
       if (this.#closed) return;
     }
   }

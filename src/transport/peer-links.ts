@@ -13,9 +13,13 @@ import {
 import { backoffDelayMs, type BackoffOptions } from "./backoff.ts";
 import { dial, parseAddr } from "./dial.ts";
 import type { FrameObserver } from "./framed-socket.ts";
-import { tokensEqual } from "./token.ts";
+import { tokensEqual } from "../security/token.ts";
 import { RpcConnection } from "./rpc-connection.ts";
 import { listenOn } from "./listen.ts";
+import { TlsFront, connectTls, namesNode, certificateNames } from "../security/tls.ts";
+import type { TlsMaterial } from "../security/tls.ts";
+import { encodeEnvelope, encodeFrame } from "../../protocol/index.ts";
+import type { TLSSocket } from "node:tls";
 
 export interface PeerLinksOptions {
   readonly selfId: string;
@@ -25,6 +29,8 @@ export interface PeerLinksOptions {
   readonly peers: readonly { id: string; addr: string }[];
   readonly maxFrameBytes: number;
   readonly token: string | null;
+  /** Mutual TLS between peers: each side's certificate must name its node id. */
+  readonly tls?: TlsMaterial | null;
   readonly observer?: FrameObserver;
   readonly log: Logger;
   /** A one-way envelope (id 0) from a peer, e.g. a batch of Raft messages. */
@@ -63,10 +69,25 @@ export class PeerLinks {
   readonly #server: net.Server;
   readonly #inbound = new Set<RpcConnection>();
   #stopped = false;
+  readonly #tlsWarnedAt = new Map<string, number>();
+  readonly #tls: TlsFront | null;
 
   constructor(opts: PeerLinksOptions) {
     this.#opts = opts;
-    this.#server = net.createServer((s) => this.#accept(s));
+    this.#server = net.createServer((s) => (this.#stopped ? s.destroy() : this.#tls ? this.#tls.accept(s) : this.#accept(s)));
+    // Peers always present a certificate, and it must be signed by TLS_CA.
+    this.#tls = opts.tls
+      ? new TlsFront(opts.tls, { requestCert: true, rejectUnauthorized: true }, {
+          secure: (t) => (this.#stopped ? t.destroy() : this.#accept(t)),
+          plaintext: (raw) => {
+            this.#warnTls(raw.remoteAddress ?? "?", "a peer connected in plaintext to the TLS peer port (is TLS configured on every node?)");
+            const err = new DsyncError(ErrorCode.TLS_REQUIRED, "the peer port speaks TLS: configure TLS_CERT, TLS_KEY and TLS_CA on every node");
+            raw.end(encodeFrame(encodeEnvelope({ type: Op.ERROR, id: 0, body: err.toBody() })));
+            setTimeout(() => raw.destroy(), 1000).unref();
+          },
+          failed: (source, reason) => this.#warnTls(source, `refused a peer connection: ${reason} (a certificate not signed by TLS_CA?)`),
+        })
+      : null;
     for (const p of opts.peers) this.addPeer(p.id, p.addr);
   }
 
@@ -149,7 +170,18 @@ export class PeerLinks {
   async #dial(peer: Peer): Promise<void> {
     let conn: RpcConnection | null = null;
     try {
-      const socket = await dial(peer.addr, HANDSHAKE_TIMEOUT_MS);
+      const raw = await dial(peer.addr, HANDSHAKE_TIMEOUT_MS);
+      const tls = this.#opts.tls;
+      let socket: net.Socket = raw;
+      if (tls) {
+        try {
+          socket = await connectTls(raw, peer.addr, parseAddr(peer.addr).host, tls.connectOptions(), peer.id, HANDSHAKE_TIMEOUT_MS);
+        } catch (err) {
+          raw.destroy();
+          this.#warnTls(peer.addr, `cannot link to node ${peer.id}: ${(err as Error).message}`);
+          throw err;
+        }
+      }
       conn = this.#wrap(socket);
       // The acceptor may send right after its PEER_HELLO reply, in the same chunk: keep what
       // arrives before the link is attached instead of dropping it.
@@ -214,11 +246,16 @@ export class PeerLinks {
     );
   }
 
+  /** A TLS problem between nodes, logged at most once a minute per address (a dialer retries often). */
+  #warnTls(addr: string, msg: string): void {
+    const now = Date.now();
+    if (now - (this.#tlsWarnedAt.get(addr) ?? -Infinity) < 60_000) return;
+    this.#tlsWarnedAt.set(addr, now);
+    this.#opts.log.warn({ addr }, msg);
+  }
+
   #accept(socket: net.Socket): void {
-    if (this.#stopped) {
-      socket.destroy();
-      return;
-    }
+    const tls = this.#opts.tls;
     const conn = this.#wrap(socket);
     this.#inbound.add(conn);
     const timer = setTimeout(() => conn.close(), HANDSHAKE_TIMEOUT_MS);
@@ -238,6 +275,14 @@ export class PeerLinks {
         if (hello.v !== PROTOCOL_VERSION) throw new DsyncError(ErrorCode.UNSUPPORTED_VERSION, `peer speaks protocol ${hello.v}, this node ${PROTOCOL_VERSION}`);
         if (this.#opts.token !== null && !tokensEqual(hello.token, this.#opts.token)) throw new DsyncError(ErrorCode.UNAUTHENTICATED, "wrong cluster token");
         if (hello.nodeId === this.#opts.selfId) throw new DsyncError(ErrorCode.INVALID_ARGUMENT, `peer claims this node's own id ${hello.nodeId}`);
+        if (tls) {
+          const cert = (socket as TLSSocket).getPeerCertificate();
+          if (!namesNode(cert, hello.nodeId)) {
+            const why = `peer says it is node ${hello.nodeId} but its certificate names ${certificateNames(cert).join(", ") || "nobody"}`;
+            this.#warnTls(socket.remoteAddress ?? "?", `refused a peer: ${why}`);
+            throw new DsyncError(ErrorCode.UNAUTHENTICATED, why);
+          }
+        }
         let peer = this.#peers.get(hello.nodeId);
         if (!peer) {
           // A node not in PEER_NODES (e.g. one being added): track it so replies can reach it.

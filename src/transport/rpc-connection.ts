@@ -115,6 +115,12 @@ export class RpcConnection {
       else p.reject(errorFromBody(toErrorBody(env.body)));
       return;
     }
+    if (env.type === Op.ERROR) {
+      // A connection-level error (PROTOCOL_ERROR, TLS_REQUIRED …): the node closes the connection
+      // next, and this is why: pending requests fail with it rather than with "connection closed".
+      this.#failAll(errorFromBody(toErrorBody(env.body)));
+      return;
+    }
     this.#onPush(env);
   }
 
@@ -137,5 +143,6 @@ function toErrorBody(body: unknown): ErrorBody {
     message: typeof b.message === "string" ? b.message : "error without a message",
     leaderHint: typeof b.leaderHint === "string" ? b.leaderHint : null,
     leaderAddr: typeof b.leaderAddr === "string" ? b.leaderAddr : null,
+    ...(typeof b.retryAfterMs === "number" && Number.isFinite(b.retryAfterMs) && { retryAfterMs: Math.max(0, b.retryAfterMs) }),
   };
 }

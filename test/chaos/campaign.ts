@@ -17,6 +17,10 @@ import { cacheWorkload } from "./workloads/cache.ts";
 import { waitFor } from "../helpers/daemon.ts";
 import { diskFaultSupport } from "./disk.ts";
 import { startRedis } from "../../scripts/lib/redis-server.ts";
+import { makeCerts } from "../../scripts/lib/certs.ts";
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { SignJWT } from "jose";
 
 export const WORKLOADS = ["kv", "locks", "queue", "cache"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
@@ -39,6 +43,8 @@ export interface CampaignOptions {
   /** The cache's backing store: the embedded default, or a private redis-server the run starts. */
   readonly cacheStore?: "embedded" | "redis";
   readonly cacheWritePolicy?: "write-back" | "write-through";
+  /** TLS on every port (mutual TLS between nodes, through the link proxies), JWT roles for the clients. */
+  readonly tls?: boolean;
 }
 
 export interface WorkloadResult {
@@ -72,6 +78,25 @@ function build(name: WorkloadName): Workload {
   }
 }
 
+/**
+ * A secured cluster: certificates from a private CA (peers use mutual TLS through the link
+ * proxies, which pass the bytes through), a roles file, and a signed token for the workloads
+ * whose role grants exactly the services they use.
+ */
+async function secureSetup(dir: string, nodes: number): Promise<{ env: Record<string, string>; nodeEnv: (id: string) => Record<string, string>; auth: { tls: { ca: Buffer }; token: string } }> {
+  const ids = Array.from({ length: nodes }, (_, i) => `node_${i}`);
+  const certs = makeCerts(path.join(dir, "certs"), { nodes: ids });
+  const secret = randomBytes(48).toString("base64");
+  await writeFile(path.join(dir, "certs", "jwt-secret"), secret);
+  await writeFile(path.join(dir, "certs", "roles.json"), JSON.stringify({ roles: { workload: { allow: ["kv:*", "lock:*", "queue:*", "cache:*", "status"] } } }));
+  const token = await new SignJWT({ roles: ["workload"] }).setProtectedHeader({ alg: "HS256" }).setSubject("chaos").setExpirationTime(Math.floor(Date.now() / 1000) + 24 * 3600).sign(new TextEncoder().encode(secret));
+  return {
+    env: { TLS_CA: certs.ca, AUTH_JWT_SECRET_FILE: path.join(dir, "certs", "jwt-secret"), AUTH_ROLES_FILE: path.join(dir, "certs", "roles.json") },
+    nodeEnv: (id) => ({ TLS_CERT: certs.node(id).cert, TLS_KEY: certs.node(id).key, AUDIT_LOG: path.join(dir, `audit-${id}.log`) }),
+    auth: { tls: { ca: readFileSync(certs.ca) }, token },
+  };
+}
+
 /** Runs one campaign; never throws for a violation (see `ok`), only for a harness failure. */
 export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -80,16 +105,18 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const rng = new Prng(o.seed);
   const disk = diskFaultSupport(o.faults.includes("disk"));
   const cacheSetup = o.workloads.includes("cache") ? `; cache store ${o.cacheStore ?? "embedded"}, ${o.cacheWritePolicy ?? "write-through"}` : "";
-  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}; folder ${dir}`);
+  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
   const redis = o.cacheStore === "redis" ? await startRedis({ appendfsync: "always" }) : null;
+  const secured = o.tls ? await secureSetup(dir, o.nodes) : null;
   const cluster = await ChaosCluster.create(o.nodes, dir, {
+    ...secured?.env,
     // Small enough that snapshots and log compaction happen during a run.
     SNAPSHOT_THRESHOLD: "500",
     ...disk.clusterEnv,
     ...(redis && { REDIS_URL: redis.url }),
     ...(o.cacheWritePolicy && { CACHE_WRITE_POLICY: o.cacheWritePolicy }),
     ...(o.cacheWritePolicy === "write-back" && { CACHE_WRITE_BACK_MS: String(WRITE_BACK_MS) }),
-  }).catch(async (err: unknown) => {
+  }, secured?.nodeEnv).catch(async (err: unknown) => {
     await redis?.stop();
     throw err;
   });
@@ -98,7 +125,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   let nemesis: Nemesis | null;
   try {
     await verifyFaultLayer(cluster);
-    const ctx: WorkloadContext = { addrs: cluster.clientAddrs, rng: rng.fork(), dir };
+    const ctx: WorkloadContext = { addrs: cluster.clientAddrs, rng: rng.fork(), dir, ...(secured && { auth: secured.auth }) };
     for (const w of workloads) await w.start(ctx);
     const t0 = performance.now();
     const faultEnd = t0 + o.seconds * 1000;

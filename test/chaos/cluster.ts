@@ -139,7 +139,8 @@ export class ChaosCluster {
     readonly dir: string,
   ) {}
 
-  static async create(n: number, dir: string, env: Record<string, string>): Promise<ChaosCluster> {
+  /** `nodeEnv(id)` adds settings of one node (its own certificate, say). */
+  static async create(n: number, dir: string, env: Record<string, string>, nodeEnv: (id: string) => Record<string, string> = () => ({})): Promise<ChaosCluster> {
     await mkdir(path.join(dir, "logs"), { recursive: true });
     const specs: ChaosNodeSpec[] = [];
     for (let i = 0; i < n; i++) {
@@ -180,6 +181,7 @@ export class ChaosCluster {
           DSYNC_CLOCK_FILE: s.clockFile,
           LOG_LEVEL: "info",
           ...env,
+          ...nodeEnv(s.id),
         }),
     );
     const cluster = new ChaosCluster(nodes, links, dir);

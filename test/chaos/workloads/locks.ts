@@ -43,7 +43,7 @@ export class LockWorkload implements Workload {
 
   async start(ctx: WorkloadContext): Promise<void> {
     for (let i = 0; i < this.o.clients; i++) {
-      const conn = nodeClient(ctx.addrs, i, `locks-${i}`);
+      const conn = nodeClient(ctx, i, `locks-${i}`);
       this.#conns.push(conn);
       const rng = ctx.rng.fork();
       let gen = 0;

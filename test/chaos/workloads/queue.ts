@@ -39,8 +39,8 @@ export class QueueWorkload implements Workload {
     return Array.from({ length: this.o.queues }, (_, i) => `chaos-q${i}`);
   }
 
-  #client(addrs: readonly string[], i: number, name: string): QueueClient {
-    const conn = nodeClient(addrs, i, name);
+  #client(ctx: WorkloadContext, i: number, name: string): QueueClient {
+    const conn = nodeClient(ctx, i, name);
     this.#conns.push(conn);
     // Half the clients go through whatever node they are on (forwarding), half to the leader.
     return new QueueClient(conn, { routeToLeader: i % 2 === 0 });
@@ -56,9 +56,9 @@ export class QueueWorkload implements Workload {
 
   async start(ctx: WorkloadContext): Promise<void> {
     const queues = this.#queueNames();
-    this.#probe = this.#client(ctx.addrs, 0, "queue-probe");
+    this.#probe = this.#client(ctx, 0, "queue-probe");
     for (let p = 0; p < this.o.producers; p++) {
-      const q = this.#client(ctx.addrs, p, `queue-producer-${p}`);
+      const q = this.#client(ctx, p, `queue-producer-${p}`);
       const rng = ctx.rng.fork();
       let seq = 0;
       this.#loops.push(
@@ -93,7 +93,7 @@ export class QueueWorkload implements Workload {
       );
     }
     for (let c = 0; c < this.o.consumers; c++) {
-      const q = this.#client(ctx.addrs, c + 1, `queue-consumer-${c}`);
+      const q = this.#client(ctx, c + 1, `queue-consumer-${c}`);
       const rng = ctx.rng.fork();
       let turn = c;
       this.#loops.push(
@@ -149,7 +149,7 @@ export class QueueWorkload implements Workload {
    * visibility), then reads the dead-letter queues. Bounded to 60 s.
    */
   async final(ctx: WorkloadContext): Promise<void> {
-    const q = this.#client(ctx.addrs, 0, "queue-drain");
+    const q = this.#client(ctx, 0, "queue-drain");
     const deadline = performance.now() + 60_000;
     for (const queue of this.#queueNames()) {
       let empty = 0;

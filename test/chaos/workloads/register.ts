@@ -59,7 +59,7 @@ export class RegisterWorkload implements Workload {
   async start(ctx: WorkloadContext): Promise<void> {
     const keys = Array.from({ length: this.#o.keys }, (_, i) => `${this.name}-k${i}`);
     for (let i = 0; i < this.#o.clients; i++) {
-      const conn = nodeClient(ctx.addrs, i, `${this.name}-${i}`);
+      const conn = nodeClient(ctx, i, `${this.name}-${i}`);
       const driver = this.#o.driver(conn, i);
       this.#drivers.push({ driver, conn });
       const rng = ctx.rng.fork();
@@ -123,7 +123,7 @@ export class RegisterWorkload implements Workload {
   async final(ctx: WorkloadContext): Promise<void> {
     const keys = Array.from({ length: this.#o.keys }, (_, i) => `${this.name}-k${i}`);
     for (let n = 0; n < ctx.addrs.length; n++) {
-      const conn = nodeClient(ctx.addrs, n, `${this.name}-final-${n}`, 5000);
+      const conn = nodeClient(ctx, n, `${this.name}-final-${n}`, 5000);
       const driver = this.#o.driver(conn, 1_000 + n);
       for (const key of keys) {
         const op = this.#history.invoke(`${this.name}-final-${n}`, "read", key, null);

@@ -1,5 +1,6 @@
 /** What every fault-campaign workload provides to the runner. */
 import { DsyncClient } from "../../../src/client/index.ts";
+import type { ClientOptions } from "../../../src/client/options.ts";
 import type { Prng } from "../../sim/prng.ts";
 import type { Outcome } from "../history.ts";
 
@@ -9,6 +10,8 @@ export interface WorkloadContext {
   readonly rng: Prng;
   /** Where the workload may write extra files (its history). */
   readonly dir: string;
+  /** TLS and token settings of every client, when the campaign runs a secured cluster. */
+  readonly auth?: Pick<ClientOptions, "tls" | "token">;
 }
 
 export interface CheckReport {
@@ -42,9 +45,10 @@ export interface Workload {
  * A client bound to one node first (then the others), not moving to the leader: operations
  * enter the cluster through every node, so followers' forwarding and reads are exercised.
  */
-export function nodeClient(addrs: readonly string[], first: number, name: string, requestTimeoutMs = 2000): DsyncClient {
+export function nodeClient(ctx: WorkloadContext, first: number, name: string, requestTimeoutMs = 2000): DsyncClient {
+  const addrs = ctx.addrs;
   const nodes = [addrs[first % addrs.length]!, ...addrs.filter((_, i) => i !== first % addrs.length)];
-  return new DsyncClient({ nodes, clientName: name, preferLeader: false, requestTimeoutMs, connectTimeoutMs: 1000, maxAttempts: 4, backoff: { baseMs: 20, maxMs: 200, factor: 2 } });
+  return new DsyncClient({ nodes, clientName: name, preferLeader: false, requestTimeoutMs, connectTimeoutMs: 1000, maxAttempts: 4, backoff: { baseMs: 20, maxMs: 200, factor: 2 }, ...ctx.auth });
 }
 
 /** Longest stretch without a successful operation within [fromMs, toMs]. */
