@@ -14,7 +14,7 @@ const io = {
 };
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "dist/**", "coverage/**"] },
+  { ignores: ["node_modules/**", "dist/**", "coverage/**", ".data/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

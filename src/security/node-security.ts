@@ -6,31 +6,9 @@ import { AuditLog } from "./audit-log.ts";
 import { Authenticator } from "./authenticator.ts";
 import { EMPTY_ROLE_BOOK, loadRoleBook, type RoleBook } from "./roles.ts";
 import { TlsMaterial } from "./tls.ts";
+import type { SecuritySettings } from "./settings.ts";
 
-/** A node's security configuration (README "Securing a cluster"). */
-export interface SecuritySettings {
-  readonly nodeId: string;
-  /** Address the ports bind to: a non-loopback one without TLS is warned about. */
-  readonly host: string;
-  /** The shared all-powerful secret (AUTH_TOKEN, or read from AUTH_TOKEN_FILE). */
-  readonly authToken: string | null;
-  /** TLS on the client and peer ports (peers: mutual TLS, certificates naming node ids). */
-  readonly tlsCert: string | null;
-  readonly tlsKey: string | null;
-  readonly tlsCa: string | null;
-  /** Signed tokens (JWT): HS256 with a secret file, or RS/ES/EdDSA with a public key file. */
-  readonly jwtSecretFile: string | null;
-  readonly jwtPublicKeyFile: string | null;
-  readonly jwtIssuer: string | null;
-  readonly jwtAudience: string | null;
-  /** Roles, their grants and rates, and certificate names → roles (JSON). */
-  readonly rolesFile: string | null;
-  /** Append-only audit log of authentications, denials and admin operations. */
-  readonly auditLog: string | null;
-  readonly auditLogMaxBytes: number;
-  /** Also audit every state-changing request. */
-  readonly auditWrites: boolean;
-}
+export type { SecuritySettings };
 
 export class NodeSecurity {
   readonly tls: TlsMaterial | null;

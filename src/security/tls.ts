@@ -139,6 +139,9 @@ export class TlsFront {
 
   accept(raw: Socket): void {
     const source = raw.remoteAddress ?? "?";
+    // Small frames go out at once: setNoDelay on a TLS socket wrapped around this one does not
+    // reach it, and Nagle's delay would stall every request/reply turn.
+    raw.setNoDelay(true);
     const timer = setTimeout(() => {
       raw.destroy();
       this.#handlers.failed(source, "sent nothing within 10 s");
@@ -181,6 +184,7 @@ export function untrustedPeerCertificate(t: tls.TLSSocket): string | null {
  */
 export function connectTls(socket: Socket, addr: string, host: string, options: tls.ConnectionOptions, expectName: string | null, timeoutMs: number): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
+    socket.setNoDelay(true); // see TlsFront.accept
     const t = tls.connect({
       ...options,
       socket,

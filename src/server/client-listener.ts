@@ -5,6 +5,7 @@ import {
   ErrorCode,
   Op,
   PROTOCOL_VERSION,
+  RateLimitedError,
   encodeEnvelope,
   encodeFrame,
   parseHello,
@@ -18,6 +19,9 @@ import type { RequestRouter } from "../host/request-router.ts";
 import { listenOn } from "../transport/listen.ts";
 import type { AccessControl, Caller } from "../security/access-control.ts";
 import { TlsFront, untrustedPeerCertificate, verifiedPeerCertificate, type TlsMaterial } from "../security/tls.ts";
+
+/** The shortest pause in reading a connection over its rate (see #serve). */
+const RATE_HOLD_MIN_MS = 100;
 
 export interface ClientListenerOptions {
   readonly host: string;
@@ -133,6 +137,9 @@ export class ClientListener {
       const refusal = this.access.check(caller, env, frameBytes);
       if (refusal !== null) {
         this.#refuse(conn, env.id, refusal);
+        // A client over its rate is not read for a while: a flood then costs a refusal per
+        // hold, not one per request, and its admitted rate is unchanged (the bucket refills).
+        if (refusal instanceof RateLimitedError) conn.holdReading(Math.min(1000, Math.max(RATE_HOLD_MIN_MS, refusal.retryAfterMs)));
         return;
       }
       inflight++;

@@ -6,7 +6,7 @@ import { EVICTION_POLICIES, type EvictionPolicy } from "../services/cache/machin
 import { CACHE_WRITE_POLICIES, type CacheWritePolicy } from "../services/cache/write-back.ts";
 import { LOG_LEVELS, type LogLevel } from "../host/logger.ts";
 import { NODE_ID_PATTERN, NODE_ID_RULE } from "../services/cluster/machine/cluster-machine.ts";
-import type { SecuritySettings } from "../security/node-security.ts";
+import { readSecretFile, securityProblems, type SecuritySettings } from "../security/settings.ts";
 
 /** A peer from PEER_NODES: its node id and the address of its peer port. */
 export interface PeerConfig {
@@ -37,7 +37,6 @@ export interface NodeConfig extends SecuritySettings {
   readonly cacheEvictionPolicy: EvictionPolicy;
   /** How long a key's home waits for a holder to drop its copy before the write fails (retryable). */
   readonly cacheInvalidationTimeoutMs: number;
-  readonly authTokenFile: string | null;
   readonly maxFrameBytes: number;
   readonly electionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
@@ -198,31 +197,13 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
   if (config.redisUrl !== null && !/^rediss?:\/\//.test(config.redisUrl)) {
     problems.push(`REDIS_URL "${config.redisUrl}" must start with redis:// or rediss://`);
   }
-  checkSecurity(config, problems);
+  problems.push(...securityProblems(config));
   if (problems.length > 0) throw new ConfigError(problems);
-  return config.authTokenFile === null ? config : { ...config, authToken: readSecret(config.authTokenFile, "AUTH_TOKEN_FILE") };
-}
-
-function checkSecurity(c: NodeConfig, problems: string[]): void {
-  if (c.authToken !== null && c.authTokenFile !== null) problems.push("set AUTH_TOKEN or AUTH_TOKEN_FILE, not both");
-  const tls = [c.tlsCert, c.tlsKey, c.tlsCa];
-  if (tls.some((f) => f !== null) && tls.some((f) => f === null)) {
-    problems.push("TLS needs all of TLS_CERT, TLS_KEY and TLS_CA (peers verify each other against the CA); `npm run certs` makes a set for a local cluster");
-  }
-  if (c.jwtSecretFile !== null && c.jwtPublicKeyFile !== null) problems.push("set AUTH_JWT_SECRET_FILE or AUTH_JWT_PUBLIC_KEY_FILE, not both");
-  const jwt = c.jwtSecretFile !== null || c.jwtPublicKeyFile !== null;
-  if (jwt && c.rolesFile === null) problems.push("signed tokens (AUTH_JWT_*) grant roles: set AUTH_ROLES_FILE too");
-  if ((c.jwtIssuer !== null || c.jwtAudience !== null) && !jwt) problems.push("AUTH_JWT_ISSUER / AUTH_JWT_AUDIENCE need AUTH_JWT_SECRET_FILE or AUTH_JWT_PUBLIC_KEY_FILE");
-}
-
-/** A secret's file, trimmed. @throws ConfigError when unreadable or empty. */
-function readSecret(file: string, what: string): string {
+  if (config.authTokenFile === null) return config;
   try {
-    const s = readFileSync(file, "utf8").trim();
-    if (s === "") throw new Error("the file is empty");
-    return s;
+    return { ...config, authToken: readSecretFile(config.authTokenFile) };
   } catch (err) {
-    throw new ConfigError([`${what} ${file}: ${(err as Error).message}`]);
+    throw new ConfigError([`AUTH_TOKEN_FILE ${config.authTokenFile}: ${(err as Error).message}`]);
   }
 }
 

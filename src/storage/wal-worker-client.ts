@@ -7,15 +7,21 @@ import { Worker } from "node:worker_threads";
 import { WalIoError } from "./errors.ts";
 import type { FromWorker, WorkerInit } from "./wal-protocol.ts";
 
-/** Starts the fsync worker and waits for its `ready` (explicit handshake, no sleep). */
-export function startWorker(init: WorkerInit): Promise<Worker> {
+function sourceWorker(init: WorkerInit): Worker {
   const url = new URL("./wal-worker.ts", import.meta.url).href;
-  // The worker is TypeScript. On Node 20, loader hooks registered by `--import tsx` do not reach
-  // a worker's entry module, so a tiny eval'd bootstrap loads it through tsx's own API. execArgv
-  // is emptied: the worker needs none of the parent's flags (e.g. --test).
   const api = import.meta.resolve("tsx/esm/api");
   const bootstrap = `import(${JSON.stringify(api)}).then((tsx) => tsx.tsImport(${JSON.stringify(url)}, ${JSON.stringify(import.meta.url)}))`;
-  const worker = new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
+  return new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
+}
+
+/** Starts the fsync worker and waits for its `ready` (explicit handshake, no sleep). */
+export function startWorker(init: WorkerInit): Promise<Worker> {
+  // Compiled (dist/, plain node): the worker is JavaScript next to this file.
+  const compiled = import.meta.url.endsWith(".js");
+  // From source the worker is TypeScript. On Node 20, loader hooks registered by `--import tsx`
+  // do not reach a worker's entry module, so a tiny eval'd bootstrap loads it through tsx's own
+  // API. execArgv is emptied: the worker needs none of the parent's flags (e.g. --test).
+  const worker = compiled ? new Worker(new URL("./wal-worker.js", import.meta.url), { workerData: init, execArgv: [] }) : sourceWorker(init);
   return new Promise((resolve, reject) => {
     const cleanup = () => {
       worker.off("message", onMessage);

@@ -48,6 +48,7 @@ export class FramedSocket {
   #pendingBytes = 0;
   #flushScheduled = false;
   #closed = false;
+  #holdTimer: NodeJS.Timeout | null = null;
   #onMessage: (env: Envelope, frameBytes: number) => void = () => {};
   #onClose: (err?: Error) => void = () => {};
 
@@ -59,12 +60,28 @@ export class FramedSocket {
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("drain", () => {
-      if (!this.#closed) socket.resume();
+      if (!this.#closed && this.#holdTimer === null) socket.resume();
     });
     socket.on("error", () => {
       // 'close' follows every 'error'; the close handler reports it.
     });
     socket.on("close", (hadError) => this.#finish(hadError ? new Error("socket closed with an error") : undefined));
+  }
+
+  /**
+   * Stops reading for `ms` (a client over its rate): what it sends meanwhile waits in the
+   * kernel's buffers, and ultimately its own, costing this node nothing.
+   */
+  holdReading(ms: number): void {
+    if (this.#closed) return;
+    this.socket.pause();
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      // Under write backpressure 'drain' resumes reading instead.
+      if (!this.#closed && !this.socket.writableNeedDrain) this.socket.resume();
+    }, ms);
+    this.#holdTimer.unref();
   }
 
   /** Registers the handler of decoded envelopes. */
@@ -173,6 +190,7 @@ export class FramedSocket {
 
   #finish(err?: Error): void {
     this.#closed = true;
+    if (this.#holdTimer) clearTimeout(this.#holdTimer);
     this.#pending = [];
     const cb = this.#onClose;
     this.#onClose = () => {};
