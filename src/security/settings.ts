@@ -13,6 +13,8 @@ export interface SecuritySettings {
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
   readonly tlsCa: string | null;
+  /** Serve the HTTP side port (/health, /metrics) over HTTPS with the node's certificate. */
+  readonly httpTls: boolean;
   /** Signed tokens (JWT): HS256 with a secret file, or RS/ES/EdDSA with a public key file. */
   readonly jwtSecretFile: string | null;
   readonly jwtPublicKeyFile: string | null;
@@ -35,6 +37,7 @@ export function securityProblems(c: SecuritySettings): string[] {
   if (tls.some((f) => f !== null) && tls.some((f) => f === null)) {
     problems.push("TLS needs all of TLS_CERT, TLS_KEY and TLS_CA (peers verify each other against the CA); `npm run certs` makes a set for a local cluster");
   }
+  if (c.httpTls && c.tlsCert === null) problems.push("HTTP_TLS needs TLS_CERT, TLS_KEY and TLS_CA");
   if (c.jwtSecretFile !== null && c.jwtPublicKeyFile !== null) problems.push("set AUTH_JWT_SECRET_FILE or AUTH_JWT_PUBLIC_KEY_FILE, not both");
   const jwt = c.jwtSecretFile !== null || c.jwtPublicKeyFile !== null;
   if (jwt && c.rolesFile === null) problems.push("signed tokens (AUTH_JWT_*) grant roles: set AUTH_ROLES_FILE too");

@@ -1,6 +1,8 @@
 import http from "node:http";
+import https from "node:https";
 import type { Registry } from "prom-client";
 import { listenOn } from "../transport/listen.ts";
+import type { TlsMaterial } from "../security/tls.ts";
 
 export interface HealthReport {
   readonly status: "serving" | "not_serving";
@@ -13,10 +15,11 @@ export interface HealthReport {
 
 /**
  * The HTTP side port: `GET /health` (200 when serving, 503 when not) and `GET /metrics`
- * (Prometheus text). Everything else is 404/405: the product speaks its own protocol.
+ * (Prometheus text), over HTTPS with the node's certificate when given `tls`. Everything else is
+ * 404/405: the product speaks its own protocol.
  */
 export class HttpSidePort {
-  readonly #server: http.Server;
+  readonly #server: http.Server | https.Server;
 
   constructor(
     readonly host: string,
@@ -24,8 +27,9 @@ export class HttpSidePort {
     health: () => HealthReport,
     registry: Registry,
     beforeScrape: () => void = () => {},
+    tls: TlsMaterial | null = null,
   ) {
-    this.#server = http.createServer((req, res) => {
+    const handler: http.RequestListener = (req, res) => {
       const url = (req.url ?? "/").split("?")[0];
       if (url !== "/health" && url !== "/metrics") {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found: this port serves only GET /health and GET /metrics\n");
@@ -45,7 +49,14 @@ export class HttpSidePort {
         (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${err.message}\n`),
       );
-    });
+    };
+    if (tls) {
+      const server = https.createServer(tls.serverOptions(), handler);
+      tls.onReload(() => server.setSecureContext(tls.serverOptions()));
+      this.#server = server;
+    } else {
+      this.#server = http.createServer(handler);
+    }
     this.#server.keepAliveTimeout = 5000;
   }
 

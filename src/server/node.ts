@@ -115,7 +115,7 @@ export class DsyncNode {
       this.metrics,
       this.log,
     );
-    this.#http = new HttpSidePort(config.host, config.httpPort, () => this.health(), this.metrics.registry, () => this.#refreshGauges());
+    this.#http = new HttpSidePort(config.host, config.httpPort, () => this.health(), this.metrics.registry, () => this.#refreshGauges(), config.httpTls ? this.security.tls : null);
     this.router.register(Op.PING, (body): PingReply => {
       asFields(body, "PING");
       return { nodeId: config.nodeId };
