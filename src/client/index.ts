@@ -3,7 +3,7 @@
  * Errors are exported as classes so callers can `instanceof` them.
  */
 export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./client.ts";
-export type { ClientOptions } from "./options.ts";
+export type { ClientOptions, ClientTlsOptions } from "./options.ts";
 export { CacheClient, type CacheClientOptions, type CacheSetOptions } from "./cache.ts";
 export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";
 export {
@@ -36,6 +36,8 @@ export {
   CacheHomeUnavailableError,
   QueueFullError,
   StaleReceiptError,
+  PermissionDeniedError,
+  RateLimitedError,
   ErrorCode,
   type NodeStatus,
   type CacheKeyState,
