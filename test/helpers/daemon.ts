@@ -178,3 +178,29 @@ export class TestCluster {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Starts a dsyncd from any command (a compiled build, an installed package) and resolves once
+ * its /health answers 200; `stop()` SIGKILLs it. For tests of how dsyncd is packaged.
+ */
+export async function startServingProcess(command: string, args: readonly string[], env: NodeJS.ProcessEnv, httpPort: number, cwd = ROOT): Promise<{ child: ChildProcess; stop: () => Promise<void> }> {
+  const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  LIVE.add(child);
+  child.once("exit", () => LIVE.delete(child));
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+  };
+  try {
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${httpPort}/health`).catch(() => null))?.status === 200, `${path.basename(command)} to serve`, DAEMON_START_TIMEOUT_MS);
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
+  }
+  return { child, stop };
+}

@@ -4,12 +4,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { ROOT, freePort, waitFor } from "../helpers/daemon.ts";
+import { ROOT, freePort, startServingProcess } from "../helpers/daemon.ts";
 
 const run = promisify(execFile);
 
@@ -19,23 +19,16 @@ test("compiled build - tsc emits runnable JavaScript: a node from dist/ serves, 
   const out = await mkdtemp(path.join(ROOT, ".data", "build-test-"));
   const data = await mkdtemp(path.join(os.tmpdir(), "dsync-build-test-"));
   const tsc = path.join(ROOT, "node_modules", "typescript", "bin", "tsc");
-  let child: ReturnType<typeof spawn> | null = null;
+  let node: { stop: () => Promise<void> } | null = null;
   const env = { ...process.env, NODE_OPTIONS: "" };
   try {
     await run(process.execPath, [tsc, "-p", path.join(ROOT, "tsconfig.build.json"), "--outDir", out], { cwd: ROOT });
     const daemon = path.join(out, "src", "cli", "dsyncd.js");
     assert.doesNotMatch(await readFile(daemon, "utf8"), /\.ts["']/, "relative imports are rewritten to .js");
     const [client, peer, http] = [await freePort(), await freePort(), await freePort()];
-    child = spawn(process.execPath, [daemon], {
-      env: { ...env, NODE_ID: "b0", API_PORT: String(client), NODE_PORT: String(peer), HTTP_PORT: String(http), DATA_DIR: data, LOG_LEVEL: "warn" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${http}/health`).catch(() => null))?.status === 200, "the compiled node to serve", 30_000).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\n${output}`);
-    });
+    const started = await startServingProcess(process.execPath, [daemon], { ...env, NODE_ID: "b0", API_PORT: String(client), NODE_PORT: String(peer), HTTP_PORT: String(http), DATA_DIR: data, LOG_LEVEL: "warn" }, http);
+    node = started;
+    const child = started.child;
     // One process: the daemon itself, with no loader flags (so nothing of tsx).
     const cmdline = (await readFile(`/proc/${child.pid}/cmdline`, "utf8")).split("\0").filter(Boolean);
     assert.deepEqual(cmdline, [process.execPath, daemon]);
@@ -45,11 +38,7 @@ test("compiled build - tsc emits runnable JavaScript: a node from dist/ serves, 
     const got = await run(process.execPath, [cli, "--nodes", nodes, "kv", "get", "built"], { env });
     assert.match(got.stdout, /yes/);
   } finally {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child!.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
-    }
+    await node?.stop();
     await rm(out, { recursive: true, force: true });
     await rm(data, { recursive: true, force: true });
   }

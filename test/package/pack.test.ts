@@ -5,12 +5,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { ROOT, freePort, waitFor } from "../helpers/daemon.ts";
+import { ROOT, freePort, startServingProcess } from "../helpers/daemon.ts";
 
 const run = promisify(execFile);
 const npm = (args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> =>
@@ -20,7 +20,7 @@ test("npm pack - the tarball installs into an empty project; its dsyncd serves a
   const work = await mkdtemp(path.join(os.tmpdir(), "dsync-pack-"));
   const stage = path.join(work, "stage");
   const project = path.join(work, "project");
-  let daemon: ReturnType<typeof spawn> | null = null;
+  let daemon: { stop: () => Promise<void> } | null = null;
   try {
     // A staging copy of what `files` in package.json ships, with a fresh build, so the test
     // never touches the checkout's own dist/.
@@ -42,17 +42,8 @@ test("npm pack - the tarball installs into an empty project; its dsyncd serves a
     assert.ok(!installed.includes("tsx") && !installed.includes("typescript"), "no dev dependency was installed");
 
     const [client, peer, http] = [await freePort(), await freePort(), await freePort()];
-    daemon = spawn(path.join(project, "node_modules", ".bin", "dsyncd"), [], {
-      cwd: project,
-      env: { ...process.env, NODE_OPTIONS: "", NODE_ID: "p0", API_PORT: String(client), NODE_PORT: String(peer), HTTP_PORT: String(http), DATA_DIR: path.join(work, "data"), LOG_LEVEL: "warn" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    daemon.stdout!.on("data", (d: Buffer) => (output += d.toString()));
-    daemon.stderr!.on("data", (d: Buffer) => (output += d.toString()));
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${http}/health`).catch(() => null))?.status === 200, "the installed dsyncd to serve", 30_000).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\n${output}`);
-    });
+    const dataEnv = { ...process.env, NODE_OPTIONS: "", NODE_ID: "p0", API_PORT: String(client), NODE_PORT: String(peer), HTTP_PORT: String(http), DATA_DIR: path.join(work, "data"), LOG_LEVEL: "warn" };
+    daemon = await startServingProcess(path.join(project, "node_modules", ".bin", "dsyncd"), [], dataEnv, http, project);
 
     await writeFile(
       path.join(project, "app.js"),
@@ -92,11 +83,7 @@ export const bad: ClientOptions = { nodez: [] };
     });
     assert.match(await readFile(path.join(project, "node_modules", "dsync", "package.json"), "utf8"), /"exports"/);
   } finally {
-    if (daemon && daemon.exitCode === null) {
-      const exited = new Promise((r) => daemon!.once("exit", r));
-      daemon.kill("SIGKILL");
-      await exited;
-    }
+    await daemon?.stop();
     await rm(work, { recursive: true, force: true });
   }
 });
