@@ -47,11 +47,13 @@ test("npm pack - the tarball installs into an empty project; its dsyncd serves a
 
     await writeFile(
       path.join(project, "app.js"),
-      `import { connect, LockClient } from "dsync/client";
+      `import { connect, LockClient, QueueClient } from "dsync/client";
 const client = await connect({ nodes: [process.argv[2]] });
 const locks = new LockClient(client);
 const lock = await locks.acquire("pack/test");
 console.log("token", lock.token);
+const { id } = await new QueueClient(client).enqueue("pack-jobs", "hello");
+console.log("enqueued", id);
 await locks.release(lock);
 await locks.close();
 await client.close();
@@ -59,6 +61,7 @@ await client.close();
     );
     const app = await run(process.execPath, ["app.js", `127.0.0.1:${client}`], { cwd: project, env: { ...process.env, NODE_OPTIONS: "" } });
     assert.match(app.stdout, /^token \d+$/m);
+    assert.match(app.stdout, /^enqueued \d+$/m);
 
     // The types ship too: a TypeScript user gets the client's declarations by the package name.
     await writeFile(
