@@ -108,7 +108,7 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
         const lost = err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT;
         if (lost && !opts.idempotent) throw err;
         // A new connection sends a new HELLO, with the token file read again.
-        if (err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.TOKEN_EXPIRED) this.#drop(conn, err);
+        if (err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.TOKEN_EXPIRED || err.code === ErrorCode.SHUTTING_DOWN) this.#drop(conn, err);
         if (err instanceof RateLimitedError) await new Promise((r) => setTimeout(r, err.retryAfterMs));
         else await this.#pause(attempt);
       }

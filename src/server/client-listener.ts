@@ -45,6 +45,9 @@ export class ClientListener {
   readonly #conns = new Set<FramedSocket>();
   readonly #tls: TlsFront | null;
   #accepting = true;
+  /** Requests being handled, all connections together (a drain waits for them). */
+  #inflightTotal = 0;
+  #idle: (() => void)[] = [];
 
   constructor(
     readonly opts: ClientListenerOptions,
@@ -71,10 +74,28 @@ export class ClientListener {
     return this.#conns.size;
   }
 
+  /**
+   * A graceful stop's first step: no new connections, new requests answered SHUTTING_DOWN (the
+   * client resends them elsewhere: nothing happened), and the requests in flight finish — at
+   * most `timeoutMs`.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#accepting = false;
+    this.#server.close();
+    if (this.#inflightTotal === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.#idle.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** Stops accepting; closes every connection after its queued replies are flushed. */
   async close(): Promise<void> {
     this.#accepting = false;
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = this.#server.listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
     for (const c of this.#conns) c.close();
     await closed;
   }
@@ -130,6 +151,10 @@ export class ClientListener {
         this.#refuse(conn, env.id, new DsyncError(ErrorCode.HANDSHAKE_REQUIRED, "send HELLO {v: 1} before any other request"));
         return;
       }
+      if (!this.#accepting) {
+        this.#refuse(conn, env.id, new DsyncError(ErrorCode.SHUTTING_DOWN, "this node is shutting down: send the request to another node"));
+        return;
+      }
       if (inflight >= inflightMax) {
         this.#refuse(conn, env.id, new DsyncError(ErrorCode.OVERLOADED, `more than ${inflightMax} requests in flight on this connection`));
         return;
@@ -143,9 +168,11 @@ export class ClientListener {
         return;
       }
       inflight++;
+      this.#inflightTotal++;
       const who = caller;
       this.router.dispatch(env, ctx, (error) => {
         inflight--;
+        if (--this.#inflightTotal === 0) for (const fn of this.#idle.splice(0)) fn();
         this.access.done(who, env, error);
       });
     };

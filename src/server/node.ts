@@ -25,6 +25,9 @@ import { NodeSecurity } from "../security/node-security.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
+/** How long a graceful stop waits for client requests in flight (a commit after a leader change). */
+const CLIENT_DRAIN_MS = 3000;
+
 /**
  * dsyncd's exit status after a storage failure (EIO/ENOSPC on a WAL write or fsync): fail-stop,
  * like etcd's panic on a failed fsync. 70 is EX_SOFTWARE of sysexits(3).
@@ -233,6 +236,7 @@ export class DsyncNode {
       this.log.info("dsyncd stopping");
       for (const s of this.#services) await s.drain?.();
       await this.#handOverLeadership();
+      await this.#clients.drain(CLIENT_DRAIN_MS);
       for (const s of this.#services) s.stop?.();
       await this.#clients.close();
       await this.#host?.close();

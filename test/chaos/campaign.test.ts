@@ -20,7 +20,7 @@ test("chaos campaign - kv, locks, queue and cache stay correct under every fault
   const seed = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   const result = await runCampaign({
     workloads: ["kv", "locks", "queue", "cache"],
-    // Six kinds in turn, a fault every ~4 s: each kind comes up at least once in 45 s.
+    // Every kind in turn, a fault every ~4 s (a rolling restart takes longer): each comes up at least once.
     seconds: 45,
     seed,
     nodes: 3,

@@ -10,7 +10,7 @@ import { sleep } from "./workloads/workload.ts";
 /** How far past its end a "cycle" fault phase may run to inject each kind once. */
 const CYCLE_OVERRUN_MS = 60_000;
 
-export const FAULT_KINDS = ["kill", "pause", "partition", "delay", "disk", "clock"] as const;
+export const FAULT_KINDS = ["kill", "pause", "partition", "delay", "disk", "clock", "restart"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultEvent {
@@ -244,6 +244,23 @@ export class Nemesis {
         this.o.log?.(`  ${node.spec.id} ${stopped ? `stopped by itself (exit ${exit?.code ?? exit?.signal})` : "did NOT stop after its fsync failed; killed"}`);
         await node.start();
         this.#end(e);
+        return;
+      }
+      case "restart": {
+        // A rolling restart, as an operator does it: one node at a time, a graceful stop
+        // (SIGTERM: leadership handed over, replies flushed), a start, and the next node only
+        // once this one serves again.
+        const order = [...this.cluster.nodes].sort(() => this.rng.float() - 0.5);
+        for (const node of order) {
+          const e = this.#event(kind, `rolling restart: SIGTERM, start, wait until it serves`, [node.spec.id]);
+          await node.kill("SIGTERM");
+          await node.start();
+          const deadline = performance.now() + 20_000;
+          while (performance.now() < deadline && (await fetch(`http://127.0.0.1:${node.spec.httpPort}/health`).then((r) => r.status, () => 0)) !== 200) await sleep(100);
+          if (performance.now() >= deadline) e.problem = `${node.spec.id} did not serve within 20 s of its restart`;
+          this.#end(e);
+          await sleep(500);
+        }
         return;
       }
     }
