@@ -211,7 +211,7 @@ export class RaftGroup {
     const batch = this.#batch;
     this.#batch = [];
     if (this.#stopped || this.#failure) {
-      const err = this.#failure ? new UnavailableError(`this node's log is unavailable: ${this.#failure.message}`) : new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down");
+      const err = this.#failure ? new UnavailableError(`this node's log is unavailable: ${this.#failure.message}`) : notProposed();
       for (const p of batch) p.reject(err);
       return;
     }
@@ -279,7 +279,7 @@ export class RaftGroup {
 
   #checkRunning(): void {
     if (this.#failure) throw new UnavailableError(`this node's log is unavailable: ${this.#failure.message}`);
-    if (this.#stopped) throw new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down");
+    if (this.#stopped) throw notProposed();
   }
 
   #wait(index: number, term: number, timeoutMs: number): Promise<unknown> {
@@ -500,4 +500,13 @@ async function bootstrap(o: RaftGroupOptions): Promise<{ hardState: HardState; e
   ]);
   o.log.info({ group: o.group, voters }, "bootstrapped a new raft group");
   return { hardState, entries, snapshotMeta: null };
+}
+
+/**
+ * A request a stopping node did not propose: it certainly had no effect, so it is refused as
+ * NOT_LEADER (resend it elsewhere or later) rather than SHUTTING_DOWN, whose effect is unknown —
+ * what proposals still pending when the group stops get.
+ */
+function notProposed(): NotLeaderError {
+  return new NotLeaderError(null, null);
 }

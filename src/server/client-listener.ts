@@ -20,6 +20,8 @@ import { listenOn } from "../transport/listen.ts";
 import type { AccessControl, Caller } from "../security/access-control.ts";
 import { TlsFront, untrustedPeerCertificate, verifiedPeerCertificate, type TlsMaterial } from "../security/tls.ts";
 
+/** How long a drained listener keeps answering stragglers before it closes the connections. */
+const DRAIN_LINGER_MS = 200;
 /** The shortest pause in reading a connection over its rate (see #serve). */
 const RATE_HOLD_MIN_MS = 100;
 
@@ -82,14 +84,19 @@ export class ClientListener {
   async drain(timeoutMs: number): Promise<void> {
     this.#accepting = false;
     this.#server.close();
-    if (this.#inflightTotal === 0) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      this.#idle.push(() => {
-        clearTimeout(timer);
-        resolve();
+    if (this.#inflightTotal > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#idle.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
-    });
+    }
+    // Requests already on their way are answered SHUTTING_DOWN rather than lost with the
+    // connection (a lost one's outcome is unknown to its client); clients leave a connection at
+    // its first SHUTTING_DOWN, so this lull is short.
+    if (this.#conns.size > 0) await new Promise((r) => setTimeout(r, DRAIN_LINGER_MS));
   }
 
   /** Stops accepting; closes every connection after its queued replies are flushed. */
