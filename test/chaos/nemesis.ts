@@ -13,6 +13,9 @@ const CYCLE_OVERRUN_MS = 60_000;
 export const FAULT_KINDS = ["kill", "pause", "partition", "delay", "disk", "clock", "restart"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
+/** Random order: at most one rolling restart per this long. */
+const RESTART_EVERY_MS = 60_000;
+
 export interface FaultEvent {
   readonly kind: FaultKind;
   /** e.g. "isolate-leader stall", "SIGKILL leader", "fsync EIO". */
@@ -61,6 +64,8 @@ export class Nemesis {
     this.#t0 = performance.now();
   }
 
+  #lastRestartAt = -Infinity;
+
   /** Injects faults until `untilMs` (harness clock) or `isStopped()`. */
   async run(untilMs: number, isStopped: () => boolean): Promise<void> {
     const [qlo, qhi] = this.o.quietMs ?? [1000, 3000];
@@ -78,7 +83,12 @@ export class Nemesis {
     while (!isStopped() && more()) {
       await sleep(this.rng.between(qlo, qhi));
       if (isStopped() || !more()) break;
-      const kind = this.o.order === "cycle" ? cycle[turn++ % cycle.length]! : this.o.kinds[this.rng.nextInt(this.o.kinds.length)]!;
+      let kind = this.o.order === "cycle" ? cycle[turn++ % cycle.length]! : this.o.kinds[this.rng.nextInt(this.o.kinds.length)]!;
+      // A rolling restart lasts ~15 s: at most one a minute in random order, or it would crowd
+      // out the short faults.
+      const others = this.o.kinds.filter((k) => k !== "restart");
+      if (kind === "restart" && this.o.order !== "cycle" && performance.now() - this.#lastRestartAt < RESTART_EVERY_MS && others.length > 0) kind = others[this.rng.nextInt(others.length)]!;
+      if (kind === "restart") this.#lastRestartAt = performance.now();
       await this.#inject(kind, Math.max(untilMs, performance.now() + 1000));
     }
   }

@@ -1,6 +1,6 @@
 /**
  * `npm run chaos -- --workload kv|locks|queue|cache|all --seconds N --seed S --nodes 3|5
- *   [--faults kill,pause,partition,delay,disk,clock] [--keep] [--dir D]
+ *   [--faults kill,pause,partition,delay,disk,clock,restart] [--keep] [--dir D]
  *   [--cache-store embedded|redis] [--cache-write-policy write-back|write-through] [--tls]`
  *
  * Starts real dsyncd processes on loopback, drives the workloads, injects faults, heals, checks
