@@ -35,3 +35,11 @@ export interface AdminMemberReply {
   readonly role?: "voter";
   readonly conf: AdminMembership;
 }
+
+/** ADMIN_DRAIN's reply: the Raft groups whose leadership the node handed over. */
+export interface AdminDrainReply {
+  nodeId: string;
+  handedOver: number[];
+  /** Groups it still led when the handover's time ran out (no caught-up voter reachable). */
+  stillLeading: number[];
+}

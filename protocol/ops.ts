@@ -24,6 +24,8 @@ export const Op = {
   /** Add a node: it joins as a learner and is promoted to voter once caught up. */
   ADMIN_ADD_NODE: 25,
   ADMIN_REMOVE_NODE: 26,
+  /** Drain the node that receives it: its leaderships handed over, new requests refused; stop it next. */
+  ADMIN_DRAIN: 27,
   /** Open a lock session (a lease kept alive by the client); binds it to this connection. */
   LOCK_SESSION_OPEN: 32,
   LOCK_KEEPALIVE: 33,

@@ -1,6 +1,8 @@
-/** `dsync admin …`: membership and leadership. */
-import { Op, type AdminMemberReply, type AdminTransferReply } from "../../protocol/index.ts";
-import { print, program, withClient } from "./common.ts";
+/** `dsync admin …`: membership, leadership and draining a node before it stops. */
+import { Op, type AdminDrainReply, type AdminMemberReply, type AdminTransferReply } from "../../protocol/index.ts";
+import { DsyncClient } from "../client/client.ts";
+import { clusterStatus } from "./cluster-status.ts";
+import { credentials, fail, globals, print, program, timeoutMs, withClient } from "./common.ts";
 
 const admin = program.command("admin").description("cluster membership and leadership");
 admin
@@ -30,4 +32,27 @@ admin
       const r = (await c.call(Op.ADMIN_REMOVE_NODE, { nodeId }, { timeoutMs: 15_000 })) as AdminMemberReply;
       print(g, r, `${r.nodeId} removed; voters: ${r.conf.voters.join(", ")}`);
     });
+  });
+admin
+  .command("drain <node-id>")
+  .description("before stopping a node: hand its leaderships to other voters and refuse new requests (clients move on); then stop it")
+  .action(async (nodeId: string) => {
+    const g = globals();
+    const auth = credentials(g);
+    const reports = await clusterStatus(g.nodes.split(",").map((s) => s.trim()).filter(Boolean), { timeoutMs: timeoutMs(g), auth });
+    const target = reports.find((r) => r.status?.nodeId === nodeId);
+    if (!target) fail(`no reachable node is ${nodeId} (nodes seen: ${reports.map((r) => r.status?.nodeId ?? r.addr).join(", ")})`);
+    // Straight to that node: a drain applies to the node that receives it.
+    const c = new DsyncClient({ nodes: [target.addr], preferLeader: false, maxAttempts: 1, requestTimeoutMs: 15_000, clientName: "dsync-cli", ...auth });
+    try {
+      if (!g.json) process.stderr.write(`draining ${nodeId} (${target.addr})…\n`);
+      const r = (await c.call(Op.ADMIN_DRAIN, {}, { timeoutMs: 15_000 })) as AdminDrainReply;
+      const moved = r.handedOver.length > 0 ? `handed over the leadership of group(s) ${r.handedOver.join(", ")}` : "led no group";
+      const stuck = r.stillLeading.length > 0 ? `; still leads ${r.stillLeading.join(", ")} (no caught-up voter reachable)` : "";
+      print(g, r, `${nodeId} drained: ${moved}${stuck}; it refuses new requests — stop it now (e.g. systemctl stop dsyncd@${nodeId})`);
+    } catch (err) {
+      fail(`drain of ${nodeId} failed: ${(err as Error).message}`);
+    } finally {
+      await c.close();
+    }
   });

@@ -20,6 +20,7 @@ export const ACTIONS = [
   "cache:set",
   "admin:membership",
   "admin:transfer",
+  "admin:drain",
   "status",
 ] as const;
 export type Action = (typeof ACTIONS)[number];
@@ -57,6 +58,7 @@ export const REQUIREMENTS: ReadonlyMap<number, Requirement> = new Map<number, Re
   [Op.ADMIN_TRANSFER_LEADER, { action: "admin:transfer", resource: "all" }],
   [Op.ADMIN_ADD_NODE, { action: "admin:membership", resource: "nodeId" }],
   [Op.ADMIN_REMOVE_NODE, { action: "admin:membership", resource: "nodeId" }],
+  [Op.ADMIN_DRAIN, { action: "admin:drain", resource: "all" }],
   [Op.LOCK_SESSION_OPEN, { action: "lock:acquire", resource: "some" }],
   [Op.LOCK_KEEPALIVE, { action: "lock:acquire", resource: "some" }],
   [Op.LOCK_SESSION_CLOSE, { action: "lock:acquire", resource: "some" }],

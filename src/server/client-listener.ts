@@ -83,7 +83,7 @@ export class ClientListener {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.#accepting = false;
-    this.#server.close();
+    if (this.#server.listening) this.#server.close();
     if (this.#inflightTotal > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);

@@ -5,7 +5,8 @@ import { listenOn } from "../transport/listen.ts";
 import type { TlsMaterial } from "../security/tls.ts";
 
 export interface HealthReport {
-  readonly status: "serving" | "not_serving";
+  /** `draining`: an operator drained it (ADMIN_DRAIN) before stopping it. */
+  readonly status: "serving" | "not_serving" | "draining";
   readonly nodeId: string;
   readonly role: string;
   readonly term: number;

@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
+import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, type AdminDrainReply, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
 import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster/machine/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
@@ -63,6 +63,7 @@ export class DsyncNode {
   #host: RaftHost | null = null;
   #group0: RaftGroup | null = null;
   #stopping: Promise<void> | null = null;
+  #draining = false;
   readonly #onFatal: ((err: Error) => void) | undefined;
 
   /** `onFatal`: a storage failure this node cannot survive; dsyncd exits there (fail-stop). */
@@ -123,6 +124,10 @@ export class DsyncNode {
       asFields(body, "PING");
       return { nodeId: config.nodeId };
     });
+    this.router.register(Op.ADMIN_DRAIN, (body): Promise<AdminDrainReply> => {
+      asFields(body, "ADMIN_DRAIN");
+      return this.drain();
+    });
     this.router.register(Op.STATUS, (body): NodeStatus => {
       asFields(body, "STATUS");
       return this.status();
@@ -172,6 +177,8 @@ export class DsyncNode {
       onFatal: this.#onFatal,
       onRoleChange: (group, role) => {
         this.metrics.raftLeaderChanges.labels(String(group)).inc();
+        // A drained node hands on any leadership it still wins (an election, the balancer).
+        if (this.#draining && role === "leader") setImmediate(() => void this.#handOverLeadership());
         for (const s of this.#services) s.onRoleChange?.(group, role === "leader");
         if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());
       },
@@ -265,7 +272,8 @@ export class DsyncNode {
       .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "could not record the queue layout; the next leader will"));
   }
 
-  async #handOverLeadership(): Promise<void> {
+  /** Moves every leadership this node holds to a caught-up, connected voter; returns what moved. */
+  async #handOverLeadership(): Promise<{ handedOver: number[]; stillLeading: number[] }> {
     const led = [...(this.#host?.groups() ?? [])].filter((g) => g.isLeader);
     const moving = led.flatMap((g) => {
       const to = g.mostCaughtUpVoter((v) => this.peers.isConnected(v));
@@ -273,10 +281,29 @@ export class DsyncNode {
       g.transferLeader(to);
       return [g];
     });
-    if (moving.length === 0) return;
+    const stillLeading = (): number[] => led.filter((g) => g.isLeader).map((g) => g.group);
+    if (moving.length === 0) return { handedOver: [], stillLeading: stillLeading() };
     const deadline = Date.now() + 3 * this.config.electionTimeoutMs;
     while (Date.now() < deadline && moving.some((g) => g.isLeader)) await new Promise((r) => setTimeout(r, 10));
-    this.log.info({ groups: moving.map((g) => g.group), stillLeading: moving.filter((g) => g.isLeader).map((g) => g.group) }, "handed over leadership before stopping");
+    const handedOver = moving.filter((g) => !g.isLeader).map((g) => g.group);
+    this.log.info({ groups: handedOver, stillLeading: stillLeading() }, "handed over leadership");
+    return { handedOver, stillLeading: stillLeading() };
+  }
+
+  /**
+   * ADMIN_DRAIN: the first half of a graceful stop, on an operator's command — services drained,
+   * leadership handed over (and handed on again if won back), the client port closed to new
+   * connections and requests. The process keeps running (its Raft replicas keep voting and
+   * replicating) until it is stopped.
+   */
+  async drain(): Promise<AdminDrainReply> {
+    this.#draining = true;
+    for (const s of this.#services) await s.drain?.();
+    const moved = await this.#handOverLeadership();
+    // After this reply is sent: the listener's drain waits for requests in flight, this one included.
+    setImmediate(() => void this.#clients.drain(CLIENT_DRAIN_MS));
+    this.log.warn(moved, "drained by an operator: stop this node next");
+    return { nodeId: this.config.nodeId, ...moved };
   }
 
   /** Copies consensus and log state into the gauges right before a scrape. */
@@ -335,7 +362,7 @@ export class DsyncNode {
 
   health(): HealthReport {
     const s = this.status();
-    return { status: s.serving ? "serving" : "not_serving", nodeId: s.nodeId, role: s.role, term: s.term, leader: s.leader, uptimeMs: s.uptimeMs };
+    return { status: this.#draining ? "draining" : s.serving ? "serving" : "not_serving", nodeId: s.nodeId, role: s.role, term: s.term, leader: s.leader, uptimeMs: s.uptimeMs };
   }
 
   #leaderAddr(leader: string | null): string | null {
