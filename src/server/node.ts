@@ -178,7 +178,7 @@ export class DsyncNode {
       onRoleChange: (group, role) => {
         this.metrics.raftLeaderChanges.labels(String(group)).inc();
         // A drained node hands on any leadership it still wins (an election, the balancer).
-        if (this.#draining && role === "leader") setImmediate(() => void this.#handOverLeadership());
+        if (this.#draining && role === "leader") setImmediate(() => void this.#handOverLeadership("drained"));
         for (const s of this.#services) s.onRoleChange?.(group, role === "leader");
         if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());
       },
@@ -242,7 +242,7 @@ export class DsyncNode {
     this.#stopping ??= (async () => {
       this.log.info("dsyncd stopping");
       for (const s of this.#services) await s.drain?.();
-      await this.#handOverLeadership();
+      await this.#handOverLeadership("before stopping");
       await this.#clients.drain(CLIENT_DRAIN_MS);
       for (const s of this.#services) s.stop?.();
       await this.#clients.close();
@@ -273,7 +273,7 @@ export class DsyncNode {
   }
 
   /** Moves every leadership this node holds to a caught-up, connected voter; returns what moved. */
-  async #handOverLeadership(): Promise<{ handedOver: number[]; stillLeading: number[] }> {
+  async #handOverLeadership(why: "before stopping" | "drained"): Promise<{ handedOver: number[]; stillLeading: number[] }> {
     const led = [...(this.#host?.groups() ?? [])].filter((g) => g.isLeader);
     const moving = led.flatMap((g) => {
       const to = g.mostCaughtUpVoter((v) => this.peers.isConnected(v));
@@ -286,7 +286,7 @@ export class DsyncNode {
     const deadline = Date.now() + 3 * this.config.electionTimeoutMs;
     while (Date.now() < deadline && moving.some((g) => g.isLeader)) await new Promise((r) => setTimeout(r, 10));
     const handedOver = moving.filter((g) => !g.isLeader).map((g) => g.group);
-    this.log.info({ groups: handedOver, stillLeading: stillLeading() }, "handed over leadership");
+    this.log.info({ groups: handedOver, stillLeading: stillLeading() }, `handed over leadership ${why}`);
     return { handedOver, stillLeading: stillLeading() };
   }
 
@@ -299,7 +299,7 @@ export class DsyncNode {
   async drain(): Promise<AdminDrainReply> {
     this.#draining = true;
     for (const s of this.#services) await s.drain?.();
-    const moved = await this.#handOverLeadership();
+    const moved = await this.#handOverLeadership("drained");
     // After this reply is sent: the listener's drain waits for requests in flight, this one included.
     setImmediate(() => void this.#clients.drain(CLIENT_DRAIN_MS));
     this.log.warn(moved, "drained by an operator: stop this node next");
