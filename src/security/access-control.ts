@@ -79,9 +79,9 @@ export class AccessControl {
     if (id.expiresAt !== null && this.#now() >= id.expiresAt) {
       return new DsyncError(ErrorCode.TOKEN_EXPIRED, `the connection's ${id.via === "certificate" ? "certificate" : "token"} expired at ${new Date(id.expiresAt).toISOString()}: send HELLO with a fresh token`);
     }
-    if (ALWAYS_ALLOWED.has(env.type)) return null;
-    const req = REQUIREMENTS.get(env.type);
-    // Types with no requirement are not client requests: the router answers UNKNOWN_TYPE.
+    // PING needs no grant; types with no requirement are not client requests (the router answers
+    // UNKNOWN_TYPE). Both still count against the rate below.
+    const req = ALWAYS_ALLOWED.has(env.type) ? undefined : REQUIREMENTS.get(env.type);
     if (req !== undefined) {
       const body = env.body !== null && typeof env.body === "object" && !Array.isArray(env.body) ? (env.body as Record<string, unknown>) : {};
       const target = targetOf(req, body);
