@@ -18,7 +18,6 @@ export class NodeSecurity {
   readonly #log: Logger;
   #roles: RoleBook;
   #audit: AuditLog | null = null;
-  readonly #auditRef: { log: AuditLog | null } = { log: null };
 
   /** @throws Error naming the file at fault (unreadable certificate, invalid roles file …). */
   constructor(s: SecuritySettings, registry: Registry, log: Logger) {
@@ -28,12 +27,10 @@ export class NodeSecurity {
     this.#roles = s.rolesFile !== null ? loadRoleBook(s.rolesFile) : EMPTY_ROLE_BOOK;
     const jwt = s.jwtSecretFile !== null || s.jwtPublicKeyFile !== null ? { secretFile: s.jwtSecretFile, publicKeyFile: s.jwtPublicKeyFile, issuer: s.jwtIssuer, audience: s.jwtAudience } : null;
     this.#authenticator = new Authenticator({ authToken: s.authToken, jwt, clientCertificates: this.tls !== null && s.rolesFile !== null, roles: () => this.#roles });
-    const auditRef = this.#auditRef;
     this.access = new AccessControl({
       authenticator: this.#authenticator,
-      audit: {
-        record: (r) => auditRef.log?.record(r),
-      },
+      // The log opens later (open()); until then, and after close(), records go nowhere.
+      audit: { record: (r) => this.#audit?.record(r) },
       auditWrites: s.auditWrites,
       registry,
     });
@@ -44,7 +41,6 @@ export class NodeSecurity {
     const s = this.#settings;
     if (s.auditLog !== null) {
       this.#audit = await AuditLog.open({ file: s.auditLog, node: s.nodeId, maxBytes: s.auditLogMaxBytes });
-      this.#auditRef.log = this.#audit;
     }
     const loopback = /^(127\.|::1$|localhost$)/.test(s.host);
     if (this.tls === null && !loopback) this.#log.warn({ host: s.host }, "listening on a non-loopback address without TLS: tokens and data cross the network in clear (set TLS_CERT, TLS_KEY, TLS_CA)");
@@ -72,7 +68,8 @@ export class NodeSecurity {
   }
 
   async close(): Promise<void> {
-    await this.#audit?.close();
-    this.#auditRef.log = null;
+    const audit = this.#audit;
+    this.#audit = null;
+    await audit?.close();
   }
 }
