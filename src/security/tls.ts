@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
-import tls, { type PeerCertificate, type SecureContext } from "node:tls";
+import tls, { type PeerCertificate } from "node:tls";
 
 /** The PEM files of one node (or client): its certificate chain, its key, the CA it trusts. */
 export interface TlsFiles {
@@ -29,31 +29,17 @@ interface Pem {
 export class TlsMaterial {
   readonly files: TlsFiles;
   #pem: Pem;
-  #context: SecureContext;
   readonly #listeners: (() => void)[] = [];
 
   constructor(files: TlsFiles) {
     this.files = files;
-    this.#pem = readPem(files);
-    this.#context = contextOf(this.#pem);
+    this.#pem = checked(readPem(files));
   }
 
   /** Re-reads the files. @throws Error naming the file at fault (the old material stays in use). */
   reload(): void {
-    const pem = readPem(this.files);
-    const context = contextOf(pem);
-    this.#pem = pem;
-    this.#context = context;
+    this.#pem = checked(readPem(this.files));
     for (const fn of this.#listeners) fn();
-  }
-
-  get context(): SecureContext {
-    return this.#context;
-  }
-
-  /** Options for a tls.Server with this material. */
-  serverOptions(): tls.SecureContextOptions {
-    return { cert: this.#pem.cert, key: this.#pem.key, ...(this.#pem.ca && { ca: this.#pem.ca }), minVersion: TLS_MIN_VERSION };
   }
 
   /** Runs `fn` after every successful reload. */
@@ -61,13 +47,13 @@ export class TlsMaterial {
     this.#listeners.push(fn);
   }
 
-  get hasCa(): boolean {
-    return this.#pem.ca !== null;
+  /** Options for a tls.Server (accepting side) or tls.connect (dialing side) with this material. */
+  serverOptions(): tls.SecureContextOptions {
+    return { cert: this.#pem.cert, key: this.#pem.key, ...(this.#pem.ca && { ca: this.#pem.ca }), minVersion: TLS_MIN_VERSION };
   }
 
-  /** Options for dialing out with this material (client side of a handshake). */
   connectOptions(): tls.ConnectionOptions {
-    return { cert: this.#pem.cert, key: this.#pem.key, ...(this.#pem.ca && { ca: this.#pem.ca }), minVersion: TLS_MIN_VERSION };
+    return this.serverOptions();
   }
 }
 
@@ -82,12 +68,14 @@ function readPem(f: TlsFiles): Pem {
   return { cert: read("certificate (TLS_CERT)", f.cert), key: read("key (TLS_KEY)", f.key), ca: f.ca === null ? null : read("CA (TLS_CA)", f.ca) };
 }
 
-function contextOf(p: Pem): SecureContext {
+/** `p`, once node:tls accepts it (a key that does not match the certificate fails here, at start). */
+function checked(p: Pem): Pem {
   try {
-    return tls.createSecureContext({ cert: p.cert, key: p.key, ...(p.ca && { ca: p.ca }), minVersion: TLS_MIN_VERSION });
+    tls.createSecureContext({ cert: p.cert, key: p.key, ...(p.ca && { ca: p.ca }), minVersion: TLS_MIN_VERSION });
   } catch (err) {
     throw new Error(`the TLS certificate and key do not form a usable pair: ${(err as Error).message}`, { cause: err });
   }
+  return p;
 }
 
 /** The names a certificate vouches for: its subject CN and its DNS and URI alternative names. */
