@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
+import { Op, encodeEnvelope, encodeFrame, type DsyncError } from "../../protocol/index.ts";
 
 /** The PEM files of one node (or client): its certificate chain, its key, the CA it trusts. */
 export interface TlsFiles {
@@ -99,8 +100,11 @@ export function namesNode(cert: PeerCertificate, nodeId: string): boolean {
 export interface TlsFrontHandlers {
   /** A completed handshake (with `authorized` and the client certificate set as node:tls does). */
   readonly secure: (socket: tls.TLSSocket) => void;
-  /** A client that sent plaintext (its first byte is not a TLS handshake record). */
-  readonly plaintext: (raw: Socket) => void;
+  /**
+   * A client sent plaintext (its first byte is not a TLS handshake record): it is sent this error
+   * as one frame in clear (id 0) and the connection closes; the handler only takes note.
+   */
+  readonly plaintext: { readonly error: DsyncError; readonly refused: (source: string) => void };
   readonly failed: (source: string, reason: string) => void;
 }
 
@@ -141,7 +145,10 @@ export class TlsFront {
       clearTimeout(timer);
       raw.pause();
       if (first[0] !== TLS_HANDSHAKE_BYTE) {
-        this.#handlers.plaintext(raw);
+        raw.end(encodeFrame(encodeEnvelope({ type: Op.ERROR, id: 0, body: this.#handlers.plaintext.error.toBody() })));
+        // A client that never reads would keep a half-closed socket forever.
+        setTimeout(() => raw.destroy(), 1000).unref();
+        this.#handlers.plaintext.refused(source);
         return;
       }
       // The TLS socket the server wraps around `raw` reads what is already buffered first.

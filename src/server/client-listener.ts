@@ -6,8 +6,6 @@ import {
   Op,
   PROTOCOL_VERSION,
   RateLimitedError,
-  encodeEnvelope,
-  encodeFrame,
   parseHello,
   type Envelope,
   type HelloReply,
@@ -62,7 +60,13 @@ export class ClientListener {
     this.#tls = opts.tls
       ? new TlsFront(opts.tls, { requestCert: true, rejectUnauthorized: false }, {
           secure: (t) => (this.#accepting ? this.#serve(t, sourceOf(t)) : t.destroy()),
-          plaintext: (raw) => this.#refusePlaintext(raw),
+          plaintext: {
+            error: new DsyncError(ErrorCode.TLS_REQUIRED, "this port speaks TLS: connect with TLS (client option tls: { ca }, CLI --tls-ca)"),
+            refused: (source) => {
+              this.access.refusedConnection(source, "plaintext on the TLS client port");
+              this.metrics.errors.labels("TLS_REQUIRED").inc();
+            },
+          },
           failed: (source, reason) => this.log.debug({ source, reason }, "TLS handshake failed"),
         })
       : null;
@@ -111,14 +115,6 @@ export class ClientListener {
     if (!this.#accepting) raw.destroy();
     else if (this.#tls) this.#tls.accept(raw);
     else this.#serve(raw, sourceOf(raw));
-  }
-
-  #refusePlaintext(raw: net.Socket): void {
-    const err = new DsyncError(ErrorCode.TLS_REQUIRED, "this port speaks TLS: connect with TLS (client option tls: { ca }, CLI --tls-ca)");
-    this.access.refusedConnection(sourceOf(raw), "plaintext on the TLS client port");
-    this.metrics.errors.labels(err.codeName).inc();
-    raw.end(encodeFrame(encodeEnvelope({ type: Op.ERROR, id: 0, body: err.toBody() })));
-    setTimeout(() => raw.destroy(), 1000).unref();
   }
 
   #serve(socket: net.Socket, source: string): void {

@@ -18,7 +18,6 @@ import { RpcConnection } from "./rpc-connection.ts";
 import { listenOn } from "./listen.ts";
 import { TlsFront, connectTls, namesNode, certificateNames } from "../security/tls.ts";
 import type { TlsMaterial } from "../security/tls.ts";
-import { encodeEnvelope, encodeFrame } from "../../protocol/index.ts";
 import type { TLSSocket } from "node:tls";
 
 export interface PeerLinksOptions {
@@ -79,11 +78,9 @@ export class PeerLinks {
     this.#tls = opts.tls
       ? new TlsFront(opts.tls, { requestCert: true, rejectUnauthorized: true }, {
           secure: (t) => (this.#stopped ? t.destroy() : this.#accept(t)),
-          plaintext: (raw) => {
-            this.#warnTls(raw.remoteAddress ?? "?", "a peer connected in plaintext to the TLS peer port (is TLS configured on every node?)");
-            const err = new DsyncError(ErrorCode.TLS_REQUIRED, "the peer port speaks TLS: configure TLS_CERT, TLS_KEY and TLS_CA on every node");
-            raw.end(encodeFrame(encodeEnvelope({ type: Op.ERROR, id: 0, body: err.toBody() })));
-            setTimeout(() => raw.destroy(), 1000).unref();
+          plaintext: {
+            error: new DsyncError(ErrorCode.TLS_REQUIRED, "the peer port speaks TLS: configure TLS_CERT, TLS_KEY and TLS_CA on every node"),
+            refused: (source) => this.#warnTls(source, "a peer connected in plaintext to the TLS peer port (is TLS configured on every node?)"),
           },
           failed: (source, reason) => this.#warnTls(source, `refused a peer connection: ${reason} (a certificate not signed by TLS_CA?)`),
         })
