@@ -83,8 +83,7 @@ export class AccessControl {
     // UNKNOWN_TYPE). Both still count against the rate below.
     const req = ALWAYS_ALLOWED.has(env.type) ? undefined : REQUIREMENTS.get(env.type);
     if (req !== undefined) {
-      const body = env.body !== null && typeof env.body === "object" && !Array.isArray(env.body) ? (env.body as Record<string, unknown>) : {};
-      const target = targetOf(req, body);
+      const target = targetOf(req, fieldsOf(env));
       if (!allows(id.grants, req.action, target)) {
         const resource = describeTarget(target);
         this.#metrics.denied.labels(opName(env.type).toLowerCase()).inc();
@@ -113,7 +112,7 @@ export class AccessControl {
     if (req === undefined || this.#opts.audit === null) return;
     const admin = req.action.startsWith("admin:");
     if (!admin && !(this.#opts.auditWrites && WRITES.has(req.action))) return;
-    const body = env.body !== null && typeof env.body === "object" && !Array.isArray(env.body) ? (env.body as Record<string, unknown>) : {};
+    const body = fieldsOf(env);
     const target = env.type === Op.ADMIN_TRANSFER_LEADER ? String(body.to ?? "(any)") : describeTarget(targetOf(req, body));
     this.#audit({ event: admin ? "admin" : "write", identity: caller.identity.subject, via: caller.identity.via, source: caller.source, op: opName(env.type), resource: target, outcome: error === null ? "ok" : error.codeName });
   }
@@ -121,4 +120,9 @@ export class AccessControl {
   #audit(r: AuditRecord): void {
     this.#opts.audit?.record(r);
   }
+}
+
+/** The request's fields when its body is a map (else none: its handler refuses it). */
+function fieldsOf(env: Envelope): Readonly<Record<string, unknown>> {
+  return env.body !== null && typeof env.body === "object" && !Array.isArray(env.body) ? (env.body as Record<string, unknown>) : {};
 }
