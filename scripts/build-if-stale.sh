@@ -2,7 +2,8 @@
 # `npm start` runs this first: compiles to dist/ when there is no build yet or a source file is
 # newer than it (the same test bin/lib/run.sh makes to pick dist/ over the sources).
 root=$(dirname "$(dirname "$(readlink -f "$0")")")
-if [ -f "$root/dist/.built" ] && [ -z "$(find "$root/src" "$root/protocol" -name '*.ts' -newer "$root/dist/.built" 2>/dev/null | head -n 1)" ]; then
+. "$root/bin/lib/dist-current.sh"
+if dist_current; then
   exit 0
 fi
 echo "building dist/ (npm run build) …" >&2

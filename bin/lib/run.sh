@@ -3,7 +3,8 @@
 # development checkout with newer sources, from source through tsx's loader. Either way one
 # process, so signals (SIGTERM, SIGHUP, SIGKILL) reach the program itself.
 root=$(dirname "$(dirname "$(readlink -f "$0")")")
-if [ -f "$root/dist/.built" ] && [ -z "$(find "$root/src" "$root/protocol" -name '*.ts' -newer "$root/dist/.built" 2>/dev/null | head -n 1)" ]; then
+. "$root/bin/lib/dist-current.sh"
+if dist_current; then
   exec node "$root/dist/src/cli/$entry.js" "$@"
 fi
 if [ ! -f "$root/node_modules/tsx/dist/loader.mjs" ]; then
