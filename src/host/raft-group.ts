@@ -104,6 +104,8 @@ export class RaftGroup {
   #processing = false;
   #readSeq = 0;
   #stopped = false;
+  /** The Ready iteration in flight, awaited by stop(). */
+  #iteration: Promise<void> = Promise.resolve();
   #role: Role = Role.Follower;
   #leader: NodeId | null = null;
   #failure: Error | null = null;
@@ -271,10 +273,15 @@ export class RaftGroup {
     this.#schedule();
   }
 
-  /** Stops the loop; pending proposals and reads fail with UNAVAILABLE. */
-  stop(): void {
+  /**
+   * Stops the loop; pending proposals and reads fail with SHUTTING_DOWN. Resolves once the Ready
+   * iteration in flight (an fsync, a snapshot) has finished, so the WAL can be closed after it:
+   * closing it under a running iteration would make a clean stop look like a storage failure.
+   */
+  async stop(): Promise<void> {
     this.#stopped = true;
     this.#failAll(new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down"));
+    await this.#iteration;
   }
 
   #checkRunning(): void {
@@ -301,9 +308,14 @@ export class RaftGroup {
     });
   }
 
-  async #loop(): Promise<void> {
-    if (this.#processing || this.#stopped) return;
+  #loop(): Promise<void> {
+    if (this.#processing || this.#stopped) return Promise.resolve();
     this.#processing = true;
+    this.#iteration = this.#runReady();
+    return this.#iteration;
+  }
+
+  async #runReady(): Promise<void> {
     try {
       while (!this.#stopped && this.raw.hasReady()) {
         const rd = this.raw.ready();
@@ -318,6 +330,7 @@ export class RaftGroup {
         this.#noteSoftState(rd);
         this.#apply(rd);
         this.raw.advance(rd);
+        if (this.#stopped) break; // A stop came during the fsync: no snapshot on a closing WAL.
         await this.#maybeSnapshot();
       }
     } catch (err) {

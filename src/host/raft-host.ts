@@ -111,7 +111,7 @@ export class RaftHost {
 
   async close(): Promise<void> {
     if (this.#ticker) clearInterval(this.#ticker);
-    for (const g of this.#groups.values()) g.stop();
+    await Promise.all([...this.#groups.values()].map((g) => g.stop()));
     await this.wal.close();
   }
 
