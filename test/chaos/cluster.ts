@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DAEMON_START_TIMEOUT_MS, ROOT, freePort, waitFor } from "../helpers/daemon.ts";
 import { LinkProxy, type LinkMode } from "./link-proxy.ts";
@@ -57,7 +57,7 @@ export class ChaosNode {
     return this.child?.pid;
   }
 
-  /** Starts the process and resolves once its HTTP side port answers. */
+  /** Starts the process and resolves once its HTTP side port answers; fails at once if it exits. */
   async start(): Promise<void> {
     const env = { ...process.env, ...this.env, ...this.nextStartEnv };
     this.nextStartEnv = {};
@@ -68,15 +68,19 @@ export class ChaosNode {
     LIVE.add(child);
     child.stdout!.pipe(this.#log, { end: false });
     child.stderr!.pipe(this.#log, { end: false });
-    child.once("exit", (code, signal) => {
-      LIVE.delete(child);
-      this.exits.push({ code, signal, atMs: performance.now() });
-    });
-    await waitFor(async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`dsyncd ${this.spec.id} exited with ${child.exitCode ?? child.signalCode} at start; see ${this.spec.logFile}`);
-      const res = await fetch(`http://127.0.0.1:${this.spec.httpPort}/health`).catch(() => null);
-      return res !== null;
-    }, `dsyncd ${this.spec.id} to listen`, DAEMON_START_TIMEOUT_MS);
+    // What it said last on stderr, so a start that fails says why (EADDRINUSE is retried).
+    let stderrTail = "";
+    child.stderr!.on("data", (d: Buffer) => (stderrTail = (stderrTail + d.toString()).slice(-2000)));
+    const exited = new Promise<never>((_, reject) =>
+      child.once("exit", (code, signal) => {
+        LIVE.delete(child);
+        this.exits.push({ code, signal, atMs: performance.now() });
+        reject(new Error(`dsyncd ${this.spec.id} exited with ${code ?? signal} at start (see ${this.spec.logFile}): ${stderrTail.trim()}`));
+      }),
+    );
+    exited.catch(() => undefined);
+    const listening = waitFor(async () => (await fetch(`http://127.0.0.1:${this.spec.httpPort}/health`).catch(() => null)) !== null, `dsyncd ${this.spec.id} to listen`, DAEMON_START_TIMEOUT_MS);
+    await Promise.race([listening, exited]);
   }
 
   /** SIGKILL (or another terminating signal), resolving once the process is gone. */
@@ -139,8 +143,23 @@ export class ChaosCluster {
     readonly dir: string,
   ) {}
 
-  /** `nodeEnv(id)` adds settings of one node (its own certificate, say). */
+  /**
+   * `nodeEnv(id)` adds settings of one node (its own certificate, say). A port found free can be
+   * taken before the daemon binds it (by a link proxy's own port, or another process): such a
+   * start is tried again on fresh ports, at most three times in all.
+   */
   static async create(n: number, dir: string, env: Record<string, string>, nodeEnv: (id: string) => Record<string, string> = () => ({})): Promise<ChaosCluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ChaosCluster.#createOnce(n, dir, env, nodeEnv);
+      } catch (err) {
+        if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+        await rm(path.join(dir, "data"), { recursive: true, force: true });
+      }
+    }
+  }
+
+  static async #createOnce(n: number, dir: string, env: Record<string, string>, nodeEnv: (id: string) => Record<string, string>): Promise<ChaosCluster> {
     await mkdir(path.join(dir, "logs"), { recursive: true });
     const specs: ChaosNodeSpec[] = [];
     for (let i = 0; i < n; i++) {
