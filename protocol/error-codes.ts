@@ -32,6 +32,8 @@ export const ErrorCode = {
   SHUTTING_DOWN: 13,
   /** Client side only, never sent: the connection closed before the reply arrived. */
   CONNECTION_CLOSED: 14,
+  /** Peer only: the other node belongs to another cluster (e.g. the one a backup was restored from). The link is refused. */
+  WRONG_CLUSTER: 15,
   /** Try-lock (waitMs 0): the lock is held in a conflicting mode. */
   LOCK_HELD: 20,
   /** Release of a lock this session does not hold (or with a stale fencing token). */

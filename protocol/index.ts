@@ -11,3 +11,5 @@ export * from "./cache-messages.ts";
 export * from "./queue-messages.ts";
 export * from "./lock-messages.ts";
 export * from "./kv-messages.ts";
+export * from "./backup-messages.ts";
+export * from "./backup-file.ts";

@@ -80,12 +80,16 @@ export interface PeerHelloRequest {
   readonly nodeId: string;
   readonly clientAddr: string;
   readonly token?: string;
+  /** The sender's cluster id; absent while a joining node has not learnt it yet. */
+  readonly cluster?: string;
 }
 
 /** PEER_HELLO reply. */
 export interface PeerHelloReply {
   readonly nodeId: string;
   readonly clientAddr: string;
+  /** The acceptor's cluster id (absent while it has not learnt one). */
+  readonly cluster?: string;
 }
 
 /** Reads and validates a HELLO body. @throws InvalidArgumentError */
@@ -101,11 +105,13 @@ export function parseHello(body: unknown): HelloRequest {
 export function parsePeerHello(body: unknown): PeerHelloRequest {
   const f = asFields(body, "PEER_HELLO");
   const token = str(f, "token", "PEER_HELLO", { optional: true, maxBytes: 4096 });
+  const cluster = str(f, "cluster", "PEER_HELLO", { optional: true, maxBytes: 64 });
   return {
     v: int(f, "v", "PEER_HELLO", { min: 1, max: 0xffff }),
     nodeId: str(f, "nodeId", "PEER_HELLO", { maxBytes: 128 }),
     clientAddr: str(f, "clientAddr", "PEER_HELLO", { maxBytes: 300 }),
     ...(token !== undefined && { token }),
+    ...(cluster !== undefined && { cluster }),
   };
 }
 

@@ -26,6 +26,10 @@ export const Op = {
   ADMIN_REMOVE_NODE: 26,
   /** Drain the node that receives it: its leaderships handed over, new requests refused; stop it next. */
   ADMIN_DRAIN: 27,
+  /** Take a linearizable image of every Raft group on the receiving node; fetch it with ADMIN_BACKUP_CHUNK. */
+  ADMIN_BACKUP: 28,
+  /** One slice of one group's image of a backup taken by ADMIN_BACKUP on the same node. */
+  ADMIN_BACKUP_CHUNK: 29,
   /** Open a lock session (a lease kept alive by the client); binds it to this connection. */
   LOCK_SESSION_OPEN: 32,
   LOCK_KEEPALIVE: 33,

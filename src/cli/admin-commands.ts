@@ -1,6 +1,7 @@
-/** `dsync admin …`: membership, leadership and draining a node before it stops. */
+/** `dsync admin …`: membership, leadership, draining a node before it stops, backups. */
 import { Op, type AdminDrainReply, type AdminMemberReply, type AdminTransferReply } from "../../protocol/index.ts";
 import { DsyncClient } from "../client/client.ts";
+import { takeBackup, type BackupProgress } from "../client/backup.ts";
 import { clusterStatus } from "./cluster-status.ts";
 import { credentials, fail, globals, print, program, timeoutMs, withClient } from "./common.ts";
 
@@ -56,3 +57,23 @@ admin
       await c.close();
     }
   });
+admin
+  .command("backup <file>")
+  .description("write a consistent backup of every Raft group (locks, sessions, KV, queues, membership) to <file>, without stopping the cluster; restore it with dsyncd --restore-from")
+  .action(async (file: string) => {
+    await withClient(
+      async (c, g) => {
+        const progress = !g.json && process.stderr.isTTY ? (p: BackupProgress): void => void process.stderr.write(`\rbackup: ${p.groupsDone}/${p.groups} groups, ${mib(p.bytes)} of ${mib(p.totalBytes)} MiB `) : undefined;
+        const r = await takeBackup(c, file, progress);
+        if (progress) process.stderr.write("\n");
+        const entries = r.manifest.groups.map((x) => `group ${x.group} at index ${x.index}`).join(", ");
+        print(g, { file: r.file, sha256: r.sha256, bytes: r.bytes, node: r.manifest.node, clusterId: r.manifest.clusterId, takenAt: r.manifest.takenAt, groups: r.manifest.groups }, `wrote ${r.file}: ${r.bytes} bytes, sha256 ${r.sha256}\n  from ${r.manifest.node} (cluster ${r.manifest.clusterId}): ${entries}`);
+      },
+      // The images live on the node that took them: stay on it for every chunk.
+      { preferLeader: false },
+    );
+  });
+
+function mib(bytes: number): string {
+  return (bytes / (1 << 20)).toFixed(1);
+}

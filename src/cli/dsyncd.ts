@@ -3,6 +3,9 @@ import { Command, Option } from "commander";
 import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../server/config.ts";
 import { DsyncNode, EXIT_STORAGE_FAILURE } from "../server/node.ts";
 import { FailpointConfigError, envFailpoints, ioFailureDetails } from "../storage/index.ts";
+import { BackupFileError, RestoreError, restoreDataDir } from "../backup/restore.ts";
+import { formatAddr } from "../transport/dial.ts";
+import type { NodeConfig } from "../server/config.ts";
 
 const program = new Command("dsyncd")
   .description(
@@ -38,6 +41,7 @@ const program = new Command("dsyncd")
   .option("--queue-partitions <n>", "queue partitions (Raft groups) of a new cluster; 0 = two per node [env QUEUE_PARTITIONS] (default 0)")
   .option("--queue-virtual-nodes <n>", "virtual nodes per partition on the queue ring [env QUEUE_VIRTUAL_NODES] (default 150)")
   .option("--join", "start as a new, empty member of an existing cluster; then run `dsync admin add-node` [env JOIN=true]")
+  .option("--restore-from <file>", "seed this node's empty data dir from a backup (dsync admin backup), then exit; run it on every node of the new cluster, then start them as usual")
   .option("--no-fsync", "do not fsync the log (unsafe: for throwaway test clusters only) [env FSYNC=false]")
   .action(async (opts: Record<string, string | boolean | undefined>) => {
     const flags: RawConfig = {
@@ -82,6 +86,7 @@ const program = new Command("dsyncd")
       }
       throw err;
     }
+    if (typeof opts.restoreFrom === "string") await restore(opts.restoreFrom, config);
     // Fail-stop on a storage failure: after EIO on fsync the kernel may have dropped the dirty
     // pages, so neither retrying nor serving on is safe. One line saying what failed, then exit;
     // nothing else runs in between (this is called synchronously, before any waiter is told).
@@ -138,3 +143,24 @@ const program = new Command("dsyncd")
   });
 
 await program.parseAsync(process.argv);
+
+/** `--restore-from`: writes the data dir from a backup and exits (0 when done, 2 when refused). */
+async function restore(file: string, config: NodeConfig): Promise<never> {
+  const members = new Map<string, string>([[config.nodeId, formatAddr(config.host, config.peerPort)], ...config.peers.map((p): [string, string] => [p.id, p.addr])]);
+  try {
+    const r = await restoreDataDir(file, { dataDir: config.dataDir, members, fsync: config.fsync });
+    const taken = new Date(r.source.takenAt).toISOString();
+    process.stdout.write(
+      `restored ${config.dataDir} from ${file} (sha256 ${r.sha256.slice(0, 16)}…): taken ${taken} on ${r.source.node} of cluster ${r.source.clusterId}\n` +
+        `  ${r.groups.length} Raft groups, ${r.groups.reduce((n, g) => n + g.bytes, 0)} bytes; voters now ${[...members.keys()].sort().join(", ")}; new cluster id ${r.clusterId}\n` +
+        `  start every node of the new cluster the usual way (without --restore-from)\n`,
+    );
+    process.exit(0);
+  } catch (err) {
+    if (err instanceof BackupFileError || err instanceof RestoreError) {
+      process.stderr.write(`dsyncd: cannot restore: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -3,6 +3,7 @@
  * Errors are exported as classes so callers can `instanceof` them.
  */
 export { connect, DsyncClient, type CallOptions, type ClientEvents } from "./client.ts";
+export { takeBackup, type BackupProgress, type BackupResult } from "./backup.ts";
 export type { ClientOptions, ClientTlsOptions } from "./options.ts";
 export { CacheClient, type CacheClientOptions, type CacheSetOptions } from "./cache.ts";
 export { LockClient, type AcquireOptions, type Lock, type LockMode, type LockClientEvents } from "./locks.ts";

@@ -259,6 +259,17 @@ export class RaftGroup {
   }
 
   /**
+   * This replica's state machine image at its applied index, with that entry's term and the
+   * group's membership. After {@link readBarrier} it reflects every write acknowledged before the
+   * barrier began: a linearizable image, as a backup needs.
+   */
+  image(): { index: number; term: number; conf: ConfState; data: Uint8Array } {
+    this.#checkRunning();
+    const index = this.#applied;
+    return { index, term: this.storage.term(index), conf: this.raw.status().conf, data: this.#o.machine.snapshot() };
+  }
+
+  /**
    * The other voter with the longest replicated log (it takes over with the least catching up),
    * among those `eligible` accepts; undefined when there is none or this node does not lead.
    */

@@ -110,7 +110,8 @@ export class AccessControl {
   done(caller: Caller, env: Envelope, error: DsyncError | null): void {
     const req = REQUIREMENTS.get(env.type);
     if (req === undefined || this.#opts.audit === null) return;
-    const admin = req.action.startsWith("admin:");
+    // A backup is one admin event: its ADMIN_BACKUP is audited, not each of its many chunks.
+    const admin = req.action.startsWith("admin:") && env.type !== Op.ADMIN_BACKUP_CHUNK;
     if (!admin && !(this.#opts.auditWrites && WRITES.has(req.action))) return;
     const body = fieldsOf(env);
     const target = env.type === Op.ADMIN_TRANSFER_LEADER ? String(body.to ?? "(any)") : describeTarget(targetOf(req, body));

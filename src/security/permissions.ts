@@ -21,6 +21,7 @@ export const ACTIONS = [
   "admin:membership",
   "admin:transfer",
   "admin:drain",
+  "admin:backup",
   "status",
 ] as const;
 export type Action = (typeof ACTIONS)[number];
@@ -59,6 +60,8 @@ export const REQUIREMENTS: ReadonlyMap<number, Requirement> = new Map<number, Re
   [Op.ADMIN_ADD_NODE, { action: "admin:membership", resource: "nodeId" }],
   [Op.ADMIN_REMOVE_NODE, { action: "admin:membership", resource: "nodeId" }],
   [Op.ADMIN_DRAIN, { action: "admin:drain", resource: "all" }],
+  [Op.ADMIN_BACKUP, { action: "admin:backup", resource: "all" }],
+  [Op.ADMIN_BACKUP_CHUNK, { action: "admin:backup", resource: "all" }],
   [Op.LOCK_SESSION_OPEN, { action: "lock:acquire", resource: "some" }],
   [Op.LOCK_KEEPALIVE, { action: "lock:acquire", resource: "some" }],
   [Op.LOCK_SESSION_CLOSE, { action: "lock:acquire", resource: "some" }],

@@ -22,6 +22,8 @@ import { encodeCommand } from "../services/command-codec.ts";
 import type { QueueLayout } from "../services/queue/machine/layout.ts";
 import type { Handlers, PeerHandler, Service } from "../host/service.ts";
 import { NodeSecurity } from "../security/node-security.ts";
+import { BackupImages } from "../backup/image-service.ts";
+import { ClusterIdentity } from "../host/cluster-id.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
@@ -55,6 +57,8 @@ export class DsyncNode {
   readonly metrics: NodeMetrics;
   readonly router: RequestRouter;
   readonly peers: PeerLinks;
+  /** The cluster this node's data dir belongs to (checked on every peer link). */
+  readonly cluster: ClusterIdentity;
   readonly #clients: ClientListener;
   readonly security: NodeSecurity;
   readonly #http: HttpSidePort;
@@ -74,6 +78,7 @@ export class DsyncNode {
     this.metrics = new NodeMetrics(config.nodeId);
     this.router = new RequestRouter(this.metrics, this.log);
     this.security = new NodeSecurity(config, this.metrics.registry, this.log);
+    this.cluster = ClusterIdentity.load(config.dataDir, config.join ? [] : [config.nodeId, ...config.peers.map((p) => p.id)], config.join);
     this.peers = new PeerLinks({
       selfId: config.nodeId,
       selfClientAddr: clientAddrOf(config),
@@ -83,6 +88,7 @@ export class DsyncNode {
       maxFrameBytes: config.maxFrameBytes,
       token: config.authToken,
       tls: this.security.tls,
+      cluster: this.cluster,
       observer: this.metrics.observer("peer"),
       log: this.log,
       onMessage: (from, env) => {
@@ -213,7 +219,8 @@ export class DsyncNode {
     const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
     const queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
     this.#queues = queues;
-    this.#services = [adminService(group0, this.peers, c.nodeId), kvService(proposer, this.machine.kv), locks, queues, cache];
+    const backups = new BackupImages({ host: () => this.#host, nodeId: c.nodeId, clusterId: () => this.cluster.id ?? "unknown", maxFrameBytes: c.maxFrameBytes, log: this.log });
+    this.#services = [adminService(group0, this.peers, c.nodeId), kvService(proposer, this.machine.kv), locks, queues, cache, backups];
     const handlers: Handlers = { client: this.router, peer: (op, h) => this.onPeerRequest(op, h) };
     for (const s of this.#services) s.register(handlers);
     this.machine.setQueueLayoutListener((layout) => {

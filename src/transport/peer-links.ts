@@ -31,6 +31,11 @@ export interface PeerLinksOptions {
   /** Mutual TLS between peers: each side's certificate must name its node id. */
   readonly tls?: TlsMaterial | null;
   readonly observer?: FrameObserver;
+  /**
+   * This node's cluster id, exchanged in PEER_HELLO: a peer presenting another one is refused
+   * (WRONG_CLUSTER); a node that has none yet (a joining one) adopts the first it is shown.
+   */
+  readonly cluster?: { readonly id: string | null; adopt(id: string): void };
   readonly log: Logger;
   /** A one-way envelope (id 0) from a peer, e.g. a batch of Raft messages. */
   readonly onMessage: (from: string, env: Envelope) => void;
@@ -80,9 +85,9 @@ export class PeerLinks {
           secure: (t) => (this.#stopped ? t.destroy() : this.#accept(t)),
           plaintext: {
             error: new DsyncError(ErrorCode.TLS_REQUIRED, "the peer port speaks TLS: configure TLS_CERT, TLS_KEY and TLS_CA on every node"),
-            refused: (source) => this.#warnTls(source, "a peer connected in plaintext to the TLS peer port (is TLS configured on every node?)"),
+            refused: (source) => this.#warnLink(source, "a peer connected in plaintext to the TLS peer port (is TLS configured on every node?)"),
           },
-          failed: (source, reason) => this.#warnTls(source, `refused a peer connection: ${reason} (a certificate not signed by TLS_CA?)`),
+          failed: (source, reason) => this.#warnLink(source, `refused a peer connection: ${reason} (a certificate not signed by TLS_CA?)`),
         })
       : null;
     for (const p of opts.peers) this.addPeer(p.id, p.addr);
@@ -175,7 +180,7 @@ export class PeerLinks {
           socket = await connectTls(raw, peer.addr, parseAddr(peer.addr).host, tls.connectOptions(), peer.id, HANDSHAKE_TIMEOUT_MS);
         } catch (err) {
           raw.destroy();
-          this.#warnTls(peer.addr, `cannot link to node ${peer.id}: ${(err as Error).message}`);
+          this.#warnLink(peer.addr, `cannot link to node ${peer.id}: ${(err as Error).message}`);
           throw err;
         }
       }
@@ -186,10 +191,11 @@ export class PeerLinks {
       conn.onPush((env) => early.push(env));
       const reply = (await conn.request(
         Op.PEER_HELLO,
-        { v: PROTOCOL_VERSION, nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr, ...(this.#opts.token && { token: this.#opts.token }) },
+        { v: PROTOCOL_VERSION, nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr, ...(this.#opts.token && { token: this.#opts.token }), ...this.#clusterField() },
         HANDSHAKE_TIMEOUT_MS,
       )) as PeerHelloReply;
       if (reply.nodeId !== peer.id) throw new Error(`node at ${peer.addr} says it is ${reply.nodeId}, expected ${peer.id}`);
+      this.#checkCluster(reply.cluster, reply.nodeId, peer.addr);
       if (this.#stopped || peer.removed) {
         conn.close();
         return;
@@ -243,8 +249,28 @@ export class PeerLinks {
     );
   }
 
-  /** A TLS problem between nodes, logged at most once a minute per address (a dialer retries often). */
-  #warnTls(addr: string, msg: string): void {
+  #clusterField(): { cluster?: string } {
+    const id = this.#opts.cluster?.id ?? null;
+    return id === null ? {} : { cluster: id };
+  }
+
+  /** Refuses a peer of another cluster; a node without a cluster id yet adopts the peer's. */
+  #checkCluster(theirs: string | undefined, nodeId: string, addr: string): void {
+    const cluster = this.#opts.cluster;
+    if (!cluster || theirs === undefined) return;
+    if (cluster.id === null) {
+      cluster.adopt(theirs);
+      return;
+    }
+    if (theirs !== cluster.id) {
+      const why = `node ${nodeId} belongs to cluster ${theirs}, this node to ${cluster.id} (a cluster restored from a backup gets a new id)`;
+      this.#warnLink(addr, `refused a peer link: ${why}`);
+      throw new DsyncError(ErrorCode.WRONG_CLUSTER, why);
+    }
+  }
+
+  /** A TLS or identity problem between nodes, logged at most once a minute per address (a dialer retries often). */
+  #warnLink(addr: string, msg: string): void {
     const now = Date.now();
     if (now - (this.#tlsWarnedAt.get(addr) ?? -Infinity) < 60_000) return;
     this.#tlsWarnedAt.set(addr, now);
@@ -272,11 +298,12 @@ export class PeerLinks {
         if (hello.v !== PROTOCOL_VERSION) throw new DsyncError(ErrorCode.UNSUPPORTED_VERSION, `peer speaks protocol ${hello.v}, this node ${PROTOCOL_VERSION}`);
         if (this.#opts.token !== null && !tokensEqual(hello.token, this.#opts.token)) throw new DsyncError(ErrorCode.UNAUTHENTICATED, "wrong cluster token");
         if (hello.nodeId === this.#opts.selfId) throw new DsyncError(ErrorCode.INVALID_ARGUMENT, `peer claims this node's own id ${hello.nodeId}`);
+        this.#checkCluster(hello.cluster, hello.nodeId, socket.remoteAddress ?? "?");
         if (tls) {
           const cert = (socket as TLSSocket).getPeerCertificate();
           if (!namesNode(cert, hello.nodeId)) {
             const why = `peer says it is node ${hello.nodeId} but its certificate names ${certificateNames(cert).join(", ") || "nobody"}`;
-            this.#warnTls(socket.remoteAddress ?? "?", `refused a peer: ${why}`);
+            this.#warnLink(socket.remoteAddress ?? "?", `refused a peer: ${why}`);
             throw new DsyncError(ErrorCode.UNAUTHENTICATED, why);
           }
         }
@@ -287,7 +314,7 @@ export class PeerLinks {
           this.addPeer(hello.nodeId, `${host}:0`);
           peer = this.#peers.get(hello.nodeId)!;
         }
-        const reply: PeerHelloReply = { nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr };
+        const reply: PeerHelloReply = { nodeId: this.#opts.selfId, clientAddr: this.#opts.selfClientAddr, ...this.#clusterField() };
         conn.framed.send({ type: Op.REPLY, id: env.id, body: reply });
         this.#inbound.delete(conn);
         this.#attach(peer, conn, hello.clientAddr);

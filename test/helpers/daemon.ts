@@ -96,6 +96,34 @@ export class DaemonProcess {
   }
 }
 
+/** `n` nodes `${prefix}i` on free loopback ports, data dirs under `dir`. */
+export async function nodeSpecs(n: number, dir: string, prefix = "node_"): Promise<NodeSpec[]> {
+  const specs: NodeSpec[] = [];
+  for (let i = 0; i < n; i++) {
+    specs.push({ id: `${prefix}${i}`, clientPort: await freePort(), peerPort: await freePort(), httpPort: await freePort(), dataDir: path.join(dir, `${prefix}${i}`) });
+  }
+  return specs;
+}
+
+/** One (not yet started) daemon per spec, each peered with the others. */
+export function daemonsOf(specs: readonly NodeSpec[], extraEnv: Record<string, string> = {}, nodeEnv: readonly Record<string, string>[] = []): DaemonProcess[] {
+  return specs.map(
+    (s, i) =>
+      new DaemonProcess(s, {
+        NODE_ID: s.id,
+        NODE_HOST: "127.0.0.1",
+        API_PORT: String(s.clientPort),
+        NODE_PORT: String(s.peerPort),
+        HTTP_PORT: String(s.httpPort),
+        PEER_NODES: specs.filter((o) => o !== s).map((o) => `${o.id}:127.0.0.1:${o.peerPort}`).join(","),
+        DATA_DIR: s.dataDir,
+        LOG_LEVEL: "warn",
+        ...extraEnv,
+        ...nodeEnv[i],
+      }),
+  );
+}
+
 /** N dsyncd processes on free loopback ports, each peered with the others, in a temp folder. */
 export class TestCluster {
   constructor(
@@ -120,25 +148,7 @@ export class TestCluster {
 
   static async #createOnce(n: number, extraEnv: Record<string, string>, nodeEnv: readonly Record<string, string>[]): Promise<TestCluster> {
     const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-test-"));
-    const specs: NodeSpec[] = [];
-    for (let i = 0; i < n; i++) {
-      specs.push({ id: `node_${i}`, clientPort: await freePort(), peerPort: await freePort(), httpPort: await freePort(), dataDir: path.join(dir, `node_${i}`) });
-    }
-    const nodes = specs.map(
-      (s, i) =>
-        new DaemonProcess(s, {
-          NODE_ID: s.id,
-          NODE_HOST: "127.0.0.1",
-          API_PORT: String(s.clientPort),
-          NODE_PORT: String(s.peerPort),
-          HTTP_PORT: String(s.httpPort),
-          PEER_NODES: specs.filter((o) => o !== s).map((o) => `${o.id}:127.0.0.1:${o.peerPort}`).join(","),
-          DATA_DIR: s.dataDir,
-          LOG_LEVEL: "warn",
-          ...extraEnv,
-          ...nodeEnv[i],
-        }),
-    );
+    const nodes = daemonsOf(await nodeSpecs(n, dir), extraEnv, nodeEnv);
     const cluster = new TestCluster(nodes, dir);
     try {
       await Promise.all(nodes.map((d) => d.start()));

@@ -61,6 +61,15 @@ export class ClusterMachine implements StateMachine {
     return this.#members;
   }
 
+  /**
+   * Moves a restored image onto another cluster's nodes: the member book and the queue layout's
+   * members become `members` (id → peer address); locks, sessions and KV stay as they were.
+   */
+  rebase(members: ReadonlyMap<string, string>): void {
+    this.#members = new Map(members);
+    if (this.#queueLayout) this.#queueLayout = { ...this.#queueLayout, members: [...members.keys()] };
+  }
+
   apply(entry: AppliedEntry): unknown {
     if (entry.data.length === 0) return null;
     const cmd = decodeCommand(entry.data) as { op?: unknown };
