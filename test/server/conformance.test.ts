@@ -104,6 +104,13 @@ async function receipt(): Promise<string> {
   return r.messages[0]?.receipt ?? "none";
 }
 
+/** One backup's id, taken once: a node holds at most two backups being fetched. */
+let backup: Promise<string> | null = null;
+function backupId(): Promise<string> {
+  backup ??= conn.call(Op.ADMIN_BACKUP, {}).then((r) => (r as { backupId: string }).backupId);
+  return backup;
+}
+
 let seq = 1;
 const CASES: readonly Case[] = [
   { op: Op.PING, body: () => ({}), sweep: false },
@@ -115,6 +122,8 @@ const CASES: readonly Case[] = [
   // Valid variants would add or remove members: only odd values that cannot be valid.
   { op: Op.ADMIN_ADD_NODE, body: () => ({ nodeId: 2n ** 63n, peerAddr: "127.0.0.1:1" }), sweep: false },
   { op: Op.ADMIN_REMOVE_NODE, body: () => ({ nodeId: ["node_0"] }), sweep: false },
+  { op: Op.ADMIN_BACKUP, body: () => ({}), sweep: false },
+  { op: Op.ADMIN_BACKUP_CHUNK, body: async () => ({ backupId: await backupId(), group: 0, offset: 0 }), sweep: true },
   { op: Op.LOCK_SESSION_OPEN, body: () => ({ clientId: "c", ttlMs: 10_000 }), sweep: true },
   { op: Op.LOCK_KEEPALIVE, body: async () => ({ sessionId: await session() }), sweep: true },
   { op: Op.LOCK_SESSION_CLOSE, body: async () => ({ sessionId: await session() }), sweep: true },
