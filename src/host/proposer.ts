@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NotLeaderError, Op, UnavailableError, asFields, int, type Envelope } from "../../protocol/index.ts";
+import { InvalidArgumentError, NotLeaderError, Op, asFields, int, type Envelope } from "../../protocol/index.ts";
 import { wallNow } from "./wall-clock.ts";
 import type { GroupId } from "../raft/index.ts";
 import { encodeCommand } from "../services/command-codec.ts";
@@ -26,7 +26,7 @@ export class Proposer {
     const g = this.#group(group);
     if (g.isLeader) return g.propose(data, PROPOSE_TIMEOUT_MS);
     const leader = g.leader;
-    if (leader === null) throw new UnavailableError("no leader is elected yet; retry shortly");
+    if (leader === null) throw noLeaderYet();
     if (!this.peers.isConnected(leader)) throw new NotLeaderError(leader, this.peers.clientAddrOf(leader));
     return this.peers.request(leader, Op.FORWARD, { group, data }, PROPOSE_TIMEOUT_MS + 500);
   }
@@ -40,7 +40,7 @@ export class Proposer {
     const g = this.#group(group);
     if (g.isLeader) return g.propose(this.#stamp(cmd), PROPOSE_TIMEOUT_MS);
     const leader = g.leader;
-    if (leader === null) throw new UnavailableError("no leader is elected yet; retry shortly");
+    if (leader === null) throw noLeaderYet();
     if (!this.peers.isConnected(leader)) throw new NotLeaderError(leader, this.peers.clientAddrOf(leader));
     return this.peers.request(leader, Op.FORWARD, { group, cmd }, PROPOSE_TIMEOUT_MS + 500);
   }
@@ -56,7 +56,7 @@ export class Proposer {
   /** Resolves once reads on this node reflect every write committed before the call. */
   async readBarrier(group: GroupId): Promise<void> {
     const g = this.#group(group);
-    if (g.leader === null) throw new UnavailableError("no leader is elected yet; retry shortly");
+    if (g.leader === null) throw noLeaderYet();
     await g.readBarrier(PROPOSE_TIMEOUT_MS);
   }
 
@@ -80,4 +80,12 @@ export class Proposer {
     if (!g) throw new InvalidArgumentError(`no Raft group ${id} on this node`);
     return g;
   }
+}
+
+/**
+ * Refused before anything was proposed: NOT_LEADER with no hint, which clients know had no
+ * effect (UNAVAILABLE's outcome is unknown) and retry after a pause.
+ */
+function noLeaderYet(): NotLeaderError {
+  return new NotLeaderError(null, null);
 }

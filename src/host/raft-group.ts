@@ -258,6 +258,11 @@ export class RaftGroup {
     });
   }
 
+  /** Writes and reads this replica started and has not answered yet. */
+  get pending(): number {
+    return this.#waiters.size + this.#reads.size + this.#readyIndexed.length;
+  }
+
   /**
    * This replica's state machine image at its applied index, with that entry's term and the
    * group's membership. After {@link readBarrier} it reflects every write acknowledged before the

@@ -109,6 +109,18 @@ export class RaftHost {
     }
   }
 
+  /**
+   * A graceful stop's wait for the writes this node proposed (its own clients' and forwarded
+   * ones): after the leadership handover they commit under the new leader and this replica,
+   * still replicating, applies them and answers. Failing them instead would leave their clients
+   * with an unknown outcome. At most `timeoutMs`.
+   */
+  async settle(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    const busy = (): boolean => [...this.#groups.values()].some((g) => g.pending > 0);
+    while (busy() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+
   async close(): Promise<void> {
     if (this.#ticker) clearInterval(this.#ticker);
     await Promise.all([...this.#groups.values()].map((g) => g.stop()));

@@ -251,6 +251,8 @@ export class DsyncNode {
       for (const s of this.#services) await s.drain?.();
       await this.#handOverLeadership("before stopping");
       await this.#clients.drain(CLIENT_DRAIN_MS);
+      // Forwarded writes from other nodes are not client requests of this node: wait for them too.
+      await this.#host?.settle(CLIENT_DRAIN_MS);
       for (const s of this.#services) s.stop?.();
       await this.#clients.close();
       await this.#host?.close();
