@@ -16,10 +16,10 @@ import { FAULT_KINDS } from "./nemesis.ts";
 import { kvWorkload } from "./workloads/kv.ts";
 import { sleep } from "./workloads/workload.ts";
 
-test("chaos campaign - kv, locks, queue and cache stay correct under every fault kind", async (t) => {
+test("chaos campaign - kv, locks, queue, cache and backups stay correct under every fault kind", async (t) => {
   const seed = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   const result = await runCampaign({
-    workloads: ["kv", "locks", "queue", "cache"],
+    workloads: ["kv", "locks", "queue", "cache", "backup"],
     // Every kind in turn, a fault every ~4 s (a rolling restart takes longer): each comes up at least once.
     seconds: 45,
     seed,

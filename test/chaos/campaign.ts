@@ -9,6 +9,7 @@ import { Prng } from "../sim/prng.ts";
 import { ChaosCluster } from "./cluster.ts";
 import { Nemesis, type FaultKind } from "./nemesis.ts";
 import { kvWorkload } from "./workloads/kv.ts";
+import { backupWorkload } from "./workloads/backup.ts";
 import { longestGapMs, sleep, type Workload, type WorkloadContext } from "./workloads/workload.ts";
 import { lockWorkload } from "./workloads/locks.ts";
 import { queueWorkload } from "./workloads/queue.ts";
@@ -22,7 +23,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { SignJWT } from "jose";
 
-export const WORKLOADS = ["kv", "locks", "queue", "cache"] as const;
+export const WORKLOADS = ["kv", "locks", "queue", "cache", "backup"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 
 export interface CampaignOptions {
@@ -75,6 +76,8 @@ function build(name: WorkloadName): Workload {
       return queueWorkload();
     case "cache":
       return cacheWorkload();
+    case "backup":
+      return backupWorkload();
   }
 }
 
@@ -88,7 +91,7 @@ async function secureSetup(dir: string, nodes: number): Promise<{ env: Record<st
   const certs = makeCerts(path.join(dir, "certs"), { nodes: ids });
   const secret = randomBytes(48).toString("base64");
   await writeFile(path.join(dir, "certs", "jwt-secret"), secret);
-  await writeFile(path.join(dir, "certs", "roles.json"), JSON.stringify({ roles: { workload: { allow: ["kv:*", "lock:*", "queue:*", "cache:*", "status"] } } }));
+  await writeFile(path.join(dir, "certs", "roles.json"), JSON.stringify({ roles: { workload: { allow: ["kv:*", "lock:*", "queue:*", "cache:*", "admin:backup", "status"] } } }));
   const token = await new SignJWT({ roles: ["workload"] }).setProtectedHeader({ alg: "HS256" }).setSubject("chaos").setExpirationTime(Math.floor(Date.now() / 1000) + 24 * 3600).sign(new TextEncoder().encode(secret));
   return {
     env: { TLS_CA: certs.ca, AUTH_JWT_SECRET_FILE: path.join(dir, "certs", "jwt-secret"), AUTH_ROLES_FILE: path.join(dir, "certs", "roles.json") },

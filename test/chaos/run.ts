@@ -30,7 +30,7 @@ function int(min: number, max: number) {
 
 const program = new Command("chaos")
   .description("fault campaign against a real local dsync cluster: faults, workloads, history checks")
-  .addOption(new Option("--workload <names>", "kv, locks, queue, cache, a comma list, or all").default(["kv", "locks", "queue", "cache"], "all").argParser(list(WORKLOADS, "workload", "all")))
+  .addOption(new Option("--workload <names>", "kv, locks, queue, cache, backup, a comma list, or all").default(["kv", "locks", "queue", "cache", "backup"], "all").argParser(list(WORKLOADS, "workload", "all")))
   .option("--seconds <n>", "how long faults are injected", int(1, 24 * 3600), 60)
   .option("--seed <n>", "seed of the fault schedule and the workloads (printed; replays the same choices)", int(0, 2 ** 31 - 1))
   .addOption(new Option("--nodes <n>", "cluster size").choices(["3", "5"]).default("3"))

@@ -6,7 +6,7 @@ import { RegisterWorkload, type RegisterDriver } from "./register.ts";
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
-function kvDriver(c: DsyncClient, stale: boolean): RegisterDriver {
+export function kvDriver(c: DsyncClient, stale: boolean): RegisterDriver {
   return {
     async read(key) {
       const r = (await c.call(Op.KV_GET, { key, stale }, { idempotent: true })) as { found: boolean; value: Uint8Array | null };

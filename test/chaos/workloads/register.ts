@@ -28,6 +28,11 @@ export interface RegisterOptions {
   readonly targets?: (client: DsyncClient, keys: readonly string[]) => Promise<{ role: string; node: string }[]>;
   /** Share of writes, deletes and invalidates; the rest are reads. */
   readonly mix: { write: number; delete: number; invalidate: number };
+  /**
+   * Another way to read every key at once (a backup's image), every `everyMs`: each key's value
+   * goes into the history as a read spanning the whole call, so the checker judges it too.
+   */
+  readonly sideRead?: { readonly name: string; readonly everyMs: number; read(ctx: WorkloadContext, n: number, keys: readonly string[]): Promise<ReadonlyMap<string, string | null>> };
 }
 
 /**
@@ -106,6 +111,27 @@ export class RegisterWorkload implements Workload {
         ),
       );
     }
+    if (this.#o.sideRead) this.#loops.push(this.#sideReads(ctx, keys));
+  }
+
+  #sideReads(ctx: WorkloadContext, keys: readonly string[]): Promise<void> {
+    const side = this.#o.sideRead!;
+    let n = 0;
+    return loop(
+      () => this.#stopped,
+      async () => {
+        await sleep(side.everyMs);
+        if (this.#stopped) return;
+        const client = `${side.name}-${n}`;
+        const ops = keys.map((key) => this.#history.invoke(client, "read", key, null));
+        try {
+          const values = await side.read(ctx, n++, keys);
+          for (const op of ops) this.#history.complete(op, values.get(op.key) ?? null);
+        } catch (err) {
+          for (const op of ops) this.#history.failed(op, err);
+        }
+      },
+    );
   }
 
   async targets(): Promise<{ role: string; node: string }[]> {
