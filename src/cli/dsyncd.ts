@@ -1,11 +1,11 @@
 import { installClockControl } from "../host/wall-clock.ts";
 import { Command, Option } from "commander";
-import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../server/config.ts";
+import { ConfigError, configFromEnv, configFromFile, resolveConfig, type RawConfig } from "../config/node-config.ts";
 import { DsyncNode, EXIT_STORAGE_FAILURE } from "../server/node.ts";
 import { FailpointConfigError, envFailpoints, ioFailureDetails } from "../storage/index.ts";
 import { BackupFileError, RestoreError, restoreDataDir } from "../backup/restore.ts";
 import { formatAddr } from "../transport/dial.ts";
-import type { NodeConfig } from "../server/config.ts";
+import type { NodeConfig } from "../config/node-config.ts";
 
 const program = new Command("dsyncd")
   .description(

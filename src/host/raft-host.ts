@@ -4,6 +4,7 @@ import type { StateMachine } from "./state-machine.ts";
 import { Wal } from "../storage/index.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
 import type { Logger } from "./logger.ts";
+import type { NodeMetrics } from "./metrics.ts";
 import { parseRaftBatch } from "./raft-codec.ts";
 import { RaftGroup } from "./raft-group.ts";
 
@@ -119,6 +120,41 @@ export class RaftHost {
     const deadline = performance.now() + timeoutMs;
     const busy = (): boolean => [...this.#groups.values()].some((g) => g.pending > 0);
     while (busy() && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  /**
+   * Moves every leadership this node holds to the most caught-up voter `reachable` accepts and
+   * waits (at most `timeoutMs`) for the moves: a graceful stop or a drain, so the cluster need not
+   * wait an election timeout.
+   */
+  async handOverLeadership(reachable: (id: NodeId) => boolean, timeoutMs: number): Promise<{ handedOver: GroupId[]; stillLeading: GroupId[] }> {
+    const led = [...this.#groups.values()].filter((g) => g.isLeader);
+    const moving = led.filter((g) => {
+      const to = g.mostCaughtUpVoter(reachable);
+      if (to !== undefined) g.transferLeader(to);
+      return to !== undefined;
+    });
+    const deadline = performance.now() + timeoutMs;
+    while (performance.now() < deadline && moving.some((g) => g.isLeader)) await new Promise((r) => setTimeout(r, 10));
+    return { handedOver: moving.filter((g) => !g.isLeader).map((g) => g.group), stillLeading: led.filter((g) => g.isLeader).map((g) => g.group) };
+  }
+
+  /** Each group's term, role and indexes, and the WAL's counters, into the node's gauges. */
+  refreshGauges(m: NodeMetrics): void {
+    for (const g of this.#groups.values()) {
+      const s = g.status();
+      const label = String(g.group);
+      m.raftTerm.labels(label).set(s.term);
+      m.raftIsLeader.labels(label).set(s.role === "leader" ? 1 : 0);
+      m.raftCommitIndex.labels(label).set(s.commit);
+      m.raftAppliedIndex.labels(label).set(g.applied);
+      m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
+    }
+    const w = this.wal.stats();
+    m.walFsyncs.set(w.fsyncs);
+    m.walBytes.set(w.bytes);
+    m.walSegments.set(w.segments);
+    m.walLastFsyncSeconds.set(w.lastFsyncMs / 1000);
   }
 
   async close(): Promise<void> {

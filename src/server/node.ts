@@ -3,27 +3,21 @@ import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, ty
 import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster/machine/cluster-machine.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
-import { adminService } from "../services/cluster/admin-handlers.ts";
-import { CachePartitions, CacheService, RedisStore } from "../services/cache/index.ts";
 import { ClientListener } from "./client-listener.ts";
-import { clientAddrOf, type NodeConfig } from "./config.ts";
+import { clientAddrOf, type NodeConfig } from "../config/node-config.ts";
 import { HttpSidePort, type HealthReport } from "./http-side-port.ts";
 import { createLogger, type Logger } from "../host/logger.ts";
-import { kvService } from "../services/kv/handlers.ts";
-import { LockService } from "../services/lock/service.ts";
 import { NodeMetrics } from "../host/metrics.ts";
 import { Proposer } from "../host/proposer.ts";
 import type { RaftGroup } from "../host/raft-group.ts";
 import { RaftHost } from "../host/raft-host.ts";
 import { RequestRouter } from "../host/request-router.ts";
-import { QueuePartitions } from "../services/queue/partitions.ts";
-import { QueueService } from "../services/queue/service.ts";
 import { encodeCommand } from "../services/command-codec.ts";
 import type { QueueLayout } from "../services/queue/machine/layout.ts";
 import type { Handlers, PeerHandler, Service } from "../host/service.ts";
 import { NodeSecurity } from "../security/node-security.ts";
-import { BackupImages } from "../backup/image-service.ts";
 import { ClusterIdentity } from "../host/cluster-id.ts";
+import { nodeServices } from "../services/node-services.ts";
 
 export const SERVER_VERSION = "dsyncd/0.1.0";
 
@@ -156,7 +150,6 @@ export class DsyncNode {
   onPeerMessage(op: number, handler: (from: string, env: Envelope) => void): void {
     this.#peerMessages.set(op, handler);
   }
-  #queues: QueueService | null = null;
   /** Every service on this node, in the order they are registered and started. */
   #services: Service[] = [];
 
@@ -197,39 +190,20 @@ export class DsyncNode {
     const proposer = new Proposer(host, this.peers);
     this.#proposer = proposer;
     this.onPeerRequest(Op.FORWARD, async (_from, env) => proposer.onForward(env));
-    const locks = new LockService(this.machine.locks, this.#group0, this.#proposer, this.metrics, this.log);
-    this.machine.setLockEventListener((e) => locks.onEvent(e));
-    const group0 = this.#group0;
-    const cacheParts = new CachePartitions(host, this.peers, c.nodeId, this.log);
-    const cache = new CacheService({
-      nodeId: c.nodeId,
-      capacity: c.cacheCapacity,
-      capacityBytes: c.cacheCapacityBytes,
-      writeBackMs: c.cacheWriteBackMs,
-      writePolicy: c.cacheWritePolicy,
-      evictionPolicy: c.cacheEvictionPolicy,
-      invalidationTimeoutMs: c.cacheInvalidationTimeoutMs,
-      redis: c.redisUrl !== null ? new RedisStore(c.redisUrl) : null,
-      partitions: cacheParts,
+    this.#services = nodeServices({
+      config: c,
+      host,
+      group0: this.#group0,
+      machine: this.machine,
+      proposer,
       peers: this.peers,
-      members: () => group0.status().conf.voters,
       metrics: this.metrics,
       log: this.log,
+      leaderAddr: (id) => this.#leaderAddr(id),
+      clusterId: () => this.cluster.id ?? "unknown",
     });
-    const partitions = new QueuePartitions(host, this.peers, c.nodeId, this.log, (p, e) => this.#queues?.onEvent(p, e));
-    const queues = new QueueService(partitions, proposer, c.nodeId, this.metrics, this.log, (id) => this.#leaderAddr(id));
-    this.#queues = queues;
-    const backups = new BackupImages({ host: () => this.#host, nodeId: c.nodeId, clusterId: () => this.cluster.id ?? "unknown", maxFrameBytes: c.maxFrameBytes, log: this.log });
-    this.#services = [adminService(group0, this.peers, c.nodeId), kvService(proposer, this.machine.kv), locks, queues, cache, backups];
     const handlers: Handlers = { client: this.router, peer: (op, h) => this.onPeerRequest(op, h) };
     for (const s of this.#services) s.register(handlers);
-    this.machine.setQueueLayoutListener((layout) => {
-      partitions
-        .open(layout)
-        .then(() => queues.onPartitionsOpen())
-        .catch((err: unknown) => this.log.error({ err }, "could not open the queue partitions"));
-      cacheParts.open(layout).catch((err: unknown) => this.log.error({ err }, "could not open the cache partitions"));
-    });
     await this.peers.listen();
     await this.#clients.listen();
     await this.#http.listen();
@@ -283,20 +257,10 @@ export class DsyncNode {
 
   /** Moves every leadership this node holds to a caught-up, connected voter; returns what moved. */
   async #handOverLeadership(why: "before stopping" | "drained"): Promise<{ handedOver: number[]; stillLeading: number[] }> {
-    const led = [...(this.#host?.groups() ?? [])].filter((g) => g.isLeader);
-    const moving = led.flatMap((g) => {
-      const to = g.mostCaughtUpVoter((v) => this.peers.isConnected(v));
-      if (to === undefined) return [];
-      g.transferLeader(to);
-      return [g];
-    });
-    const stillLeading = (): number[] => led.filter((g) => g.isLeader).map((g) => g.group);
-    if (moving.length === 0) return { handedOver: [], stillLeading: stillLeading() };
-    const deadline = Date.now() + 3 * this.config.electionTimeoutMs;
-    while (Date.now() < deadline && moving.some((g) => g.isLeader)) await new Promise((r) => setTimeout(r, 10));
-    const handedOver = moving.filter((g) => !g.isLeader).map((g) => g.group);
-    this.log.info({ groups: handedOver, stillLeading: stillLeading() }, `handed over leadership ${why}`);
-    return { handedOver, stillLeading: stillLeading() };
+    if (!this.#host) return { handedOver: [], stillLeading: [] };
+    const moved = await this.#host.handOverLeadership((v) => this.peers.isConnected(v), 3 * this.config.electionTimeoutMs);
+    if (moved.handedOver.length > 0) this.log.info({ groups: moved.handedOver, stillLeading: moved.stillLeading }, `handed over leadership ${why}`);
+    return moved;
   }
 
   /**
@@ -315,26 +279,10 @@ export class DsyncNode {
     return { nodeId: this.config.nodeId, ...moved };
   }
 
-  /** Copies consensus and log state into the gauges right before a scrape. */
+  /** Copies consensus, log and service state into the gauges right before a scrape. */
   #refreshGauges(): void {
-    const m = this.metrics;
-    for (const g of this.#host?.groups() ?? []) {
-      const s = g.status();
-      const label = String(g.group);
-      m.raftTerm.labels(label).set(s.term);
-      m.raftIsLeader.labels(label).set(s.role === "leader" ? 1 : 0);
-      m.raftCommitIndex.labels(label).set(s.commit);
-      m.raftAppliedIndex.labels(label).set(g.applied);
-      m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
-    }
+    this.#host?.refreshGauges(this.metrics);
     for (const s of this.#services) s.refreshGauges?.();
-    const w = this.#host?.wal.stats();
-    if (w) {
-      m.walFsyncs.set(w.fsyncs);
-      m.walBytes.set(w.bytes);
-      m.walSegments.set(w.segments);
-      m.walLastFsyncSeconds.set(w.lastFsyncMs / 1000);
-    }
   }
 
   #consensusView(): ConsensusView {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { ErrorCode, InvalidArgumentError, Op } from "../../protocol/index.ts";
 import { CacheClient } from "../../src/client/cache.ts";
 import { DsyncClient } from "../../src/client/client.ts";
-import { ConfigError, configFromEnv, resolveConfig } from "../../src/server/config.ts";
+import { ConfigError, configFromEnv, resolveConfig } from "../../src/config/node-config.ts";
 import { TestCluster, waitFor } from "../helpers/daemon.ts";
 
 let cluster: TestCluster;

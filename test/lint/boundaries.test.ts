@@ -18,10 +18,10 @@ test("lint - forbidden imports across layers fail the lint, with the reason", as
     ["src/raft/x.ts", "node:fs", /Raft core is pure/],
     ["src/services/lock/machine/x.ts", "../../../host/logger.ts", /no I\/O/],
     ["src/services/queue/machine/x.ts", "node:crypto", /no I\/O/],
-    ["src/services/lock/service.ts", "../../server/config.ts", /knows nothing of the node/],
+    ["src/services/lock/service.ts", "../../config/node-config.ts", /knows nothing of the node/],
     ["src/host/x.ts", "../services/lock/service.ts", /without knowing any of them/],
     ["src/services/cache/machine/x.ts", "../../../transport/peer-links.ts", /no I\/O/],
-    ["src/client/x.ts", "../server/config.ts", /never reaches into the daemon/],
+    ["src/client/x.ts", "../config/node-config.ts", /never reaches into the daemon/],
     ["protocol/x.ts", "../src/services/cache/index.ts", /depends on neither/],
     ["src/storage/x.ts", "../server/node.ts", /layers below/],
   ];

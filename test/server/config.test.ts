@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
-import { ConfigError, configFromEnv, resolveConfig } from "../../src/server/config.ts";
+import { ConfigError, configFromEnv, resolveConfig } from "../../src/config/node-config.ts";
 import { ROOT } from "../helpers/daemon.ts";
 
 test("config - the seeds' environment variables keep their meaning", () => {

@@ -1,3 +1,8 @@
+/**
+ * A node's settings: flags, then environment variables (the seeds' names), then a JSON file,
+ * then defaults, validated all at once. Its own folder: read by dsyncd (and its
+ * restore), the local-cluster script and the tests as well as by the node that runs with it.
+ */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { FRAME_BYTES_MAX_DEFAULT } from "../../protocol/index.ts";

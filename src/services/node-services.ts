@@ -1,0 +1,84 @@
+/**
+ * The services a node runs, built from its Raft host, peer links and settings, in the order the
+ * node registers, starts and stops them. Group 0's queue layout opens the queue and cache
+ * partitions once it is known.
+ */
+import type { ClusterMachine } from "./cluster/machine/cluster-machine.ts";
+import { adminService } from "./cluster/admin-handlers.ts";
+import { CachePartitions, CacheService, RedisStore } from "./cache/index.ts";
+import { kvService } from "./kv/handlers.ts";
+import { LockService } from "./lock/service.ts";
+import { QueuePartitions } from "./queue/partitions.ts";
+import { QueueService } from "./queue/service.ts";
+import { BackupImages } from "../backup/image-service.ts";
+import type { Logger } from "../host/logger.ts";
+import type { NodeMetrics } from "../host/metrics.ts";
+import type { Proposer } from "../host/proposer.ts";
+import type { RaftGroup } from "../host/raft-group.ts";
+import type { RaftHost } from "../host/raft-host.ts";
+import type { Service } from "../host/service.ts";
+import type { PeerLinks } from "../transport/peer-links.ts";
+import type { CacheServiceOptions } from "./cache/service.ts";
+
+/** The node's settings the services read (a NodeConfig has them all). */
+export interface ServiceSettings {
+  readonly nodeId: string;
+  readonly cacheCapacity: number;
+  readonly cacheCapacityBytes: number;
+  readonly cacheWriteBackMs: number;
+  readonly cacheWritePolicy: CacheServiceOptions["writePolicy"];
+  readonly cacheEvictionPolicy: CacheServiceOptions["evictionPolicy"];
+  readonly cacheInvalidationTimeoutMs: number;
+  readonly redisUrl: string | null;
+  readonly maxFrameBytes: number;
+}
+
+export interface NodeServicesContext {
+  readonly config: ServiceSettings;
+  readonly host: RaftHost;
+  readonly group0: RaftGroup;
+  readonly machine: ClusterMachine;
+  readonly proposer: Proposer;
+  readonly peers: PeerLinks;
+  readonly metrics: NodeMetrics;
+  readonly log: Logger;
+  /** The client address of a node, for leader hints. */
+  readonly leaderAddr: (id: string | null) => string | null;
+  readonly clusterId: () => string;
+}
+
+/** Admin, KV, locks, queues, cache and backups, wired to group 0 and the partitions. */
+export function nodeServices(x: NodeServicesContext): Service[] {
+  const c = x.config;
+  const locks = new LockService(x.machine.locks, x.group0, x.proposer, x.metrics, x.log);
+  x.machine.setLockEventListener((e) => locks.onEvent(e));
+  const cacheParts = new CachePartitions(x.host, x.peers, c.nodeId, x.log);
+  const cache = new CacheService({
+    nodeId: c.nodeId,
+    capacity: c.cacheCapacity,
+    capacityBytes: c.cacheCapacityBytes,
+    writeBackMs: c.cacheWriteBackMs,
+    writePolicy: c.cacheWritePolicy,
+    evictionPolicy: c.cacheEvictionPolicy,
+    invalidationTimeoutMs: c.cacheInvalidationTimeoutMs,
+    redis: c.redisUrl !== null ? new RedisStore(c.redisUrl) : null,
+    partitions: cacheParts,
+    peers: x.peers,
+    members: () => x.group0.status().conf.voters,
+    metrics: x.metrics,
+    log: x.log,
+  });
+  let queues: QueueService | null = null;
+  const partitions = new QueuePartitions(x.host, x.peers, c.nodeId, x.log, (p, e) => queues?.onEvent(p, e));
+  queues = new QueueService(partitions, x.proposer, c.nodeId, x.metrics, x.log, x.leaderAddr);
+  const q = queues;
+  x.machine.setQueueLayoutListener((layout) => {
+    partitions
+      .open(layout)
+      .then(() => q.onPartitionsOpen())
+      .catch((err: unknown) => x.log.error({ err }, "could not open the queue partitions"));
+    cacheParts.open(layout).catch((err: unknown) => x.log.error({ err }, "could not open the cache partitions"));
+  });
+  const backups = new BackupImages({ host: () => x.host, nodeId: c.nodeId, clusterId: x.clusterId, maxFrameBytes: c.maxFrameBytes, log: x.log });
+  return [adminService(x.group0, x.peers, c.nodeId), kvService(x.proposer, x.machine.kv), locks, queues, cache, backups];
+}
