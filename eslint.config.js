@@ -9,7 +9,7 @@ const off = (...groups) => ({ "no-restricted-imports": ["error", { patterns: gro
 
 const io = {
   // The StateMachine interface lives with the host that runs machines; importing its type is fine.
-  paths: ["node:*", "**/server/**", "**/host/**", "!**/host/state-machine.ts", "**/transport/**", "**/storage/**", "**/client/**"],
+  paths: ["node:*", "**/server/**", "**/config/**", "**/host/**", "!**/host/state-machine.ts", "**/transport/**", "**/storage/**", "**/client/**"],
   why: "deterministic code does no I/O: the simulator replays it from a seed",
 };
 
@@ -26,9 +26,9 @@ export default tseslint.config(
   },
   { files: ["src/raft/**/*.ts"], rules: off({ paths: ["node:*", "../*", "!./*"], why: "the Raft core is pure and imports only itself" }) },
   { files: ["src/services/*/machine/**/*.ts", "src/services/ring/**/*.ts", "src/services/shared/**/*.ts", "src/services/command-codec.ts"], rules: off(io) },
-  { files: ["src/services/**/*.ts"], ignores: ["src/services/*/machine/**", "src/services/ring/**", "src/services/shared/**", "src/services/command-codec.ts"], rules: off({ paths: ["**/server/**", "**/client/**"], why: "a service runs on the host and knows nothing of the node that wires it up" }) },
-  { files: ["src/host/**/*.ts"], rules: off({ paths: ["**/server/**", "**/services/**", "!**/services/command-codec.ts", "**/client/**"], why: "the host runs services' machines and handlers without knowing any of them" }) },
+  { files: ["src/services/**/*.ts"], ignores: ["src/services/*/machine/**", "src/services/ring/**", "src/services/shared/**", "src/services/command-codec.ts"], rules: off({ paths: ["**/server/**", "**/config/**", "**/client/**"], why: "a service runs on the host and knows nothing of the node that wires it up" }) },
+  { files: ["src/host/**/*.ts"], rules: off({ paths: ["**/server/**", "**/config/**", "**/services/**", "!**/services/command-codec.ts", "**/client/**"], why: "the host runs services' machines and handlers without knowing any of them" }) },
   { files: ["protocol/**/*.ts"], rules: off({ paths: ["**/src/**"], why: "the wire protocol is shared by client and daemon and depends on neither" }) },
-  { files: ["src/client/**/*.ts"], rules: off({ paths: ["**/server/**", "**/services/**", "**/storage/**", "**/raft/**"], why: "the client library speaks the protocol only; it never reaches into the daemon" }) },
-  { files: ["src/storage/**/*.ts", "src/transport/**/*.ts"], rules: off({ paths: ["**/server/**", "**/services/**", "**/client/**"], why: "storage and transport are layers below the node and its services" }) },
+  { files: ["src/client/**/*.ts"], rules: off({ paths: ["**/server/**", "**/config/**", "**/services/**", "**/storage/**", "**/raft/**"], why: "the client library speaks the protocol only; it never reaches into the daemon" }) },
+  { files: ["src/storage/**/*.ts", "src/transport/**/*.ts"], rules: off({ paths: ["**/server/**", "**/config/**", "**/services/**", "**/client/**"], why: "storage and transport are layers below the node and its services" }) },
 );
