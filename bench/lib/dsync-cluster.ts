@@ -79,7 +79,8 @@ export class DsyncCluster {
     for (const k of DSYNC_ENV) delete base[k];
     const nodes = specs.map(
       (s, i) =>
-        new Child(`dsyncd ${s.id}`, process.execPath, ["--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
+        // DSYNC_BENCH_NODE_ARGS passes extra node flags to every daemon, e.g. "--cpu-prof".
+        new Child(`dsyncd ${s.id}`, process.execPath, [...(process.env.DSYNC_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
           cwd: ROOT,
           env: {
             ...base,
@@ -100,9 +101,13 @@ export class DsyncCluster {
     return new DsyncCluster(nodes, specs, dir);
   }
 
-  /** Kills every node by PID (SIGKILL: no graceful shutdown needed for a throwaway cluster) and removes the data dirs. */
+  /**
+   * Kills every node by PID and removes the data dirs: SIGKILL (a throwaway cluster needs no
+   * graceful stop), unless DSYNC_BENCH_NODE_ARGS is set: then SIGTERM, so a --cpu-prof is written.
+   */
   async destroy(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => n.stop(0)));
+    const graceMs = process.env.DSYNC_BENCH_NODE_ARGS ? 10_000 : 0;
+    await Promise.all(this.nodes.map((n) => n.stop(graceMs)));
     removeTempDir(this.dir);
   }
 }
