@@ -9,7 +9,7 @@ import type { AuditRecord } from "./audit-log.ts";
 import type { Authenticator, Credentials } from "./authenticator.ts";
 import type { Identity } from "./identity.ts";
 import { ALWAYS_ALLOWED, REQUIREMENTS, allows, describeTarget, targetOf, type Action } from "./permissions.ts";
-import { RateLimiter } from "./rate-limit.ts";
+import { IDENTITIES_MAX, RateLimiter } from "./rate-limit.ts";
 
 /** Actions whose requests change state: audited one by one when AUDIT_WRITES is on. */
 const WRITES: ReadonlySet<Action> = new Set<Action>(["kv:put", "kv:delete", "lock:acquire", "queue:enqueue", "queue:consume", "queue:manage", "cache:set"]);
@@ -97,6 +97,8 @@ export class AccessControl {
         this.#metrics.rateLimited.inc();
         const last = this.#rateAudited.get(id.subject) ?? -Infinity;
         if (this.#now() - last >= RATE_AUDIT_EVERY_MS) {
+          // Bounded like the limiter's buckets: a flood of distinct subjects cannot grow it forever.
+          if (!this.#rateAudited.has(id.subject) && this.#rateAudited.size >= IDENTITIES_MAX) this.#rateAudited.delete(this.#rateAudited.keys().next().value!);
           this.#rateAudited.set(id.subject, this.#now());
           this.#audit({ event: "rate-limited", identity: id.subject, via: id.via, source: caller.source, op: opName(env.type), outcome: "RATE_LIMITED" });
         }

@@ -11,7 +11,7 @@ interface Bucket {
   at: number;
 }
 
-const IDENTITIES_MAX = 100_000;
+export const IDENTITIES_MAX = 100_000;
 
 export class RateLimiter {
   readonly #requests = new Map<string, Bucket>();
