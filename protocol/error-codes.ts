@@ -102,9 +102,10 @@ export function isRetryableCode(code: number): boolean {
 
 /**
  * Codes after which the failed request certainly had no effect. After any other code (TIMEOUT,
- * CONNECTION_CLOSED, UNAVAILABLE, SHUTTING_DOWN, CACHE_STORE_ERROR, INTERNAL) a request that
- * changes state may or may not have been applied: a write may have been replicated before the
- * node that took it failed, and may still commit.
+ * CONNECTION_CLOSED, SHUTTING_DOWN, CACHE_STORE_ERROR, INTERNAL) a request that changes state may
+ * or may not have been applied: a write may have been replicated before the node that took it
+ * failed, and may still commit. UNAVAILABLE is only ever a refusal before anything was proposed;
+ * a write that was proposed and then lost its answer ends in TIMEOUT or SHUTTING_DOWN.
  */
 const NO_EFFECT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.PROTOCOL_ERROR,
@@ -116,6 +117,7 @@ const NO_EFFECT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.HANDSHAKE_REQUIRED,
   ErrorCode.OVERLOADED,
   ErrorCode.NOT_LEADER,
+  ErrorCode.UNAVAILABLE,
   ErrorCode.LOCK_HELD,
   ErrorCode.NOT_HELD,
   ErrorCode.DEADLOCK,

@@ -386,7 +386,8 @@ export class RaftGroup {
     this.#failure = err;
     this.#o.onFatal?.(err);
     this.#o.log.fatal({ err, group: this.group }, "raft group stopped: storage failure");
-    this.#failAll(new UnavailableError(`storage failure: ${err.message}`));
+    // Writes already proposed may have reached the other replicas and may still commit.
+    this.#failAll(new TimeoutError(`this node's log failed (${err.message}); a write in flight may or may not have been applied`));
     this.#stopped = true;
   }
 

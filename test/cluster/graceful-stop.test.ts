@@ -2,7 +2,7 @@
  * While a leader stops gracefully, every write sent through the other nodes gets an outcome its
  * client knows: done, or refused with a code that says nothing happened. Found by the fault
  * campaign's rolling restarts (a few writes per roll ended unknown): a node that knew no leader
- * yet refused writes with UNAVAILABLE (effect unknown) although it had proposed nothing, and
+ * yet refused writes with UNAVAILABLE (then of unknown effect) although it had proposed nothing, and
  * writes forwarded to the stopping leader were failed with SHUTTING_DOWN when it closed its Raft
  * groups, where they could still commit. Without the fix: 1–87 of ~2,500 writes per run.
  */
