@@ -16,6 +16,7 @@ import { clusterStatus } from "../src/cli/cluster-status.ts";
 import { table } from "../src/cli/output.ts";
 import { readFileSync } from "node:fs";
 import { makeCerts } from "./lib/certs.ts";
+import { loopbackNodeEnv } from "./lib/node-env.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const opts = new Command("local-cluster")
@@ -40,19 +41,13 @@ if (opts.fresh) await rm(opts.data, { recursive: true, force: true });
 await mkdir(opts.data, { recursive: true });
 const certs = opts.tls ? makeCerts(path.join(opts.data, "certs"), { nodes: ids, clients: ["admin"] }) : null;
 
-const children: ChildProcess[] = ids.map((id, i) => {
-  const peers = ids.flatMap((other, j) => (j === i ? [] : [`${other}:127.0.0.1:${base + 101 + j}`])).join(",");
+const members = ids.map((id, i) => ({ id, clientPort: base + 1 + i, peerPort: base + 101 + i, httpPort: base + 201 + i }));
+const children: ChildProcess[] = members.map((m) => {
+  const id = m.id;
   const child = spawn(path.join(root, "bin", "dsyncd"), [], {
     env: {
       ...process.env,
-      NODE_ID: id,
-      NODE_HOST: "127.0.0.1",
-      API_PORT: String(base + 1 + i),
-      NODE_PORT: String(base + 101 + i),
-      HTTP_PORT: String(base + 201 + i),
-      PEER_NODES: peers,
-      DATA_DIR: path.join(opts.data, id),
-      LOG_LEVEL: opts.logLevel,
+      ...loopbackNodeEnv(m, members, path.join(opts.data, id), opts.logLevel),
       ...(certs && { TLS_CERT: certs.node(id).cert, TLS_KEY: certs.node(id).key, TLS_CA: certs.ca }),
     },
     stdio: ["ignore", "inherit", "inherit"],

@@ -7,6 +7,7 @@ import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Child, ROOT, freePorts, removeTempDir, trackTempDir, waitFor } from "./proc.ts";
+import { loopbackNodeEnv } from "../../scripts/lib/node-env.ts";
 
 /** Environment variables dsyncd reads; stripped from the inherited env so the bench sets them all. */
 const DSYNC_ENV = [
@@ -84,14 +85,7 @@ export class DsyncCluster {
           cwd: ROOT,
           env: {
             ...base,
-            NODE_ID: s.id,
-            NODE_HOST: "127.0.0.1",
-            API_PORT: String(s.clientPort),
-            NODE_PORT: String(s.peerPort),
-            HTTP_PORT: String(s.httpPort),
-            PEER_NODES: specs.filter((o) => o !== s).map((o) => `${o.id}:127.0.0.1:${o.peerPort}`).join(","),
-            DATA_DIR: path.join(dir, s.id),
-            LOG_LEVEL: "warn",
+            ...loopbackNodeEnv(s, specs, path.join(dir, s.id)),
             FSYNC: "true",
             ...extraEnv,
             ...nodeEnv(i),

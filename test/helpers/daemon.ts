@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, waitFor } from "../../scripts/lib/ports.ts";
+import { loopbackNodeEnv } from "../../scripts/lib/node-env.ts";
 export { freePort, waitFor };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -110,14 +111,7 @@ export function daemonsOf(specs: readonly NodeSpec[], extraEnv: Record<string, s
   return specs.map(
     (s, i) =>
       new DaemonProcess(s, {
-        NODE_ID: s.id,
-        NODE_HOST: "127.0.0.1",
-        API_PORT: String(s.clientPort),
-        NODE_PORT: String(s.peerPort),
-        HTTP_PORT: String(s.httpPort),
-        PEER_NODES: specs.filter((o) => o !== s).map((o) => `${o.id}:127.0.0.1:${o.peerPort}`).join(","),
-        DATA_DIR: s.dataDir,
-        LOG_LEVEL: "warn",
+        ...loopbackNodeEnv(s, specs, s.dataDir),
         ...extraEnv,
         ...nodeEnv[i],
       }),
@@ -162,17 +156,7 @@ export class TestCluster {
   /** Starts one more node (not in the others' PEER_NODES), e.g. to join with JOIN=true. */
   async addNode(id: string, extraEnv: Record<string, string> = {}): Promise<DaemonProcess> {
     const spec: NodeSpec = { id, clientPort: await freePort(), peerPort: await freePort(), httpPort: await freePort(), dataDir: path.join(this.dir, id) };
-    const node = new DaemonProcess(spec, {
-      NODE_ID: id,
-      NODE_HOST: "127.0.0.1",
-      API_PORT: String(spec.clientPort),
-      NODE_PORT: String(spec.peerPort),
-      HTTP_PORT: String(spec.httpPort),
-      PEER_NODES: this.nodes.map((o) => `${o.spec.id}:127.0.0.1:${o.spec.peerPort}`).join(","),
-      DATA_DIR: spec.dataDir,
-      LOG_LEVEL: "warn",
-      ...extraEnv,
-    });
+    const node = new DaemonProcess(spec, { ...loopbackNodeEnv(spec, this.nodes.map((o) => o.spec), spec.dataDir), ...extraEnv });
     this.nodes.push(node);
     await node.start();
     return node;
