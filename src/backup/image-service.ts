@@ -18,7 +18,7 @@ import {
   type BackupGroupInfo,
 } from "../../protocol/index.ts";
 import type { RaftHost } from "../host/raft-host.ts";
-import type { Service } from "../host/service.ts";
+import type { Handlers, Service } from "../host/service.ts";
 import type { Logger } from "../host/logger.ts";
 
 /** How long a backup's images stay after their last chunk request (the client is gone). */
@@ -47,6 +47,8 @@ export class BackupImages implements Service {
   readonly name = "backup";
   readonly #o: BackupImagesOptions;
   readonly #held = new Map<string, Held>();
+  /** Backups whose images are being taken (counted against MAX_HELD with the held ones). */
+  #taking = 0;
   readonly #chunkBytes: number;
 
   constructor(o: BackupImagesOptions) {
@@ -54,7 +56,7 @@ export class BackupImages implements Service {
     this.#chunkBytes = Math.max(4096, Math.min(1 << 20, Math.floor(o.maxFrameBytes / 2)));
   }
 
-  register(h: Parameters<Service["register"]>[0]): void {
+  register(h: Handlers): void {
     h.client.register(Op.ADMIN_BACKUP, async (body): Promise<AdminBackupReply> => {
       asFields(body, "ADMIN_BACKUP");
       return this.take();
@@ -77,7 +79,16 @@ export class BackupImages implements Service {
   async take(): Promise<AdminBackupReply> {
     const host = this.#o.host();
     if (!host) throw new UnavailableError("this node is still starting; retry shortly");
-    if (this.#held.size >= MAX_HELD) throw new DsyncError(ErrorCode.OVERLOADED, `this node already holds ${MAX_HELD} backups being fetched; retry in a minute`);
+    if (this.#held.size + this.#taking >= MAX_HELD) throw new DsyncError(ErrorCode.OVERLOADED, `this node already holds ${MAX_HELD} backups being fetched; retry in a minute`);
+    this.#taking++;
+    try {
+      return await this.#take(host);
+    } finally {
+      this.#taking--;
+    }
+  }
+
+  async #take(host: RaftHost): Promise<AdminBackupReply> {
     const groups = [...host.groups()].sort((a, b) => a.group - b.group);
     const images = new Map<number, Uint8Array>();
     const infos: BackupGroupInfo[] = [];
