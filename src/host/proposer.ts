@@ -83,8 +83,8 @@ export class Proposer {
 }
 
 /**
- * Refused before anything was proposed: NOT_LEADER with no hint, which clients know had no
- * effect (UNAVAILABLE's outcome is unknown) and retry after a pause.
+ * Refused before anything was proposed: NOT_LEADER with no hint, which clients treat as any
+ * leader change (no effect; pause, then retry).
  */
 function noLeaderYet(): NotLeaderError {
   return new NotLeaderError(null, null);

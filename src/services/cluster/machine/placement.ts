@@ -84,7 +84,7 @@ export function place(nodes: readonly PlacementNode[], partitions: number, rf: n
       for (let i = 0; i < partitions; i++) {
         const r = replicas[i]!;
         if (!r.has(over) || r.has(to)) continue;
-        const gain = zoneCrowding(r, over, zoneOf) - zoneCrowdingWith(r, over, to, zoneOf);
+        const gain = zoneCrowding(r, over, over, zoneOf) - zoneCrowding(r, over, to, zoneOf);
         if (gain > bestGain) {
           best = i;
           bestGain = gain;
@@ -163,15 +163,11 @@ function quotas(ids: readonly string[], total: number, held: (id: string) => num
   return new Map(ranked.map((id, k) => [id, base + (k < extra ? 1 : 0)]));
 }
 
-/** How many other replicas of the partition share `id`'s zone. */
-function zoneCrowding(r: ReadonlySet<string>, id: string, zoneOf: ReadonlyMap<string, string>): number {
-  let n = 0;
-  for (const o of r) if (o !== id && zoneOf.get(o) === zoneOf.get(id)) n++;
-  return n;
-}
-
-/** How many replicas of the partition would share `to`'s zone once `from` is replaced by `to`. */
-function zoneCrowdingWith(r: ReadonlySet<string>, from: string, to: string, zoneOf: ReadonlyMap<string, string>): number {
+/**
+ * How many replicas of the partition would share `to`'s zone once `from` is replaced by `to`
+ * (with `to` = `from`: how many others share `from`'s zone now).
+ */
+function zoneCrowding(r: ReadonlySet<string>, from: string, to: string, zoneOf: ReadonlyMap<string, string>): number {
   let n = 0;
   for (const o of r) if (o !== from && zoneOf.get(o) === zoneOf.get(to)) n++;
   return n;
