@@ -187,14 +187,16 @@ test("queue cluster - nacks back off exponentially, the message dead-letters aft
     assert.equal(config.maxDeliveries, 4);
     await q.enqueue("flaky", "boom");
     const gaps: number[] = [];
-    let nackedAt = 0;
+    // Measured from when each nack was sent: the leader stamps the delay's start when it gets the
+    // nack, which is after the send; from the reply instead, a slow commit shortens the gap.
+    let nackSentAt = 0;
     for (let delivery = 1; delivery <= 4; delivery++) {
       const [m] = await q.consume("flaky", { max: 1, waitMs: 20_000 });
       assert.ok(m, `delivery ${delivery}`);
-      if (delivery > 1) gaps.push(Date.now() - nackedAt);
+      if (delivery > 1) gaps.push(Date.now() - nackSentAt);
       assert.equal(m.deliveryCount, delivery);
+      nackSentAt = Date.now();
       const r = await q.nack("flaky", m.receipt);
-      nackedAt = Date.now();
       assert.equal(r.deadLettered, delivery === 4);
     }
     // Delays 150, 300, 600 ms: each observed gap is at least its delay (minus clock granularity).
