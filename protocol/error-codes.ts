@@ -34,6 +34,8 @@ export const ErrorCode = {
   CONNECTION_CLOSED: 14,
   /** Peer only: the other node belongs to another cluster (e.g. the one a backup was restored from). The link is refused. */
   WRONG_CLUSTER: 15,
+  /** This node holds no replica of the queue's partition: send the request to `leaderAddr` (a node that does). */
+  MOVED: 16,
   /** Try-lock (waitMs 0): the lock is held in a conflicting mode. */
   LOCK_HELD: 20,
   /** Release of a lock this session does not hold (or with a stale fencing token). */
@@ -75,6 +77,7 @@ export type ErrorCodeName = keyof typeof ErrorCode;
 const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.OVERLOADED,
   ErrorCode.NOT_LEADER,
+  ErrorCode.MOVED,
   ErrorCode.UNAVAILABLE,
   ErrorCode.TIMEOUT,
   ErrorCode.SHUTTING_DOWN,
@@ -117,6 +120,7 @@ const NO_EFFECT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.HANDSHAKE_REQUIRED,
   ErrorCode.OVERLOADED,
   ErrorCode.NOT_LEADER,
+  ErrorCode.MOVED,
   ErrorCode.UNAVAILABLE,
   ErrorCode.LOCK_HELD,
   ErrorCode.NOT_HELD,

@@ -4,7 +4,7 @@ import { ErrorCode, errorCodeName, isRetryableCode } from "./error-codes.ts";
 export interface ErrorBody {
   readonly code: number;
   readonly message: string;
-  /** Node id of the leader, with NOT_LEADER when known. */
+  /** Node id of the leader, with NOT_LEADER when known (with MOVED: a node holding the partition). */
   readonly leaderHint?: string | null;
   /** Client address (host:port) of the leader, with NOT_LEADER when known. */
   readonly leaderAddr?: string | null;
@@ -56,8 +56,27 @@ export class NotLeaderError extends DsyncError {
   constructor(
     readonly leaderHint: string | null,
     readonly leaderAddr: string | null,
+    message?: string,
   ) {
-    super(ErrorCode.NOT_LEADER, leaderHint ? `not the leader; the leader is ${leaderHint}` : "not the leader; no leader is known yet");
+    super(ErrorCode.NOT_LEADER, message ?? (leaderHint ? `not the leader; the leader is ${leaderHint}` : "not the leader; no leader is known yet"));
+  }
+  override toBody(): ErrorBody {
+    return { ...super.toBody(), leaderHint: this.leaderHint, leaderAddr: this.leaderAddr };
+  }
+}
+
+/**
+ * The node holds no replica of the queue's partition (queue partitions live on a subset of the
+ * nodes): resend to `leaderAddr`, a node that holds it, and remember that route for the queue.
+ */
+export class MovedError extends DsyncError {
+  override name = "MovedError";
+  constructor(
+    readonly leaderHint: string | null,
+    readonly leaderAddr: string | null,
+    message: string,
+  ) {
+    super(ErrorCode.MOVED, message);
   }
   override toBody(): ErrorBody {
     return { ...super.toBody(), leaderHint: this.leaderHint, leaderAddr: this.leaderAddr };
@@ -201,7 +220,9 @@ export function errorFromBody(body: ErrorBody): DsyncError {
     case ErrorCode.INVALID_ARGUMENT:
       return new InvalidArgumentError(body.message);
     case ErrorCode.NOT_LEADER:
-      return new NotLeaderError(body.leaderHint ?? null, body.leaderAddr ?? null);
+      return new NotLeaderError(body.leaderHint ?? null, body.leaderAddr ?? null, body.message);
+    case ErrorCode.MOVED:
+      return new MovedError(body.leaderHint ?? null, body.leaderAddr ?? null, body.message);
     case ErrorCode.UNAVAILABLE:
       return new UnavailableError(body.message);
     case ErrorCode.TIMEOUT:

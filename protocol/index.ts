@@ -13,3 +13,4 @@ export * from "./lock-messages.ts";
 export * from "./kv-messages.ts";
 export * from "./backup-messages.ts";
 export * from "./backup-file.ts";
+export * from "./shard-messages.ts";

@@ -3,6 +3,7 @@
  * daemon (its handlers return them) and the client side (the CLI and tests read them).
  * PROTOCOL.md "Key-value" and "ADMIN_…" describe each field.
  */
+import type { MoveJob } from "./shard-messages.ts";
 
 /** KV_PUT and KV_DELETE: the revision (log index) the write took effect at; whether the key existed before. */
 export interface KvWriteReply {
@@ -29,11 +30,16 @@ export interface AdminMembership {
   readonly learners: readonly string[];
 }
 
-/** ADMIN_ADD_NODE (`role: "voter"`) and ADMIN_REMOVE_NODE (no role). */
+/**
+ * ADMIN_ADD_NODE's reply: the node's role in group 0 (a voter while group 0 has fewer than 3, or
+ * 5, voters; else a learner, which serves clients all the same) and the replica moves queued to
+ * rebalance partitions onto it (see ADMIN_SHARDS).
+ */
 export interface AdminMemberReply {
   readonly nodeId: string;
-  readonly role?: "voter";
+  readonly role: "voter" | "learner";
   readonly conf: AdminMembership;
+  readonly jobs: readonly MoveJob[];
 }
 
 /** ADMIN_DRAIN's reply: the Raft groups whose leadership the node handed over. */

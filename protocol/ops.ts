@@ -4,7 +4,7 @@
  *
  * Blocks by service, so each can grow without renumbering: 16–23 key-value, 24–31 admin,
  * 32–39 locks, 40–55 queues, 56–63 cache; pushes 64 lock, 65–66 queue, 67–69 cache;
- * peer 96–99 Raft and forwarding, 100–111 cache coherence.
+ * peer 96–99 Raft and forwarding, 100–111 cache coherence, 112–115 queue partitions.
  */
 export const Op = {
   /** A successful reply; its id is the request's. */
@@ -21,8 +21,9 @@ export const Op = {
   KV_DELETE: 18,
   /** Ask the leader to hand leadership to another voter. */
   ADMIN_TRANSFER_LEADER: 24,
-  /** Add a node: it joins as a learner and is promoted to voter once caught up. */
+  /** Add a node: it joins group 0 as a learner, is promoted to voter if group 0 has fewer than 3 (or 5), and partitions are rebalanced onto it. */
   ADMIN_ADD_NODE: 25,
+  /** Decommission a node: its replicas move to other nodes, then it leaves the cluster. */
   ADMIN_REMOVE_NODE: 26,
   /** Drain the node that receives it: its leaderships handed over, new requests refused; stop it next. */
   ADMIN_DRAIN: 27,
@@ -30,6 +31,10 @@ export const Op = {
   ADMIN_BACKUP: 28,
   /** One slice of one group's image of a backup taken by ADMIN_BACKUP on the same node. */
   ADMIN_BACKUP_CHUNK: 29,
+  /** The shard map: each queue partition's replicas, leader, lag and state, the nodes, and the replica-move jobs. */
+  ADMIN_SHARDS: 30,
+  /** Plan (dryRun) or queue the replica moves that balance the partitions over the active nodes. */
+  ADMIN_REBALANCE: 31,
   /** Open a lock session (a lease kept alive by the client); binds it to this connection. */
   LOCK_SESSION_OPEN: 32,
   LOCK_KEEPALIVE: 33,
@@ -80,6 +85,8 @@ export const Op = {
   LOCK_EVENT: 64,
   /** Push: messages for a subscription of this connection. */
   QUEUE_DELIVERY: 65,
+  /** Push: a subscription of this connection ended (its partition moved to other nodes); subscribe again. */
+  QUEUE_SUBSCRIPTION_ENDED: 66,
   /** Push: drop these keys from the near-cache, then answer CACHE_NEAR_ACK. */
   CACHE_NEAR_INVALIDATE: 67,
   PEER_HELLO: 96,
@@ -95,6 +102,10 @@ export const Op = {
   CACHE_PEEK: 108,
   CACHE_RENEW: 109,
   CACHE_HANDOFF: 110,
+  /** One node asks another for its views of queue partitions it does not hold (QUEUE_LIST). */
+  QUEUE_LIST_PARTITIONS: 112,
+  /** One node asks another for the Raft status of the queue partitions it holds (ADMIN_SHARDS). */
+  PARTITION_STATUS: 113,
 } as const;
 /** One of the message types above. */
 export type Op = (typeof Op)[keyof typeof Op];

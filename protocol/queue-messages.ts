@@ -79,6 +79,8 @@ export interface QueueLayout {
   readonly partitions: number;
   readonly virtualNodes: number;
   readonly members: readonly string[];
+  /** Replicas per partition (absent in layouts recorded before partitions had a replication factor: every member). */
+  readonly replicationFactor?: number;
 }
 
 /** Where a queue's partition is led: a client that sends there skips the forwarding hop. */

@@ -17,21 +17,13 @@ admin
   });
 admin
   .command("add-node <node-id> <peer-addr>")
-  .description("add a node started with --join: it catches up as a learner, then becomes a voter")
+  .description("add a node started with --join: it catches up on group 0, votes if group 0 has fewer than 3 (or 5) voters, and partitions are rebalanced onto it")
   .action(async (nodeId: string, peerAddr: string) => {
     await withClient(async (c, g) => {
-      if (!g.json) process.stderr.write(`adding ${nodeId} (${peerAddr}): joining as a learner, catching up, then promoting…\n`);
+      if (!g.json) process.stderr.write(`adding ${nodeId} (${peerAddr}): joining as a learner, catching up…\n`);
       const r = (await c.call(Op.ADMIN_ADD_NODE, { nodeId, peerAddr }, { timeoutMs: 90_000 })) as AdminMemberReply;
-      print(g, r, `${r.nodeId} is a voter; voters: ${r.conf.voters.join(", ")}`);
-    });
-  });
-admin
-  .command("remove-node <node-id>")
-  .description("remove a node from the cluster")
-  .action(async (nodeId: string) => {
-    await withClient(async (c, g) => {
-      const r = (await c.call(Op.ADMIN_REMOVE_NODE, { nodeId }, { timeoutMs: 15_000 })) as AdminMemberReply;
-      print(g, r, `${r.nodeId} removed; voters: ${r.conf.voters.join(", ")}`);
+      const moves = r.jobs.length > 0 ? `; ${r.jobs.length} replica move(s) queued onto it (dsync admin jobs)` : "";
+      print(g, r, `${r.nodeId} is a ${r.role} of group 0 (voters: ${r.conf.voters.join(", ")})${moves}`);
     });
   });
 admin

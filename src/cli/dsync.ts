@@ -6,5 +6,6 @@ import "./lock-commands.ts";
 import "./queue-commands.ts";
 import "./cache-commands.ts";
 import "./admin-commands.ts";
+import "./shard-commands.ts";
 
 await program.parseAsync(process.argv);

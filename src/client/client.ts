@@ -4,6 +4,7 @@ import {
   ConnectionClosedError,
   DsyncError,
   ErrorCode,
+  MovedError,
   NotLeaderError,
   Op,
   RateLimitedError,
@@ -104,7 +105,8 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
           if (err.leaderAddr === null) await this.#pause(attempt);
           continue;
         }
-        if (!(err instanceof DsyncError) || !err.retryable) throw err;
+        // A queue's partition lives elsewhere: the queue client routes it (this connection stays).
+        if (!(err instanceof DsyncError) || !err.retryable || err instanceof MovedError) throw err;
         const lost = err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT;
         if (lost && !opts.idempotent) throw err;
         // A new connection sends a new HELLO, with the token file read again.

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import {
   DsyncError,
+  MovedError,
   Op,
   type DeliveredMessage,
   type Envelope,
@@ -30,6 +31,9 @@ export type {
   QueueStatsReply,
 } from "../../protocol/index.ts";
 import type { CallOptions, DsyncClient } from "./client.ts";
+
+/** MOVED redirects one request follows (a map changing under a rebalance may take a second). */
+const MOVED_HOPS_MAX = 3;
 
 /** Options of one message of {@link QueueClient.enqueue}. */
 export interface EnqueueOptions {
@@ -120,33 +124,45 @@ export class QueueClient {
    * cannot reach its node forgets the route; an idempotent one is then tried through `client`.
    */
   async #call(queue: string, op: number, body: object, opts: CallOptions = {}): Promise<unknown> {
-    const routed = this.#routes.has(queue);
-    let reply: unknown;
-    try {
-      reply = await this.clientFor(queue).call(op, body, opts);
-    } catch (err) {
-      if (!routed || !(err instanceof DsyncError) || !err.retryable) throw err;
-      this.#routes.delete(queue);
-      if (!opts.idempotent) throw err;
-      reply = await this.client.call(op, body, opts);
+    for (let hop = 0; ; hop++) {
+      const routed = this.#routes.has(queue);
+      let reply: unknown;
+      try {
+        reply = await this.clientFor(queue).call(op, body, opts);
+      } catch (err) {
+        // The node holds no replica of the queue's partition: go where it says (MOVED had no effect).
+        if (err instanceof MovedError && err.leaderAddr !== null && hop < MOVED_HOPS_MAX) {
+          this.#route(queue, err.leaderAddr);
+          continue;
+        }
+        if (!routed || !(err instanceof DsyncError) || !err.retryable) throw err;
+        this.#routes.delete(queue);
+        if (!opts.idempotent) throw err;
+        reply = await this.client.call(op, body, opts);
+      }
+      this.#learn(queue, reply);
+      return reply;
     }
-    this.#learn(queue, reply);
-    return reply;
+  }
+
+  /** Remembers `addr` as where `queue`'s requests go (also after a MOVED, whatever `routeToLeader` says). */
+  #route(queue: string, addr: string): void {
+    // Bounded: a process touching millions of queue names must not grow this without limit.
+    if (this.#routes.size >= 10_000) this.#routes.clear();
+    this.#routes.set(queue, addr);
   }
 
   #learn(queue: string, reply: unknown): void {
     if (!this.#routeToLeader) return;
     const addr = (reply as { leaderAddr?: unknown } | null)?.leaderAddr;
     if (typeof addr !== "string" || this.#routes.get(queue) === addr) return;
-    // Bounded: a process touching millions of queue names must not grow this without limit.
-    if (this.#routes.size >= 10_000) this.#routes.clear();
-    this.#routes.set(queue, addr);
+    this.#route(queue, addr);
   }
 
   /** Learns where `queue` is led (a stale, local read on any node). */
   async locate(queue: string): Promise<void> {
     if (!this.#routeToLeader || this.#routes.has(queue)) return;
-    this.#learn(queue, await this.client.call(Op.QUEUE_STATS, { queue, stale: true }, { idempotent: true }).catch(() => null));
+    this.#learn(queue, await this.#call(queue, Op.QUEUE_STATS, { queue, stale: true }, { idempotent: true }).catch(() => null));
   }
 
   /** Enqueues one message; resolves once it is committed (durable on a majority). */
@@ -180,7 +196,7 @@ export class QueueClient {
   }
 
   async configure(queue: string, settings: QueueSettings): Promise<QueueConfig> {
-    const r = (await this.client.call(Op.QUEUE_CONFIGURE, { queue, ...settings }, { idempotent: true })) as QueueConfigureReply;
+    const r = (await this.#call(queue, Op.QUEUE_CONFIGURE, { queue, ...settings }, { idempotent: true })) as QueueConfigureReply;
     return r.config;
   }
 
@@ -195,17 +211,17 @@ export class QueueClient {
 
   /** The oldest dead-lettered messages of `queue`, with the reason and every delivery. */
   async dlqList(queue: string, opts: { max?: number } = {}): Promise<QueueDlqListReply> {
-    return (await this.client.call(Op.QUEUE_DLQ_LIST, { queue, max: opts.max }, { idempotent: true })) as QueueDlqListReply;
+    return (await this.#call(queue, Op.QUEUE_DLQ_LIST, { queue, max: opts.max }, { idempotent: true })) as QueueDlqListReply;
   }
 
   /** Moves dead-lettered messages of `queue` back to it, oldest first, as new deliveries. */
   async dlqRedrive(queue: string, opts: { max?: number } = {}): Promise<QueueDlqRedriveReply> {
-    return (await this.client.call(Op.QUEUE_DLQ_REDRIVE, { queue, max: opts.max })) as QueueDlqRedriveReply;
+    return (await this.#call(queue, Op.QUEUE_DLQ_REDRIVE, { queue, max: opts.max })) as QueueDlqRedriveReply;
   }
 
   /** Drops the waiting messages of `queue` (in-flight ones stay ackable), or with `dlq` its dead letters. */
   async purge(queue: string, opts: { dlq?: boolean } = {}): Promise<QueuePurgeReply> {
-    return (await this.client.call(Op.QUEUE_PURGE, { queue, dlq: opts.dlq === true })) as QueuePurgeReply;
+    return (await this.#call(queue, Op.QUEUE_PURGE, { queue, dlq: opts.dlq === true })) as QueuePurgeReply;
   }
 
   /**
@@ -232,15 +248,23 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   readonly #onDisconnect = (): void => void this.#resubscribe();
   #resubscribing = false;
 
+  #client: DsyncClient;
+
   constructor(
     readonly queues: QueueClient,
     /** The connection deliveries arrive on (the partition leader's, when known). */
-    readonly client: DsyncClient,
+    client: DsyncClient,
     readonly queue: string,
     readonly opts: SubscribeOptions,
     readonly handler: MessageHandler,
   ) {
     super();
+    this.#client = client;
+  }
+
+  /** The connection deliveries arrive on; it changes when the queue's partition moves. */
+  get client(): DsyncClient {
+    return this.#client;
   }
 
   /** Messages handed to the handler and not yet settled. */
@@ -249,29 +273,54 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   }
 
   async start(): Promise<void> {
+    this.#attach();
+    try {
+      await this.#subscribe();
+    } catch (err) {
+      this.#closed = true;
+      this.#detach();
+      throw err;
+    }
+  }
+
+  #attach(): void {
     // Many subscriptions may share one connection; each adds two listeners.
-    if (this.client.getMaxListeners() !== 0) this.client.setMaxListeners(this.client.getMaxListeners() + 2);
-    this.client.on("push", this.#onPush);
-    await this.#subscribe();
-    this.client.on("disconnect", this.#onDisconnect);
+    if (this.#client.getMaxListeners() !== 0) this.#client.setMaxListeners(this.#client.getMaxListeners() + 2);
+    this.#client.on("push", this.#onPush);
+    this.#client.on("disconnect", this.#onDisconnect);
+  }
+
+  #detach(): void {
+    this.#client.off("disconnect", this.#onDisconnect);
+    this.#client.off("push", this.#onPush);
+    if (this.#client.getMaxListeners() > 2) this.#client.setMaxListeners(this.#client.getMaxListeners() - 2);
   }
 
   /** Stops deliveries, lets running handlers finish and sends their acks. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.client.off("disconnect", this.#onDisconnect);
     const id = this.#id;
-    if (id !== null) await this.client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: id }, { idempotent: true }).catch(() => {});
+    if (id !== null) await this.#client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: id }, { idempotent: true }).catch(() => {});
     if (this.#inHand > 0) await new Promise<void>((r) => this.#idle.push(r));
     await this.#flushAcks();
-    this.client.off("push", this.#onPush);
-    if (this.client.getMaxListeners() > 2) this.client.setMaxListeners(this.client.getMaxListeners() - 2);
+    this.#detach();
   }
 
   async #subscribe(): Promise<void> {
-    const r = (await this.client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as QueueSubscribeReply;
-    this.#id = r.subscriptionId;
+    for (let hop = 0; ; hop++) {
+      try {
+        const r = (await this.#client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as QueueSubscribeReply;
+        this.#id = r.subscriptionId;
+        return;
+      } catch (err) {
+        if (!(err instanceof MovedError) || err.leaderAddr === null || hop >= MOVED_HOPS_MAX) throw err;
+        // Deliveries come from a node holding the partition: move this subscription's connection there.
+        this.#detach();
+        this.#client = this.queues.client.sibling(err.leaderAddr);
+        this.#attach();
+      }
+    }
   }
 
   /**
@@ -299,6 +348,12 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   }
 
   #deliver(env: Envelope): void {
+    if (env.type === Op.QUEUE_SUBSCRIPTION_ENDED) {
+      // The partition moved off that node: subscribe again (a redirect leads to a node holding it).
+      const ended = (env.body as { subscriptionId?: unknown } | null)?.subscriptionId;
+      if (ended === this.#id && !this.#closed) void this.#resubscribe();
+      return;
+    }
     if (env.type !== Op.QUEUE_DELIVERY || this.#id === null) return;
     const body = env.body as { subscriptionId: number; messages: DeliveredMessage[] };
     if (body.subscriptionId !== this.#id) return;
@@ -313,7 +368,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
       this.#scheduleAcks();
     } catch (err) {
       if (this.listenerCount("error") > 0) this.emit("error", err as Error, m);
-      await this.client.call(Op.QUEUE_NACK, { queue: this.queue, receipt: m.receipt }).catch(() => {});
+      await this.#client.call(Op.QUEUE_NACK, { queue: this.queue, receipt: m.receipt }).catch(() => {});
     } finally {
       this.#inHand--;
       if (this.#inHand === 0) for (const r of this.#idle.splice(0)) r();
@@ -337,7 +392,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     try {
       // Through the subscription's own node, which counts its credit: acks sent elsewhere (say,
       // to a partition leader that moved) would settle the messages but never return the credit.
-      await this.client.call(Op.QUEUE_ACK, { queue: this.queue, receipts }, { idempotent: true });
+      await this.#client.call(Op.QUEUE_ACK, { queue: this.queue, receipts }, { idempotent: true });
     } catch (err) {
       // The messages come back after their visibility timeout: at-least-once, never lost.
       if (this.listenerCount("error") > 0) this.emit("error", err as Error);

@@ -53,6 +53,12 @@ export interface NodeConfig extends SecuritySettings {
   readonly queuePartitions: number;
   /** Virtual nodes per partition on the queue ring. */
   readonly queueVirtualNodes: number;
+  /** Replicas per queue partition in a new cluster (at most the founding nodes). */
+  readonly replicationFactor: number;
+  /** A node unreachable this long has its replicas re-created on other nodes; 0 = never. */
+  readonly replaceDeadAfterMs: number;
+  /** This node's zone (rack, availability zone): a partition's replicas go to distinct zones. */
+  readonly zone: string | null;
 }
 
 export { CACHE_WRITE_POLICIES, type CacheWritePolicy };
@@ -107,6 +113,9 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   SNAPSHOT_THRESHOLD: "snapshotThreshold",
   QUEUE_PARTITIONS: "queuePartitions",
   QUEUE_VIRTUAL_NODES: "queueVirtualNodes",
+  REPLICATION_FACTOR: "replicationFactor",
+  REPLACE_DEAD_AFTER_MS: "replaceDeadAfterMs",
+  ZONE: "zone",
   FSYNC: "fsync",
   JOIN: "join",
 };
@@ -190,6 +199,9 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     join: v.bool("join", "JOIN", false),
     queuePartitions: v.int("queuePartitions", "QUEUE_PARTITIONS", 0, 0, 256),
     queueVirtualNodes: v.int("queueVirtualNodes", "QUEUE_VIRTUAL_NODES", 150, 1, 10_000),
+    replicationFactor: v.int("replicationFactor", "REPLICATION_FACTOR", 3, 1, 7),
+    replaceDeadAfterMs: v.int("replaceDeadAfterMs", "REPLACE_DEAD_AFTER_MS", 300_000, 0, 7 * 24 * 3600_000),
+    zone: v.string("zone", "ZONE", null),
   };
   if (config.nodeId === "") problems.push("NODE_ID (--node-id) is required: a unique name for this node, e.g. node_0");
   if (config.heartbeatIntervalMs * 2 > config.electionTimeoutMs) {

@@ -44,6 +44,10 @@ export interface RaftGroupOptions {
    * that joins an existing group (it learns the membership from the leader).
    */
   readonly bootstrapVoters: readonly NodeId[];
+  /** The group was retired earlier in this process: open it from the WAL's live state. */
+  readonly reopen?: boolean;
+  /** Learners a brand-new group starts with besides its voters. */
+  readonly bootstrapLearners?: readonly NodeId[];
   readonly wal: Wal;
   readonly machine: StateMachine;
   readonly sender: RaftSender;
@@ -138,7 +142,7 @@ export class RaftGroup {
    * the first Ready loops.
    */
   static async open(o: RaftGroupOptions): Promise<RaftGroup> {
-    let saved = o.wal.state(o.group);
+    let saved = o.reopen ? o.wal.stateForReopen(o.group) : o.wal.state(o.group);
     const snap = o.wal.loadSnapshot(o.group);
     if (!saved.hardState && saved.entries.length === 0 && !saved.snapshotMeta && o.bootstrapVoters.length > 0) {
       saved = await bootstrap(o);
@@ -298,6 +302,21 @@ export class RaftGroup {
     this.#stopped = true;
     this.#failAll(new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down"));
     await this.#iteration;
+  }
+
+  /**
+   * Stops a replica this node no longer holds (moved elsewhere) and folds its log into one
+   * snapshot, so its entries stop pinning the shared WAL's segments.
+   */
+  async retire(): Promise<void> {
+    await this.stop();
+    // Reopening starts from this snapshot (see Wal.stateForReopen), so it must cover what was applied.
+    if (this.#failure || this.#applied <= this.#snapshotIndex) return;
+    const data = this.#o.machine.snapshot();
+    const snap = this.storage.createSnapshot(this.#applied, this.raw.status().conf, data);
+    await this.#o.wal.saveSnapshot(this.group, snap.meta, data);
+    this.#snapshotIndex = this.#applied;
+    await this.#o.wal.compact();
   }
 
   #checkRunning(): void {
@@ -517,18 +536,20 @@ function isLeaderBroadcast(m: Message): boolean {
  */
 async function bootstrap(o: RaftGroupOptions): Promise<{ hardState: HardState; entries: Entry[]; snapshotMeta: null }> {
   const voters = [...new Set(o.bootstrapVoters)].sort();
-  const entries: Entry[] = voters.map((node, i) => ({
+  const learners = [...new Set(o.bootstrapLearners ?? [])].filter((n) => !voters.includes(n)).sort();
+  const changes = [...voters.map((node) => ({ type: ConfChangeType.AddVoter, node })), ...learners.map((node) => ({ type: ConfChangeType.AddLearner, node }))];
+  const entries: Entry[] = changes.map((cc, i) => ({
     term: 1,
     index: i + 1,
     type: EntryType.ConfChange,
-    data: encodeConfChange({ type: ConfChangeType.AddVoter, node }),
+    data: encodeConfChange(cc),
   }));
   const hardState: HardState = { term: 1, vote: null, commit: entries.length };
   await o.wal.append([
     { kind: "entries", group: o.group, entries },
     { kind: "hardState", group: o.group, hardState },
   ]);
-  o.log.info({ group: o.group, voters }, "bootstrapped a new raft group");
+  o.log.info({ group: o.group, voters, learners }, "bootstrapped a new raft group");
   return { hardState, entries, snapshotMeta: null };
 }
 

@@ -35,6 +35,8 @@ export class RaftHost {
   readonly wal: Wal;
   readonly #o: RaftHostOptions;
   readonly #groups = new Map<GroupId, RaftGroup>();
+  /** Groups retired in this process: the WAL's state as replayed at open is stale for them. */
+  readonly #retired = new Set<GroupId>();
   #ticker: NodeJS.Timeout | null = null;
   #lastTickAt = 0;
 
@@ -53,14 +55,16 @@ export class RaftHost {
 
   /**
    * Opens group `group` with `machine` as its state machine; a brand-new group starts with
-   * `voters` (default: the node's configured voters).
+   * `voters` (default: the node's configured voters) and `learners`.
    */
-  async addGroup(group: GroupId, machine: StateMachine, voters: readonly NodeId[] = this.#o.voters): Promise<RaftGroup> {
+  async addGroup(group: GroupId, machine: StateMachine, voters: readonly NodeId[] = this.#o.voters, learners: readonly NodeId[] = []): Promise<RaftGroup> {
     const ticks = (ms: number): number => Math.max(1, Math.round(ms / TICK_MS));
     const g = await RaftGroup.open({
       group,
       nodeId: this.#o.nodeId,
       bootstrapVoters: voters,
+      bootstrapLearners: learners,
+      reopen: this.#retired.has(group),
       wal: this.wal,
       machine,
       sender: { send: (to, msgs) => this.#o.peers.send(to, Op.RAFT, { msgs }) },
@@ -76,6 +80,15 @@ export class RaftHost {
     });
     this.#groups.set(group, g);
     return g;
+  }
+
+  /** Closes group `id` on this node (its replica moved elsewhere); see RaftGroup.retire. */
+  async retireGroup(id: GroupId): Promise<void> {
+    const g = this.#groups.get(id);
+    if (!g) return;
+    this.#groups.delete(id);
+    this.#retired.add(id);
+    await g.retire();
   }
 
   groups(): IterableIterator<RaftGroup> {

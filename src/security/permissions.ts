@@ -62,6 +62,8 @@ export const REQUIREMENTS: ReadonlyMap<number, Requirement> = new Map<number, Re
   [Op.ADMIN_DRAIN, { action: "admin:drain", resource: "all" }],
   [Op.ADMIN_BACKUP, { action: "admin:backup", resource: "all" }],
   [Op.ADMIN_BACKUP_CHUNK, { action: "admin:backup", resource: "all" }],
+  [Op.ADMIN_SHARDS, { action: "status", resource: "all" }],
+  [Op.ADMIN_REBALANCE, { action: "admin:membership", resource: "all" }],
   [Op.LOCK_SESSION_OPEN, { action: "lock:acquire", resource: "some" }],
   [Op.LOCK_KEEPALIVE, { action: "lock:acquire", resource: "some" }],
   [Op.LOCK_SESSION_CLOSE, { action: "lock:acquire", resource: "some" }],

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { Op, UnavailableError, UnknownTypeError, asFields, isKnownOp, opName, type AdminDrainReply, type Envelope, type NodeStatus, type PingReply } from "../../protocol/index.ts";
 import { ConfChangeType } from "../raft/index.ts";
 import { ClusterMachine } from "../services/cluster/machine/cluster-machine.ts";
+import { foundingGroup0 } from "../services/cluster/machine/voter-target.ts";
 import { PeerLinks } from "../transport/peer-links.ts";
 import { ClientListener } from "./client-listener.ts";
 import { clientAddrOf, type NodeConfig } from "../config/node-config.ts";
@@ -181,12 +182,15 @@ export class DsyncNode {
         for (const s of this.#services) s.onRoleChange?.(group, role === "leader");
         if (group === 0 && role === "leader") setImmediate(() => this.#recordQueueLayout());
       },
-      onConfChange: (_group, cc) => {
-        if (cc.type === ConfChangeType.RemoveNode && cc.node !== c.nodeId) this.peers.removePeer(cc.node);
+      onConfChange: (group, cc) => {
+        // A node leaves the cluster when it leaves group 0; a partition's replica moving off it does not.
+        if (group === 0 && cc.type === ConfChangeType.RemoveNode && cc.node !== c.nodeId) this.peers.removePeer(cc.node);
+
       },
     });
     this.#host = host;
-    this.#group0 = await host.addGroup(0, this.machine);
+    const founders = foundingGroup0(c.join ? [] : [c.nodeId, ...c.peers.map((p) => p.id)]);
+    this.#group0 = await host.addGroup(0, this.machine, founders.voters, founders.learners);
     const proposer = new Proposer(host, this.peers);
     this.#proposer = proposer;
     this.onPeerRequest(Op.FORWARD, async (_from, env) => proposer.onForward(env));
@@ -201,6 +205,8 @@ export class DsyncNode {
       log: this.log,
       leaderAddr: (id) => this.#leaderAddr(id),
       clusterId: () => this.cluster.id ?? "unknown",
+      // A node leaving the cluster stops serving clients, which move on to the other nodes.
+      onLeft: () => void this.drain(),
     });
     const handlers: Handlers = { client: this.router, peer: (op, h) => this.onPeerRequest(op, h) };
     for (const s of this.#services) s.register(handlers);
@@ -247,9 +253,15 @@ export class DsyncNode {
   #recordQueueLayout(): void {
     const g = this.#group0;
     if (!g?.isLeader || this.machine.queueLayout !== null || !this.#proposer) return;
-    const members = [...g.status().conf.voters].sort();
+    const conf = g.status().conf;
+    const members = [...conf.voters, ...conf.learners].sort();
     if (members.length === 0) return;
-    const layout: QueueLayout = { partitions: this.config.queuePartitions || 2 * members.length, virtualNodes: this.config.queueVirtualNodes, members };
+    const layout: QueueLayout = {
+      partitions: this.config.queuePartitions || 2 * members.length,
+      virtualNodes: this.config.queueVirtualNodes,
+      members,
+      replicationFactor: Math.min(this.config.replicationFactor, members.length),
+    };
     this.#proposer
       .propose(0, encodeCommand({ op: "queue.layout", layout }))
       .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, "could not record the queue layout; the next leader will"));

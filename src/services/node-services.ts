@@ -10,6 +10,8 @@ import { kvService } from "./kv/handlers.ts";
 import { LockService } from "./lock/service.ts";
 import { QueuePartitions } from "./queue/partitions.ts";
 import { QueueService } from "./queue/service.ts";
+import { ShardsAdmin } from "./queue/shards-admin.ts";
+import { NodeLifecycle } from "./cluster/node-lifecycle.ts";
 import { BackupImages } from "../backup/image-service.ts";
 import type { Logger } from "../host/logger.ts";
 import type { NodeMetrics } from "../host/metrics.ts";
@@ -31,6 +33,8 @@ export interface ServiceSettings {
   readonly cacheInvalidationTimeoutMs: number;
   readonly redisUrl: string | null;
   readonly maxFrameBytes: number;
+  readonly replaceDeadAfterMs: number;
+  readonly zone: string | null;
 }
 
 export interface NodeServicesContext {
@@ -45,6 +49,8 @@ export interface NodeServicesContext {
   /** The client address of a node, for leader hints. */
   readonly leaderAddr: (id: string | null) => string | null;
   readonly clusterId: () => string;
+  /** This node left the cluster (decommissioned): it stops serving clients. */
+  readonly onLeft: () => void;
 }
 
 /** Admin, KV, locks, queues, cache and backups, wired to group 0 and the partitions. */
@@ -69,16 +75,25 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     log: x.log,
   });
   let queues: QueueService | null = null;
-  const partitions = new QueuePartitions(x.host, x.peers, c.nodeId, x.log, (p, e) => queues?.onEvent(p, e));
+  const partitions = new QueuePartitions({
+    host: x.host,
+    peers: x.peers,
+    nodeId: c.nodeId,
+    log: x.log,
+    onEvent: (p, e) => queues?.onEvent(p, e),
+    onOpen: (part) => queues?.onPartitionOpen(part),
+    onClose: (part) => queues?.onPartitionClose(part),
+    clientAddrOf: (id) => x.leaderAddr(id),
+  });
   queues = new QueueService(partitions, x.proposer, c.nodeId, x.metrics, x.log, x.leaderAddr);
-  const q = queues;
   x.machine.setQueueLayoutListener((layout) => {
-    partitions
-      .open(layout)
-      .then(() => q.onPartitionsOpen())
-      .catch((err: unknown) => x.log.error({ err }, "could not open the queue partitions"));
+    partitions.setLayout(layout);
     cacheParts.open(layout).catch((err: unknown) => x.log.error({ err }, "could not open the cache partitions"));
   });
+  x.machine.setShardMapListener((shards) => void partitions.sync(shards));
   const backups = new BackupImages({ host: () => x.host, nodeId: c.nodeId, clusterId: x.clusterId, maxFrameBytes: c.maxFrameBytes, log: x.log });
-  return [adminService(x.group0, x.peers, c.nodeId), kvService(x.proposer, x.machine.kv), locks, queues, cache, backups];
+  const lifecycle = new NodeLifecycle({ nodeId: c.nodeId, zone: c.zone, group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, log: x.log, replaceDeadAfterMs: c.replaceDeadAfterMs, onLeft: x.onLeft });
+  const admin = adminService({ group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, selfId: c.nodeId, lifecycle });
+  const shards = new ShardsAdmin(partitions, x.proposer, c.nodeId, x.log);
+  return [admin, shards, kvService(x.proposer, x.machine.kv), locks, queues, cache, backups];
 }

@@ -202,6 +202,20 @@ export class Wal {
   }
 
   /**
+   * The state of a group closed earlier in this process (a replica that moved away) to open it
+   * again: its latest snapshot and hard state, without the entries after the snapshot (they are
+   * not kept in memory; the group's leader sends what the replica needs). The commit index is
+   * capped at the snapshot, the last point this state proves applied.
+   */
+  stateForReopen(group: number): WalGroupState {
+    const log = this.#groups.get(group);
+    if (!log) return EMPTY_STATE;
+    const snapshotIndex = log.snapshotMeta?.index ?? 0;
+    const hardState = log.hardState === null ? null : { ...log.hardState, commit: Math.min(log.hardState.commit, snapshotIndex) };
+    return { hardState, entries: [], snapshotMeta: log.snapshotMeta };
+  }
+
+  /**
    * Appends `records` in order; resolves once they (and everything appended before) are durable.
    * Records are validated and encoded synchronously, so the caller may reuse entry buffers as soon
    * as this returns. Appends of one event-loop turn share one write and one fdatasync.

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import path from "node:path";
-import { Op } from "../../protocol/index.ts";
+import { Op, type AdminMemberReply, type AdminShardsReply } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
 import { ROOT, TestCluster, waitFor } from "../helpers/daemon.ts";
 import { statusOf } from "../helpers/cluster-view.ts";
@@ -11,7 +11,7 @@ function cli(cluster: TestCluster, ...args: string[]): { status: number | null; 
   return spawnSync(path.join(ROOT, "bin/dsync"), ["--nodes", cluster.nodes.filter((n) => n.alive).map((n) => n.clientAddr).join(","), "--timeout", "60000", ...args], { encoding: "utf8", timeout: 120_000 });
 }
 
-test("membership - a node joins as learner, is promoted, serves data; a node is removed; leadership moves on request", { timeout: 240_000 }, async () => {
+test("membership - a node joins (a group-0 learner beyond 3 voters), takes partitions and serves data; a founder is decommissioned and its place in group 0 taken; leadership moves on request", { timeout: 240_000 }, async () => {
   const cluster = await TestCluster.create(3);
   const client = new DsyncClient({ nodes: cluster.clientAddrs, requestTimeoutMs: 5000, maxAttempts: 20 });
   try {
@@ -21,11 +21,19 @@ test("membership - a node joins as learner, is promoted, serves data; a node is 
     const joiner = await cluster.addNode("node_3", { JOIN: "true" });
     const joined = cli(cluster, "--json", "admin", "add-node", "node_3", `127.0.0.1:${joiner.spec.peerPort}`);
     assert.equal(joined.status, 0, joined.stderr);
-    assert.deepEqual((JSON.parse(joined.stdout) as { conf: { voters: string[] } }).conf.voters.slice().sort(), ["node_0", "node_1", "node_2", "node_3"]);
+    const reply = JSON.parse(joined.stdout) as AdminMemberReply;
+    // Group 0 keeps 3 voters with 4 nodes; the 4th follows it as a learner and gets partitions.
+    assert.equal(reply.role, "learner");
+    assert.deepEqual(reply.conf.voters.slice().sort(), ["node_0", "node_1", "node_2"]);
+    assert.ok(reply.jobs.length > 0 && reply.jobs.every((j) => j.to === "node_3"), "replica moves onto the new node are queued");
     await waitFor(async () => {
       const all = await Promise.all(cluster.nodes.map(statusOf));
-      return all.every((s) => s && s.voters.length === 4 && s.voters.includes("node_3"));
-    }, "every node to see four voters");
+      return all.every((s) => s && s.voters.length === 3 && s.learners.includes("node_3"));
+    }, "every node to see node_3 as a learner");
+    const shards = async (): Promise<AdminShardsReply> => (await client.call(Op.ADMIN_SHARDS, {}, { idempotent: true })) as AdminShardsReply;
+    await waitFor(async () => (await shards()).jobs.every((j) => j.step === "done"), "the moves onto node_3 to finish", 120_000);
+    const held = (await shards()).nodes.find((n) => n.id === "node_3")!;
+    assert.ok(held.replicas > 0, "node_3 holds partitions");
     const direct = new DsyncClient({ nodes: [joiner.clientAddr], maxAttempts: 1, preferLeader: false });
     try {
       const r = (await direct.call(Op.KV_GET, { key: "m49", stale: true })) as { found: boolean; value: Uint8Array };
@@ -35,16 +43,25 @@ test("membership - a node joins as learner, is promoted, serves data; a node is 
       await direct.close();
     }
 
-    // Leadership moves on request.
-    const moved = cli(cluster, "--json", "admin", "transfer-leader", "node_3");
+    // Leadership moves on request (to a voter).
+    const leader = (await statusOf(cluster.nodes[0]!))!.leader;
+    const to = leader === "node_2" ? "node_0" : "node_2";
+    const moved = cli(cluster, "--json", "admin", "transfer-leader", to);
     assert.equal(moved.status, 0, moved.stderr);
-    assert.equal((JSON.parse(moved.stdout) as { leader: string }).leader, "node_3");
+    assert.equal((JSON.parse(moved.stdout) as { leader: string }).leader, to);
 
-    // Remove one of the founders; the cluster keeps committing without it.
+    // Decommission one of the founders: its replicas move, it leaves, node_3 takes its vote.
     const victim = cluster.nodes.find((n) => n.spec.id === "node_1")!;
-    const removed = cli(cluster, "--json", "admin", "remove-node", "node_1");
+    const removed = cli(cluster, "--json", "admin", "decommission", "node_1");
     assert.equal(removed.status, 0, removed.stderr);
-    assert.deepEqual((JSON.parse(removed.stdout) as { conf: { voters: string[] } }).conf.voters.slice().sort(), ["node_0", "node_2", "node_3"]);
+    assert.deepEqual(JSON.parse(removed.stdout), { nodeId: "node_1", removed: true });
+    const after = await shards();
+    assert.ok(!after.nodes.some((n) => n.id === "node_1"));
+    assert.ok(after.partitions.every((p) => p.replicas.length === 3 && !p.replicas.includes("node_1")));
+    await waitFor(async () => {
+      const s = await statusOf(cluster.nodes[0]!);
+      return s !== null && s.voters.slice().sort().join() === "node_0,node_2,node_3";
+    }, "node_3 to replace node_1 as a voter");
     await victim.kill("SIGKILL");
     await client.call(Op.KV_PUT, { key: "after-remove", value: new TextEncoder().encode("ok") });
     const r = (await client.call(Op.KV_GET, { key: "after-remove" })) as { found: boolean };

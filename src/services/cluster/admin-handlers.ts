@@ -1,10 +1,14 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str, type AdminMemberReply, type AdminTransferReply } from "../../../protocol/index.ts";
+import { DsyncError, ErrorCode, InvalidArgumentError, NotLeaderError, Op, asFields, str, type AdminMemberReply, type AdminRemoveReply, type AdminTransferReply, type MoveJob } from "../../../protocol/index.ts";
 import { ConfChangeType, type ConfState } from "../../raft/index.ts";
 import { NODE_ID_PATTERN, NODE_ID_RULE, encodeMemberCommand } from "./machine/cluster-machine.ts";
 import { formatAddr, parseAddr } from "../../transport/dial.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
+import type { Proposer } from "../../host/proposer.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
+import type { ClusterMachine } from "./machine/cluster-machine.ts";
+import { group0VoterTarget } from "./machine/voter-target.ts";
+import type { NodeLifecycle } from "./node-lifecycle.ts";
 import type { RequestRouter } from "../../host/request-router.ts";
 import type { Service } from "../../host/service.ts";
 
@@ -12,13 +16,23 @@ const ADMIN_TIMEOUT_MS = 10_000;
 /** How far behind the leader's log a learner may be and still be promoted. */
 const PROMOTE_LAG_ENTRIES_MAX = 10;
 
-/** Registers the membership and leadership admin requests on the client port. */
-/** Cluster administration through group 0: leadership transfer, adding and removing nodes. */
-export function adminService(group0: RaftGroup, peers: PeerLinks, selfId: string): Service {
-  return { name: "admin", register: (h) => registerAdminHandlers(h.client, group0, peers, selfId) };
+export interface AdminServiceContext {
+  readonly group0: RaftGroup;
+  readonly machine: ClusterMachine;
+  readonly proposer: Proposer;
+  readonly peers: PeerLinks;
+  readonly selfId: string;
+  /** Group 0 leader's node bookkeeping (dead nodes, leaving nodes, voter count). */
+  readonly lifecycle: NodeLifecycle;
 }
 
-function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: PeerLinks, selfId: string): void {
+/** Cluster administration through group 0: leadership transfer, adding and removing nodes. */
+export function adminService(x: AdminServiceContext): Service {
+  return { name: "admin", register: (h) => registerAdminHandlers(h.client, x), start: () => x.lifecycle.start(), stop: () => x.lifecycle.stop() };
+}
+
+function registerAdminHandlers(router: RequestRouter, x: AdminServiceContext): void {
+  const { group0, peers, selfId } = x;
   const requireLeader = (): void => {
     if (!group0.isLeader) {
       const leader = group0.leader;
@@ -59,7 +73,7 @@ function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: 
     }
     requireLeader();
     const conf = group0.status().conf;
-    if (conf.voters.includes(nodeId)) return { nodeId, role: "voter", conf };
+    if (conf.voters.includes(nodeId)) return { nodeId, role: "voter", conf, jobs: [] };
     // 1. Every node learns the address, 2. the node joins as a learner and catches up,
     // 3. it is promoted to voter. One membership change at a time, as the core requires.
     await group0.propose(encodeMemberCommand({ op: "member", id: nodeId, peerAddr }), ADMIN_TIMEOUT_MS);
@@ -75,19 +89,38 @@ function registerAdminHandlers(router: RequestRouter, group0: RaftGroup, peers: 
       await sleep(50);
     }
     requireLeader();
-    const finalConf = (await group0.proposeConfChange({ type: ConfChangeType.AddVoter, node: nodeId }, ADMIN_TIMEOUT_MS)) as ConfState;
-    return { nodeId, role: "voter", conf: finalConf };
+    // A voter only while group 0 has fewer than its target (3, or 5 from five nodes on).
+    let finalConf = group0.status().conf;
+    const members = new Set([...finalConf.voters, ...finalConf.learners, nodeId]).size;
+    if (!finalConf.voters.includes(nodeId) && finalConf.voters.length < group0VoterTarget(members)) {
+      finalConf = (await group0.proposeConfChange({ type: ConfChangeType.AddVoter, node: nodeId }, ADMIN_TIMEOUT_MS)) as ConfState;
+    }
+    // The node joins the shard map and partitions are rebalanced onto it.
+    let jobs: MoveJob[] = [];
+    if (x.machine.shards !== null) {
+      await x.proposer.proposeStamped(0, { op: "shards.node", id: nodeId });
+      jobs = ((await x.proposer.proposeStamped(0, { op: "shards.rebalance" })) as { jobs: MoveJob[] }).jobs;
+    }
+    return { nodeId, role: finalConf.voters.includes(nodeId) ? "voter" : "learner", conf: finalConf, jobs };
   });
 
-  router.register(Op.ADMIN_REMOVE_NODE, async (body): Promise<AdminMemberReply> => {
+  router.register(Op.ADMIN_REMOVE_NODE, async (body): Promise<AdminRemoveReply> => {
     const f = asFields(body, "ADMIN_REMOVE_NODE");
     const nodeId = str(f, "nodeId", "ADMIN_REMOVE_NODE", { maxBytes: 64 });
     requireLeader();
     const conf = group0.status().conf;
-    if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId)) throw new InvalidArgumentError(`${nodeId} is not a member (voters: ${conf.voters.join(", ")})`);
+    const shards = x.machine.shards;
+    const holds = shards?.partitionsOn(nodeId) ?? [];
+    if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId) && holds.length === 0) throw new InvalidArgumentError(`${nodeId} is not a member (voters: ${conf.voters.join(", ")}; learners: ${conf.learners.join(", ") || "none"})`);
     if (conf.voters.length === 1 && conf.voters[0] === nodeId) throw new InvalidArgumentError("cannot remove the last voter");
+    if (shards !== null && holds.length > 0) {
+      // Its replicas move first (jobs); group 0's leader removes it once it holds none.
+      const r = (await x.proposer.proposeStamped(0, { op: "shards.leave", id: nodeId, reason: "decommission" })) as { error?: string; jobs?: MoveJob[] };
+      if (r.error !== undefined) throw new InvalidArgumentError(r.error);
+      return { nodeId, removed: false, jobs: r.jobs ?? [], conf };
+    }
     const finalConf = (await group0.proposeConfChange({ type: ConfChangeType.RemoveNode, node: nodeId }, ADMIN_TIMEOUT_MS)) as ConfState;
-    return { nodeId, conf: finalConf };
+    if (shards?.node(nodeId)) await x.proposer.proposeStamped(0, { op: "shards.forget", id: nodeId });
+    return { nodeId, removed: true, jobs: [], conf: finalConf };
   });
 }
-

@@ -1,6 +1,7 @@
-import { UnavailableError } from "../../../protocol/index.ts";
+import { MovedError, UnavailableError } from "../../../protocol/index.ts";
 import { QueueMachine, type QueueEvent } from "./machine/index.ts";
 import { PartitionMap, groupOfPartition, type QueueLayout } from "./machine/layout.ts";
+import type { ShardMap } from "../cluster/machine/shard-map.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
 import { LeaderBalancer } from "../../host/leader-balancer.ts";
 import type { Logger } from "../../host/logger.ts";
@@ -13,61 +14,116 @@ export interface Partition {
   readonly machine: QueueMachine;
 }
 
+export interface QueuePartitionsOptions {
+  readonly host: RaftHost;
+  readonly peers: PeerLinks;
+  readonly nodeId: string;
+  readonly log: Logger;
+  readonly onEvent: (partition: number, e: QueueEvent) => void;
+  /** A replica opened here (at start, or moved onto this node). */
+  readonly onOpen: (part: Partition) => void;
+  /** A replica closed here (moved off this node). */
+  readonly onClose: (part: Partition) => void;
+  /** The client address of a node, for redirects. */
+  readonly clientAddrOf: (id: string) => string | null;
+}
+
 /**
- * This node's replicas of the queue partitions: opens one Raft group per partition once group 0
- * has recorded the layout, maps queue names to partitions, and spreads partition leadership over
- * the nodes (each partition has a preferred leader; a node leading a partition that is not its
- * own hands it back once the preferred node is up and caught up).
+ * This node's replicas of the queue partitions: the ones group 0's shard map places here (and
+ * the ones a move is bringing here), opened and closed as the map changes. Maps queue names to
+ * partitions, sends requests for partitions held elsewhere to a node that holds them, and spreads
+ * partition leadership as the map prefers.
  */
 export class QueuePartitions {
   #map: PartitionMap | null = null;
+  #shards: ShardMap | null = null;
   readonly #parts = new Map<number, Partition>();
-  #opening: Promise<void> | null = null;
+  /** Syncs run one at a time, in the order the map changed. */
+  #syncing: Promise<void> = Promise.resolve();
+  #closed = false;
   readonly #balancer: LeaderBalancer;
 
-  constructor(
-    readonly host: RaftHost,
-    readonly peers: PeerLinks,
-    readonly nodeId: string,
-    readonly log: Logger,
-    readonly onEvent: (partition: number, e: QueueEvent) => void,
-  ) {
-    this.#balancer = new LeaderBalancer("queue partition", nodeId, peers, log, () => {
-      const map = this.#map;
-      return map === null ? [] : this.all().map((p) => ({ group: p.group, preferred: map.preferredLeader(p.partition) }));
+  constructor(readonly o: QueuePartitionsOptions) {
+    this.#balancer = new LeaderBalancer("queue partition", o.nodeId, o.peers, o.log, () => {
+      const shards = this.#shards;
+      if (shards === null) return [];
+      return this.all().flatMap((p) => {
+        const leader = shards.partition(p.partition)?.leader;
+        return leader === undefined ? [] : [{ group: p.group, preferred: leader }];
+      });
     });
   }
 
-  /** Opens the partitions of `layout` this node is a member of (once; later calls are ignored). */
-  open(layout: QueueLayout): Promise<void> {
-    this.#opening ??= (async () => {
-      this.#map = new PartitionMap(layout);
-      if (!layout.members.includes(this.nodeId)) {
-        this.log.info({ partitions: layout.partitions }, "this node holds no queue partitions (it joined after the cluster was created)");
-        return;
-      }
-      for (let p = 1; p <= layout.partitions; p++) {
-        const machine = new QueueMachine({ onEvent: (e) => this.onEvent(p, e) });
-        const group = await this.host.addGroup(groupOfPartition(p), machine, layout.members);
-        this.#parts.set(p, { partition: p, group, machine });
-      }
-      this.log.info({ partitions: layout.partitions, members: layout.members }, "queue partitions open");
-    })();
-    return this.#opening;
+  /** The ring that maps queue names to partitions (recorded once). */
+  setLayout(layout: QueueLayout): void {
+    this.#map ??= new PartitionMap(layout);
+  }
+
+  /** Opens the replicas the map now places here and retires those it moved away. */
+  sync(shards: ShardMap): Promise<void> {
+    this.#shards = shards;
+    this.#syncing = this.#syncing.then(() => this.#sync()).catch((err: unknown) => this.o.log.error({ err }, "could not open or close queue partitions"));
+    return this.#syncing;
+  }
+
+  async #sync(): Promise<void> {
+    const shards = this.#shards;
+    if (shards === null || this.#closed) return;
+    const want = new Set(shards.partitionsOn(this.o.nodeId));
+    for (const p of want) {
+      if (this.#parts.has(p) || this.#closed) continue;
+      const machine = new QueueMachine({ onEvent: (e) => this.o.onEvent(p, e) });
+      const group = await this.o.host.addGroup(groupOfPartition(p), machine, shards.bootstrapVoters(p, this.o.nodeId));
+      const part = { partition: p, group, machine };
+      this.#parts.set(p, part);
+      this.o.onOpen(part);
+    }
+    for (const [p, part] of this.#parts) {
+      if (want.has(p)) continue;
+      // Only once the group itself no longer counts this node: the map changes after the move.
+      const conf = part.group.status().conf;
+      if (conf.voters.includes(this.o.nodeId) || conf.learners.includes(this.o.nodeId)) continue;
+      this.#parts.delete(p);
+      this.o.onClose(part);
+      await this.o.host.retireGroup(part.group.group);
+      this.o.log.info({ partition: p }, "queue partition moved off this node");
+    }
   }
 
   get layout(): QueueLayout | null {
     return this.#map?.layout ?? null;
   }
 
-  /** The partition holding `queue`. @throws UnavailableError before the layout is known here. */
-  partitionFor(queue: string): Partition {
+  get shards(): ShardMap | null {
+    return this.#shards;
+  }
+
+  /** The partition number of `queue`. @throws UnavailableError before the layout is known here. */
+  partitionOf(queue: string): number {
     const map = this.#map;
     if (map === null) throw new UnavailableError("queue partitions are not set up yet (the cluster has no leader yet); retry shortly");
-    const p = map.partitionOf(queue);
+    return map.partitionOf(queue);
+  }
+
+  /**
+   * This node's replica of the partition holding `queue`.
+   * @throws MovedError naming a node that holds it, when this node does not.
+   * @throws UnavailableError before the layout is known, or while the replica is opening.
+   */
+  partitionFor(queue: string): Partition {
+    const p = this.partitionOf(queue);
     const part = this.#parts.get(p);
-    if (!part) throw new UnavailableError(`queue partition ${p} is not open on this node; use a node that was a member when the cluster was created`);
-    return part;
+    if (part) return part;
+    const placed = this.#shards?.partition(p);
+    if (!placed || placed.replicas.includes(this.o.nodeId)) throw new UnavailableError(`queue partition ${p} is opening on this node; retry shortly`);
+    // The preferred leader first, then any replica this node can reach.
+    const to = [placed.leader, ...placed.replicas].find((id) => this.o.peers.isConnected(id)) ?? placed.leader;
+    throw new MovedError(to, this.o.clientAddrOf(to), `queue partition ${p} is held by ${placed.replicas.join(", ")}, not by this node; send it to ${to}`);
+  }
+
+  /** This node's replica of partition `p`, if it holds one. */
+  get(p: number): Partition | undefined {
+    return this.#parts.get(p);
   }
 
   all(): Partition[] {
@@ -79,6 +135,7 @@ export class QueuePartitions {
   }
 
   stop(): void {
+    this.#closed = true;
     this.#balancer.stop();
   }
 }

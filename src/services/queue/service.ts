@@ -35,6 +35,7 @@ import type {
   QueueEnqueueReply,
   QueueListReply,
   QueueNackReply,
+  QueuePartitionView,
   QueuePurgeReply,
   QueueStatsReply,
   QueueSubscribeReply,
@@ -53,6 +54,8 @@ const RECEIPT_BYTES_MAX = 64;
 const BATCH_BYTES_MAX = 1024 * 1024;
 /** A subscription with credit and nothing delivered looks again this often (missed wake-ups, failover). */
 const PUMP_SAFETY_MS = 500;
+/** How long a QUEUE_LIST waits for another node's partitions. */
+const LIST_PEER_TIMEOUT_MS = 5000;
 
 type Ok<K extends string> = Extract<QueueResult, { ok: true; kind: K }>;
 
@@ -102,7 +105,7 @@ export class QueueService implements Service {
   readonly #waiters = new Map<string, Set<() => void>>();
   /** Per queue, a counter bumped on each visible event: a consume that found nothing compares it. */
   readonly #gen = new Map<string, number>();
-  readonly #expiry: ExpiryLoop[] = [];
+  readonly #expiry = new Map<number, ExpiryLoop>();
   readonly #metrics: QueueMetrics;
   readonly #bootId = randomBytes(4).toString("hex");
   #connSeq = 0;
@@ -135,30 +138,42 @@ export class QueueService implements Service {
 
   start(): void {
     this.partitions.startBalancer();
-  }
-
-  /** Once the partitions are open: starts the leader-side expiry of each (a no-op where this node follows). */
-  onPartitionsOpen(): void {
-    for (const part of this.partitions.all()) {
-      const loop = new ExpiryLoop({
-        isLeader: () => part.group.isLeader,
-        nextDeadline: () => part.machine.nextDeadline(),
-        expire: () => this.proposer.proposeStamped(part.group.group, { op: "expire" }),
-        log: this.log,
-        what: `queue partition ${part.partition}`,
-      });
-      loop.start();
-      this.#expiry.push(loop);
-    }
     this.#safety = setInterval(() => {
       for (const s of this.#subs.values()) void this.#pump(s);
     }, PUMP_SAFETY_MS);
     this.#safety.unref();
   }
 
+  /** A replica opened here: starts its leader-side expiry (a no-op while this node follows). */
+  onPartitionOpen(part: Partition): void {
+    const loop = new ExpiryLoop({
+      isLeader: () => part.group.isLeader,
+      nextDeadline: () => part.machine.nextDeadline(),
+      expire: () => this.proposer.proposeStamped(part.group.group, { op: "expire" }),
+      log: this.log,
+      what: `queue partition ${part.partition}`,
+    });
+    loop.start();
+    this.#expiry.set(part.partition, loop);
+  }
+
+  /**
+   * A replica moved off this node: its expiry stops, and its subscriptions here end with a
+   * QUEUE_SUBSCRIPTION_ENDED push, so their clients subscribe again where the partition now is.
+   */
+  onPartitionClose(part: Partition): void {
+    this.#expiry.get(part.partition)?.stop();
+    this.#expiry.delete(part.partition);
+    for (const s of [...this.#subs.values()]) {
+      if (s.part !== part) continue;
+      this.#closeSub(s);
+      s.conn.send({ type: Op.QUEUE_SUBSCRIPTION_ENDED, id: 0, body: { subscriptionId: s.id, queue: s.queue, reason: "moved" } });
+    }
+  }
+
   stop(): void {
     this.partitions.stop();
-    for (const l of this.#expiry) l.stop();
+    for (const l of this.#expiry.values()) l.stop();
     if (this.#safety) clearInterval(this.#safety);
   }
 
@@ -166,7 +181,7 @@ export class QueueService implements Service {
     this.#metrics.refresh(this.partitions.all());
   }
 
-  register({ client: router }: Handlers): void {
+  register({ client: router, peer }: Handlers): void {
     router.register(Op.QUEUE_ENQUEUE, async (body): Promise<QueueEnqueueReply> => {
       const f = asFields(body, "QUEUE_ENQUEUE");
       const queue = queueName(f, "QUEUE_ENQUEUE");
@@ -292,18 +307,44 @@ export class QueueService implements Service {
     });
     router.register(Op.QUEUE_LIST, async (body): Promise<QueueListReply> => {
       const f = asFields(body, "QUEUE_LIST");
-      const parts = this.partitions.all();
-      if (!bool(f, "stale", "QUEUE_LIST")) await Promise.all(parts.map((p) => this.proposer.readBarrier(p.group.group)));
-      return {
-        layout: this.partitions.layout,
-        partitions: parts.map((p) => ({
-          partition: p.partition,
-          leader: p.group.leader,
-          queues: p.machine.queues().map((queue) => ({ queue, ...p.machine.stats(queue) })),
-          dlqs: p.machine.dlqs(),
-        })),
-      };
+      const stale = bool(f, "stale", "QUEUE_LIST");
+      const local = this.partitions.all().map((p) => p.partition);
+      const views = [...(await this.#partitionViews(local, stale)), ...(await this.#remoteViews(new Set(local), stale))];
+      return { layout: this.partitions.layout, partitions: views.sort((a, b) => a.partition - b.partition) };
     });
+    peer(Op.QUEUE_LIST_PARTITIONS, async (_from, env) => {
+      const f = asFields(env.body, "QUEUE_LIST_PARTITIONS");
+      const ps = Array.isArray(f.partitions) ? f.partitions.filter((p): p is number => Number.isInteger(p)) : [];
+      return { partitions: await this.#partitionViews(ps, bool(f, "stale", "QUEUE_LIST_PARTITIONS")) };
+    });
+  }
+
+  /** Views of this node's replicas among `ps`, after a read barrier each unless `stale`. */
+  async #partitionViews(ps: readonly number[], stale: boolean): Promise<QueuePartitionView[]> {
+    const parts = ps.flatMap((p) => this.partitions.get(p) ?? []);
+    if (!stale) await Promise.all(parts.map((p) => this.proposer.readBarrier(p.group.group)));
+    return parts.map((p) => ({
+      partition: p.partition,
+      leader: p.group.leader,
+      queues: p.machine.queues().map((queue) => ({ queue, ...p.machine.stats(queue) })),
+      dlqs: p.machine.dlqs(),
+    }));
+  }
+
+  /** The partitions this node does not hold, asked of a node that does (the preferred leader first). */
+  async #remoteViews(held: ReadonlySet<number>, stale: boolean): Promise<QueuePartitionView[]> {
+    const shards = this.partitions.shards;
+    if (shards === null) return [];
+    const byNode = new Map<string, number[]>();
+    for (let p = 1; p <= shards.partitionCount; p++) {
+      if (held.has(p)) continue;
+      const placed = shards.partition(p)!;
+      const at = [placed.leader, ...placed.replicas].find((id) => this.partitions.o.peers.isConnected(id));
+      if (at === undefined) throw new UnavailableError(`no node holding queue partition ${p} (${placed.replicas.join(", ")}) is reachable from this node`);
+      byNode.set(at, [...(byNode.get(at) ?? []), p]);
+    }
+    const replies = await Promise.all([...byNode].map(([id, partitions]) => this.partitions.o.peers.request(id, Op.QUEUE_LIST_PARTITIONS, { partitions, stale }, LIST_PEER_TIMEOUT_MS)));
+    return replies.flatMap((r) => (r as { partitions: QueuePartitionView[] }).partitions);
   }
 
   /** Where the partition is led: clients that send there skip the forwarding hop. */
@@ -393,6 +434,8 @@ export class QueueService implements Service {
   #release(c: Consumer): void {
     for (const s of c.subscriptions) this.#closeSub(s);
     for (const part of c.partitions) {
+      // A replica moved away since: its messages return when their visibility ends.
+      if (this.partitions.get(part.partition) !== part) continue;
       this.#submit(part, { op: "release-consumer", consumerId: c.id }).catch((err: unknown) =>
         this.log.warn({ consumer: c.id, partition: part.partition, err: (err as Error).message }, "could not release a closed consumer's messages; they return when their visibility ends"),
       );

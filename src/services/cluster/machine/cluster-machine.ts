@@ -3,6 +3,7 @@ import { KvMachine } from "../../kv/machine/kv-machine.ts";
 import { LockMachine } from "../../lock/machine/lock-machine.ts";
 import type { LockEvent } from "../../lock/machine/types.ts";
 import { isQueueLayout, type QueueLayout } from "../../queue/machine/layout.ts";
+import { ShardMap, isShardCommand, isShardMapImage } from "./shard-map.ts";
 import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /** A group-0 command that records a member's peer address before it joins. */
@@ -35,6 +36,8 @@ export class ClusterMachine implements StateMachine {
   #queueLayout: QueueLayout | null = null;
   #onLockEvent: (e: LockEvent) => void = () => {};
   #onQueueLayout: (l: QueueLayout) => void = () => {};
+  #shards: ShardMap | null = null;
+  #onShards: (m: ShardMap) => void = () => {};
 
   constructor(readonly onMember: (id: string, peerAddr: string) => void = () => {}) {
     this.locks = new LockMachine({ onEvent: (e) => this.#onLockEvent(e) });
@@ -49,6 +52,17 @@ export class ClusterMachine implements StateMachine {
   setQueueLayoutListener(fn: (l: QueueLayout) => void): void {
     this.#onQueueLayout = fn;
     if (this.#queueLayout) fn(this.#queueLayout);
+  }
+
+  /** Called on every change of the shard map (and at once if there is one). */
+  setShardMapListener(fn: (m: ShardMap) => void): void {
+    this.#onShards = fn;
+    if (this.#shards) fn(this.#shards);
+  }
+
+  /** Where each queue partition's replicas live, and the moves under way; null before the layout. */
+  get shards(): ShardMap | null {
+    return this.#shards;
   }
 
   /** The queue partitions and their ring, once group 0's first leader has recorded them. */
@@ -67,7 +81,12 @@ export class ClusterMachine implements StateMachine {
    */
   rebase(members: ReadonlyMap<string, string>): void {
     this.#members = new Map(members);
-    if (this.#queueLayout) this.#queueLayout = { ...this.#queueLayout, members: [...members.keys()] };
+    if (this.#queueLayout) {
+      // A restored node holds every group's image: every node is a replica of every partition.
+      const ids = [...members.keys()].sort();
+      this.#queueLayout = { ...this.#queueLayout, members: ids, replicationFactor: ids.length };
+      this.#shards = ShardMap.create(ids, this.#queueLayout.partitions, ids.length);
+    }
   }
 
   apply(entry: AppliedEntry): unknown {
@@ -84,20 +103,32 @@ export class ClusterMachine implements StateMachine {
       // The first layout wins: partitions are fixed for the life of the cluster.
       const l = (cmd as { layout?: unknown }).layout;
       if (this.#queueLayout === null && isQueueLayout(l)) {
-        this.#queueLayout = { partitions: l.partitions, virtualNodes: l.virtualNodes, members: [...l.members] };
+        // A layout from before replication factors: every member holds every partition.
+        const rf = l.replicationFactor ?? l.members.length;
+        this.#queueLayout = { partitions: l.partitions, virtualNodes: l.virtualNodes, members: [...l.members], replicationFactor: rf };
+        this.#shards = ShardMap.create(l.members, l.partitions, rf);
         this.#onQueueLayout(this.#queueLayout);
+        this.#onShards(this.#shards);
       }
       return { layout: this.#queueLayout };
+    }
+    if (isShardCommand(cmd as Record<string, unknown>)) {
+      const shards = this.#shards;
+      if (shards === null) return { error: "the queue layout is not recorded yet" };
+      const before = shards.version;
+      const r = shards.apply(cmd as Parameters<ShardMap["apply"]>[0], typeof (cmd as { now?: unknown }).now === "number" ? (cmd as { now: number }).now : 0);
+      if (shards.version !== before) this.#onShards(shards);
+      return r;
     }
     return this.kv.apply(entry);
   }
 
   snapshot(): Uint8Array {
-    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot(), queueLayout: this.#queueLayout });
+    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot(), queueLayout: this.#queueLayout, shards: this.#shards?.image() ?? null });
   }
 
   restore(data: Uint8Array): void {
-    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array; queueLayout?: unknown };
+    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array; queueLayout?: unknown; shards?: unknown };
     this.#members = new Map(s.members);
     for (const [id, addr] of this.#members) this.onMember(id, addr);
     this.kv.restore(s.kv);
@@ -105,6 +136,10 @@ export class ClusterMachine implements StateMachine {
     if (s.locks) this.locks.restore(s.locks);
     const hadLayout = this.#queueLayout !== null;
     this.#queueLayout = isQueueLayout(s.queueLayout) ? s.queueLayout : null;
-    if (this.#queueLayout && !hadLayout) this.#onQueueLayout(this.#queueLayout);
+    const l = this.#queueLayout;
+    // A snapshot from before the shard map: every member holds every partition.
+    this.#shards = isShardMapImage(s.shards) ? ShardMap.fromImage(s.shards) : l ? ShardMap.create(l.members, l.partitions, l.replicationFactor ?? l.members.length) : null;
+    if (l && !hadLayout) this.#onQueueLayout(l);
+    if (this.#shards) this.#onShards(this.#shards);
   }
 }

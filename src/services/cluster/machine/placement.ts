@@ -101,7 +101,7 @@ export function place(nodes: readonly PlacementNode[], partitions: number, rf: n
     if (!moved) throw new PlacementError(`cannot move a replica off ${over}`);
   }
 
-  return leaders(ids, replicas, previous);
+  return assignLeaders(ids, replicas, previous);
 }
 
 /**
@@ -213,8 +213,11 @@ function swapIn(i: number, ids: readonly string[], replicas: Set<string>[], load
   throw new PlacementError(`cannot find a swap to place a replica of partition ${i + 1}`);
 }
 
-/** Leaders within ±1 of even: keep a previous leader that is still a replica and within its share. */
-function leaders(ids: readonly string[], replicas: readonly Set<string>[], previous: Placement): Placement {
+/**
+ * Preferred leaders for fixed replica sets (`ids` must include every replica): within ±1 of even
+ * where the replicas allow, keeping a previous leader that is still a replica and within its share.
+ */
+export function assignLeaders(ids: readonly string[], replicas: readonly ReadonlySet<string>[], previous: Placement): Placement {
   const count = new Map(ids.map((id) => [id, 0]));
   // The ⌈P/n⌉ slots go to the nodes that led the most before (fewer leadership changes).
   const before = new Map<string, number>();

@@ -1,0 +1,129 @@
+/** `dsync admin shards | jobs | rebalance | decommission`: where queue partitions live and the moves between nodes. */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Op, type AdminRebalanceReply, type AdminRemoveReply, type AdminShardsReply, type MoveJob } from "../../protocol/index.ts";
+import type { DsyncClient } from "../client/client.ts";
+import { fail, print, program, withClient } from "./common.ts";
+import { table } from "./output.ts";
+
+/** How often a waiting decommission polls the jobs. */
+const POLL_MS = 500;
+/** A decommission waits at most this long for its moves before giving up the wait (they go on). */
+const DECOMMISSION_WAIT_MS = 30 * 60_000;
+
+const admin = program.commands.find((c) => c.name() === "admin") ?? fail("internal: the admin command is not registered");
+
+admin
+  .command("shards")
+  .description("each queue partition's replicas, leader, lag and state, and the replicas and leaderships per node")
+  .action(async () => {
+    await withClient(async (c, g) => {
+      const r = await shards(c);
+      print(g, r, renderShards(r));
+    });
+  });
+
+admin
+  .command("jobs")
+  .description("replica moves (rebalance, decommission, replacement of a dead node): running, queued and recent")
+  .action(async () => {
+    await withClient(async (c, g) => {
+      const r = await shards(c);
+      print(g, r.jobs, r.jobs.length === 0 ? "no replica moves" : renderJobs(r.jobs));
+    });
+  });
+
+admin
+  .command("rebalance")
+  .description("move replicas so every node holds its share of partitions and leaderships (--dry-run: show the plan only)")
+  .option("--dry-run", "print the moves a rebalance would make, and change nothing")
+  .action(async (opts: { dryRun?: boolean }) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.ADMIN_REBALANCE, { dryRun: opts.dryRun === true }, { timeoutMs: 15_000 })) as AdminRebalanceReply;
+      const moves = r.moves.map((m) => `  partition ${m.partition}: ${m.from ?? "(new replica)"} → ${m.to}`).join("\n");
+      const head = r.moves.length === 0 ? "balanced: nothing to move" : r.dryRun ? `would move ${r.moves.length} replica(s):` : `queued ${r.jobs.length} move(s); follow them with \`dsync admin jobs\`:`;
+      print(g, r, r.moves.length === 0 ? head : `${head}\n${moves}`);
+    });
+  });
+
+admin
+  .command("decommission <node-id>")
+  .alias("remove-node")
+  .description("move every replica off a node, then remove it from the cluster (waits, showing progress; --no-wait returns at once)")
+  .option("--no-wait", "return once the moves are queued")
+  .action(async (nodeId: string, opts: { wait: boolean }) => {
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.ADMIN_REMOVE_NODE, { nodeId }, { timeoutMs: 15_000 })) as AdminRemoveReply;
+      if (r.removed || !opts.wait) {
+        print(g, r, r.removed ? `${nodeId} removed; voters: ${r.conf.voters.join(", ")}` : `${nodeId} is leaving: ${r.jobs.length} replica move(s) queued; follow them with \`dsync admin jobs\``);
+        return;
+      }
+      if (!g.json) process.stderr.write(`${nodeId} is leaving: moving ${r.jobs.length} replica(s) off it…\n`);
+      const ids = new Set(r.jobs.map((j) => j.id));
+      const deadline = Date.now() + DECOMMISSION_WAIT_MS;
+      for (;;) {
+        const s = await shards(c);
+        const mine = s.jobs.filter((j) => ids.has(j.id));
+        const gone = !s.nodes.some((n) => n.id === nodeId);
+        if (!g.json && process.stderr.isTTY) process.stderr.write(`\r${progressLine(mine, ids.size)} `);
+        if (gone) break;
+        if (Date.now() > deadline) fail(`${nodeId} is still leaving after ${DECOMMISSION_WAIT_MS / 60_000} min; the moves go on: see \`dsync admin jobs\``);
+        await sleep(POLL_MS);
+      }
+      if (!g.json && process.stderr.isTTY) process.stderr.write("\n");
+      print(g, { nodeId, removed: true }, `${nodeId} holds no replica and has left the cluster`);
+    });
+  });
+
+async function shards(c: DsyncClient): Promise<AdminShardsReply> {
+  return (await c.call(Op.ADMIN_SHARDS, {}, { idempotent: true, timeoutMs: 15_000 })) as AdminShardsReply;
+}
+
+/** `[#####-----] 3/6 moves done` for jobs of one operation (finished jobs may have aged out). */
+function progressLine(jobs: readonly MoveJob[], total: number): string {
+  const running = jobs.filter((j) => j.step !== "done" && j.step !== "cancelled");
+  const done = total - running.length;
+  const width = 20;
+  const filled = total === 0 ? width : Math.round((done / total) * width);
+  const current = running.find((j) => j.step === "catching-up");
+  const catchUp = current && current.target > 0 ? `; partition ${current.partition} catching up ${Math.min(100, Math.round((current.caughtUp / current.target) * 100))}%` : "";
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total} moves done${catchUp}`;
+}
+
+function renderShards(r: AdminShardsReply): string {
+  const parts = table(
+    ["partition", "replicas", "leader", "preferred", "lag", "state"],
+    r.partitions.map((p) => [
+      String(p.partition),
+      p.replicas.join(","),
+      p.leader ?? "-",
+      p.preferredLeader,
+      Object.entries(p.lag)
+        .filter(([, n]) => n > 0)
+        .map(([id, n]) => `${id}:${n}`)
+        .join(",") || "0",
+      p.state,
+    ]),
+  );
+  const nodes = table(
+    ["node", "zone", "state", "replicas", "leads", "reachable"],
+    r.nodes.map((n) => [n.id, n.zone ?? "-", n.state, String(n.replicas), String(n.leaders), n.reachable ? "yes" : "no"]),
+  );
+  const running = r.jobs.filter((j) => j.step !== "done" && j.step !== "cancelled").length;
+  return `shard map v${r.version}, replication factor ${r.replicationFactor}\n\n${parts}\n\n${nodes}\n\n${running === 0 ? "no replica moves running" : `${running} replica move(s) running or queued: dsync admin jobs`}`;
+}
+
+function renderJobs(jobs: readonly MoveJob[]): string {
+  return table(
+    ["job", "partition", "from", "to", "reason", "step", "progress", "updated"],
+    jobs.map((j) => [
+      String(j.id),
+      String(j.partition),
+      j.from ?? "-",
+      j.to,
+      j.reason,
+      j.step + (j.note ? ` (${j.note})` : ""),
+      j.target > 0 ? `${j.caughtUp}/${j.target}` : "-",
+      new Date(j.updatedAt).toISOString(),
+    ]),
+  );
+}

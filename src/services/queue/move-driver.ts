@@ -1,0 +1,124 @@
+import { ConfChangeType } from "../../raft/index.ts";
+import type { Logger } from "../../host/logger.ts";
+import type { Proposer } from "../../host/proposer.ts";
+import type { MoveJob, ShardMap } from "../cluster/machine/shard-map.ts";
+import type { Partition, QueuePartitions } from "./partitions.ts";
+
+/** How often each node looks for a move it should take a step in. */
+const STEP_EVERY_MS = 200;
+/** Entries a learner may lag its leader and still be promoted. */
+const PROMOTE_LAG_MAX = 10;
+/** Progress of a catch-up is written to group 0 at most this often. */
+const PROGRESS_EVERY_MS = 1000;
+/** Time one membership change may take. */
+const CHANGE_TIMEOUT_MS = 10_000;
+
+/**
+ * Runs replica moves (group 0's jobs), one step at a time, on the node that leads the partition
+ * being moved. Each step is chosen from the partition group's actual membership, not from what
+ * the job last recorded, so a step repeated after a crash or a leadership change is harmless and
+ * a job resumes wherever its partition is next led:
+ *
+ *   new replica absent → add it as a learner; a learner that lags → wait, reporting progress;
+ *   a caught-up learner → promote it; the old replica still there → hand leadership away if this
+ *   node is the old replica, else remove it; neither → the job is done (group 0's map follows).
+ *
+ * The partition gains its new voter before it loses the old one, so it never has fewer
+ * replicas than before the move; each change is one Raft membership change at a time.
+ */
+export class MoveDriver {
+  #timer: NodeJS.Timeout | null = null;
+  #busy = false;
+  readonly #lastProgress = new Map<number, number>();
+
+  constructor(
+    readonly partitions: QueuePartitions,
+    readonly proposer: Proposer,
+    readonly nodeId: string,
+    readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.#timer = setInterval(() => void this.#tick(), STEP_EVERY_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  async #tick(): Promise<void> {
+    const shards = this.partitions.shards;
+    if (this.#busy || shards === null) return;
+    this.#busy = true;
+    try {
+      for (const job of shards.runningJobs()) {
+        const part = this.partitions.get(job.partition);
+        if (!part?.group.isLeader) continue;
+        try {
+          await this.#advance(shards, job, part);
+        } catch (err) {
+          this.log.warn({ job: job.id, partition: job.partition, err: (err as Error).message }, "a replica move step failed; it is tried again");
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async #advance(shards: ShardMap, job: MoveJob, part: Partition): Promise<void> {
+    const g = part.group;
+    const s = g.status();
+    const member = (id: string): boolean => s.conf.voters.includes(id) || s.conf.learners.includes(id);
+    const target = shards.node(job.to);
+    if (target?.state !== "active") {
+      // The new replica's node is leaving too: undo what the move added, then drop the job.
+      if (member(job.to) && !(shards.partition(job.partition)?.replicas ?? []).includes(job.to)) {
+        await g.proposeConfChange({ type: ConfChangeType.RemoveNode, node: job.to }, CHANGE_TIMEOUT_MS);
+        return;
+      }
+      await this.#group0({ op: "job.cancel", id: job.id, note: `${job.to} is no longer an active node` });
+      return;
+    }
+    if (!member(job.to)) {
+      this.log.info({ job: job.id, partition: job.partition, to: job.to }, "replica move: adding the new replica as a learner");
+      await g.proposeConfChange({ type: ConfChangeType.AddLearner, node: job.to }, CHANGE_TIMEOUT_MS);
+      await this.#group0({ op: "job.step", id: job.id, step: "catching-up", caughtUp: 0, target: g.status().lastIndex });
+      return;
+    }
+    if (s.conf.learners.includes(job.to)) {
+      const match = s.progress?.[job.to]?.match ?? 0;
+      if (s.lastIndex - match > PROMOTE_LAG_MAX) {
+        const now = Date.now();
+        if (now - (this.#lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS && match !== job.caughtUp) {
+          this.#lastProgress.set(job.id, now);
+          await this.#group0({ op: "job.step", id: job.id, step: "catching-up", caughtUp: match, target: s.lastIndex });
+        }
+        return;
+      }
+      this.log.info({ job: job.id, partition: job.partition, to: job.to, match, last: s.lastIndex }, "replica move: promoting the caught-up learner");
+      await this.#group0({ op: "job.step", id: job.id, step: "promoting", caughtUp: match, target: s.lastIndex });
+      await g.proposeConfChange({ type: ConfChangeType.AddVoter, node: job.to }, CHANGE_TIMEOUT_MS);
+      return;
+    }
+    if (job.from !== null && member(job.from)) {
+      if (job.from === this.nodeId) {
+        // The old replica leads: hand the partition to the new one, which carries on.
+        const to = g.mostCaughtUpVoter((id) => id !== job.from && this.partitions.o.peers.isConnected(id));
+        if (to !== undefined) g.transferLeader(to);
+        return;
+      }
+      this.log.info({ job: job.id, partition: job.partition, from: job.from }, "replica move: removing the old replica");
+      await this.#group0({ op: "job.step", id: job.id, step: "removing", caughtUp: job.target, target: job.target });
+      await g.proposeConfChange({ type: ConfChangeType.RemoveNode, node: job.from }, CHANGE_TIMEOUT_MS);
+      return;
+    }
+    this.log.info({ job: job.id, partition: job.partition, from: job.from, to: job.to }, "replica move done");
+    this.#lastProgress.delete(job.id);
+    await this.#group0({ op: "job.done", id: job.id });
+  }
+
+  #group0(cmd: Record<string, unknown>): Promise<unknown> {
+    return this.proposer.proposeStamped(0, cmd);
+  }
+}
