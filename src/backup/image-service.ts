@@ -40,6 +40,8 @@ export interface BackupImagesOptions {
   /** The largest frame this node sends: chunks stay well below it. */
   readonly maxFrameBytes: number;
   readonly log: Logger;
+  /** Queue partitions this node holds no replica of (a cluster larger than the replication factor). */
+  readonly missingPartitions: () => readonly number[];
 }
 
 /** ADMIN_BACKUP and ADMIN_BACKUP_CHUNK on the client port. */
@@ -79,6 +81,11 @@ export class BackupImages implements Service {
   async take(): Promise<AdminBackupReply> {
     const host = this.#o.host();
     if (!host) throw new UnavailableError("this node is still starting; retry shortly");
+    const missing = this.#o.missingPartitions();
+    if (missing.length > 0) {
+      // A backup is one node's images of every group; partitions held elsewhere are not fetched yet.
+      throw new UnavailableError(`this node holds no replica of queue partition(s) ${missing.join(", ")}: a backup needs every partition on the node that takes it, so it works only while every node holds every partition (nodes ≤ replication factor)`);
+    }
     if (this.#held.size + this.#taking >= MAX_HELD) throw new DsyncError(ErrorCode.OVERLOADED, `this node already holds ${MAX_HELD} backups being fetched; retry in a minute`);
     this.#taking++;
     try {

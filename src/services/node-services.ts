@@ -91,9 +91,21 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     cacheParts.open(layout).catch((err: unknown) => x.log.error({ err }, "could not open the cache partitions"));
   });
   x.machine.setShardMapListener((shards) => void partitions.sync(shards));
-  const backups = new BackupImages({ host: () => x.host, nodeId: c.nodeId, clusterId: x.clusterId, maxFrameBytes: c.maxFrameBytes, log: x.log });
+  const backups = new BackupImages({
+    host: () => x.host,
+    nodeId: c.nodeId,
+    clusterId: x.clusterId,
+    maxFrameBytes: c.maxFrameBytes,
+    log: x.log,
+    missingPartitions: () => {
+      const shards = x.machine.shards;
+      if (shards === null) return [];
+      const held = new Set(shards.partitionsOn(c.nodeId));
+      return Array.from({ length: shards.partitionCount }, (_, i) => i + 1).filter((p) => !held.has(p));
+    },
+  });
   const lifecycle = new NodeLifecycle({ nodeId: c.nodeId, zone: c.zone, group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, log: x.log, replaceDeadAfterMs: c.replaceDeadAfterMs, onLeft: x.onLeft });
   const admin = adminService({ group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, selfId: c.nodeId, lifecycle });
-  const shards = new ShardsAdmin(partitions, x.proposer, c.nodeId, x.log);
+  const shards = new ShardsAdmin(partitions, x.proposer, c.nodeId, x.metrics, x.log);
   return [admin, shards, kvService(x.proposer, x.machine.kv), locks, queues, cache, backups];
 }

@@ -36,6 +36,8 @@ export class MoveDriver {
     readonly proposer: Proposer,
     readonly nodeId: string,
     readonly log: Logger,
+    /** A new replica caught up on this many entries and is being promoted. */
+    readonly onCaughtUp: (entries: number) => void = () => {},
   ) {}
 
   start(): void {
@@ -97,6 +99,7 @@ export class MoveDriver {
         return;
       }
       this.log.info({ job: job.id, partition: job.partition, to: job.to, match, last: s.lastIndex }, "replica move: promoting the caught-up learner");
+      this.onCaughtUp(match);
       await this.#group0({ op: "job.step", id: job.id, step: "promoting", caughtUp: match, target: s.lastIndex });
       await g.proposeConfChange({ type: ConfChangeType.AddVoter, node: job.to }, CHANGE_TIMEOUT_MS);
       return;

@@ -10,6 +10,8 @@ import type { Handlers, Service } from "../../host/service.ts";
 import type { MoveJob } from "../cluster/machine/shard-map.ts";
 import { isFinished } from "../cluster/machine/shard-map.ts";
 import { MoveDriver } from "./move-driver.ts";
+import { ShardMetrics } from "./shard-metrics.ts";
+import type { NodeMetrics } from "../../host/metrics.ts";
 import type { QueuePartitions } from "./partitions.ts";
 
 /** How long ADMIN_SHARDS waits for another node's partition status. */
@@ -33,14 +35,23 @@ interface ReplicaStatus {
 export class ShardsAdmin implements Service {
   readonly name = "shards";
   readonly #driver: MoveDriver;
+  readonly #metrics: ShardMetrics;
 
   constructor(
     readonly partitions: QueuePartitions,
     readonly proposer: Proposer,
     readonly nodeId: string,
+    metrics: NodeMetrics,
     readonly log: Logger,
   ) {
-    this.#driver = new MoveDriver(partitions, proposer, nodeId, log);
+    this.#metrics = new ShardMetrics(metrics.registry);
+    this.#driver = new MoveDriver(partitions, proposer, nodeId, log, (entries) => this.#metrics.moved(entries));
+  }
+
+  refreshGauges(): void {
+    const peers = this.partitions.o.peers;
+    const led = this.partitions.all().filter((p) => p.group.isLeader);
+    this.#metrics.refresh(this.partitions.shards, led, (id) => id === this.nodeId || peers.isConnected(id));
   }
 
   start(): void {
