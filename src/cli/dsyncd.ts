@@ -40,6 +40,9 @@ const program = new Command("dsyncd")
   .option("--snapshot-threshold <n>", "entries between snapshots [env SNAPSHOT_THRESHOLD] (default 1000)")
   .option("--queue-partitions <n>", "queue partitions (Raft groups) of a new cluster; 0 = two per node [env QUEUE_PARTITIONS] (default 0)")
   .option("--queue-virtual-nodes <n>", "virtual nodes per partition on the queue ring [env QUEUE_VIRTUAL_NODES] (default 150)")
+  .option("--replication-factor <n>", "replicas of each queue partition in a new cluster [env REPLICATION_FACTOR] (default 3)")
+  .option("--replace-dead-after-ms <ms>", "re-create the replicas of a node unreachable this long on other nodes; 0 = never [env REPLACE_DEAD_AFTER_MS] (default 300000)")
+  .option("--zone <name>", "this node's zone (rack, availability zone): a partition's replicas go to distinct zones [env ZONE]")
   .option("--join", "start as a new, empty member of an existing cluster; then run `dsync admin add-node` [env JOIN=true]")
   .option("--restore-from <file>", "seed this node's empty data dir from a backup (dsync admin backup), then exit; run it on every node of the new cluster, then start them as usual")
   .option("--no-fsync", "do not fsync the log (unsafe: for throwaway test clusters only) [env FSYNC=false]")
@@ -69,6 +72,9 @@ const program = new Command("dsyncd")
       snapshotThreshold: opts.snapshotThreshold,
       queuePartitions: opts.queuePartitions,
       queueVirtualNodes: opts.queueVirtualNodes,
+      replicationFactor: opts.replicationFactor,
+      replaceDeadAfterMs: opts.replaceDeadAfterMs,
+      zone: opts.zone,
       // commander sets fsync=true unless --no-fsync; only an explicit flag should override env/file.
       fsync: opts.fsync === false ? false : undefined,
       join: opts.join === true ? true : undefined,
