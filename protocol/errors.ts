@@ -1,4 +1,4 @@
-import { ErrorCode, errorCodeName, isRetryableCode } from "./error-codes.ts";
+import { ErrorCode, errorCodeName, hadNoEffect, isRetryableCode } from "./error-codes.ts";
 
 /** The body of an ERROR frame. */
 export interface ErrorBody {
@@ -209,6 +209,18 @@ export class RateLimitedError extends DsyncError {
 export function errorForCode(name: string, message: string): DsyncError {
   const code = Object.hasOwn(ErrorCode, name) ? ErrorCode[name as keyof typeof ErrorCode] : ErrorCode.INVALID_ARGUMENT;
   return errorFromBody({ code, message });
+}
+
+/**
+ * What to report after a request was sent more than once: the last error, unless an earlier
+ * attempt's outcome was unknown (it may have been applied). Then that unknown outcome is the
+ * request's outcome, whatever the later attempts said: a NOT_LEADER or MOVED on a resend proves
+ * nothing about the first send.
+ */
+export function outcomeError(firstUnknown: DsyncError | null, last: Error): Error {
+  if (firstUnknown === null || firstUnknown === last) return last;
+  if (last instanceof DsyncError && !hadNoEffect(last.code)) return last;
+  return errorFromBody({ code: firstUnknown.code, message: `${firstUnknown.message} (a resend then failed: ${last.message})` });
 }
 
 /** Rebuilds the most specific error class for an ERROR frame's body. */

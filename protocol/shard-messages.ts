@@ -19,7 +19,7 @@ export interface ShardNode {
  * the old replica; then `done`, or `cancelled` (nothing of the move stays).
  */
 export type JobStep = "queued" | "adding" | "catching-up" | "promoting" | "removing" | "done" | "cancelled";
-export type JobReason = "rebalance" | "decommission" | "replace";
+export type JobReason = "rebalance" | "decommission" | "replace" | "manual";
 
 /** One replica move of one partition. */
 export interface MoveJob {

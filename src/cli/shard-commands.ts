@@ -46,6 +46,18 @@ admin
   });
 
 admin
+  .command("move <partition> <from> <to>")
+  .description("move one replica of a queue partition from one node to another (a job: see `dsync admin jobs`)")
+  .action(async (partition: string, from: string, to: string) => {
+    const p = Number(partition);
+    if (!Number.isInteger(p) || p < 1) fail(`partition must be a whole number ≥ 1, got "${partition}"`);
+    await withClient(async (c, g) => {
+      const r = (await c.call(Op.ADMIN_REBALANCE, { move: { partition: p, from, to } }, { timeoutMs: 15_000 })) as AdminRebalanceReply;
+      print(g, r, `queued job ${r.jobs.map((j) => j.id).join(", ")}: partition ${p} from ${from} to ${to}; follow it with \`dsync admin jobs\``);
+    });
+  });
+
+admin
   .command("decommission <node-id>")
   .alias("remove-node")
   .description("move every replica off a node, then remove it from the cluster (waits, showing progress; --no-wait returns at once)")

@@ -6,6 +6,8 @@ import {
   ErrorCode,
   MovedError,
   NotLeaderError,
+  hadNoEffect,
+  outcomeError,
   Op,
   RateLimitedError,
   PROTOCOL_VERSION,
@@ -86,6 +88,8 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
    */
   async call(op: number, body: unknown, opts: CallOptions = {}): Promise<unknown> {
     let lastError: Error | null = null;
+    // The first attempt whose outcome is unknown: the call's outcome, if no later attempt succeeds.
+    let unknown: DsyncError | null = null;
     for (let attempt = 0; attempt < this.#opts.maxAttempts; attempt++) {
       if (this.#closed) throw new ConnectionClosedError("client is closed");
       let conn: RpcConnection;
@@ -99,16 +103,18 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
       try {
         return await conn.request(op, body, opts.timeoutMs ?? this.#opts.requestTimeoutMs);
       } catch (err) {
-        lastError = err as Error;
+        lastError = outcomeError(unknown, err as Error);
+        if (unknown === null && err instanceof DsyncError && !hadNoEffect(err.code)) unknown = err;
         if (err instanceof NotLeaderError) {
           this.#redirect(err.leaderAddr);
           if (err.leaderAddr === null) await this.#pause(attempt);
           continue;
         }
         // A queue's partition lives elsewhere: the queue client routes it (this connection stays).
-        if (!(err instanceof DsyncError) || !err.retryable || err instanceof MovedError) throw err;
+        // After an attempt of unknown outcome, what is thrown says so (see outcomeError).
+        if (!(err instanceof DsyncError) || !err.retryable || err instanceof MovedError) throw lastError;
         const lost = err.code === ErrorCode.CONNECTION_CLOSED || err.code === ErrorCode.TIMEOUT;
-        if (lost && !opts.idempotent) throw err;
+        if (lost && !opts.idempotent) throw lastError;
         // A new connection sends a new HELLO, with the token file read again.
         if (err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.TOKEN_EXPIRED || err.code === ErrorCode.SHUTTING_DOWN) this.#drop(conn, err);
         if (err instanceof RateLimitedError) await new Promise((r) => setTimeout(r, err.retryAfterMs));

@@ -2,6 +2,8 @@ import { EventEmitter } from "node:events";
 import {
   DsyncError,
   MovedError,
+  hadNoEffect,
+  outcomeError,
   Op,
   type DeliveredMessage,
   type Envelope,
@@ -124,24 +126,29 @@ export class QueueClient {
    * cannot reach its node forgets the route; an idempotent one is then tried through `client`.
    */
   async #call(queue: string, op: number, body: object, opts: CallOptions = {}): Promise<unknown> {
+    let unknown: DsyncError | null = null;
     for (let hop = 0; ; hop++) {
       const routed = this.#routes.has(queue);
-      let reply: unknown;
       try {
-        reply = await this.clientFor(queue).call(op, body, opts);
-      } catch (err) {
+        const reply = await this.clientFor(queue).call(op, body, opts);
+        this.#learn(queue, reply);
+        return reply;
+      } catch (caught) {
+        const raw = caught as Error;
+        // An earlier hop of unknown outcome stays the outcome unless one succeeds (see outcomeError).
+        const err = outcomeError(unknown, raw);
+        if (unknown === null && raw instanceof DsyncError && !hadNoEffect(raw.code)) unknown = raw;
         // The node holds no replica of the queue's partition: go where it says (MOVED had no effect).
-        if (err instanceof MovedError && err.leaderAddr !== null && hop < MOVED_HOPS_MAX) {
-          this.#route(queue, err.leaderAddr);
+        if (raw instanceof MovedError && raw.leaderAddr !== null && hop < MOVED_HOPS_MAX) {
+          this.#route(queue, raw.leaderAddr);
           continue;
         }
-        if (!routed || !(err instanceof DsyncError) || !err.retryable) throw err;
+        // A routed node that cannot serve: forget the route; an idempotent call goes round again
+        // through `client` (which may answer MOVED to a node that holds the partition).
+        if (!routed || !(raw instanceof DsyncError) || !raw.retryable) throw err;
         this.#routes.delete(queue);
-        if (!opts.idempotent) throw err;
-        reply = await this.client.call(op, body, opts);
+        if (!opts.idempotent || hop >= MOVED_HOPS_MAX) throw err;
       }
-      this.#learn(queue, reply);
-      return reply;
     }
   }
 

@@ -1,6 +1,7 @@
 /**
  * The bounded fault campaign of the test suite: kv, locks, queue and cache on 3 real nodes, every
- * fault kind at least once (kill, pause, partition, delay, disk, clock), histories checked.
+ * fault kind at least once (kill, pause, partition, delay, disk, clock, restart), histories
+ * checked; then queues and kv on 5 nodes while replicas move between them under faults.
  * `CHAOS_SEED=n` replays a seed's fault schedule; the seed is printed either way.
  */
 import assert from "node:assert/strict";
@@ -12,7 +13,7 @@ import { waitFor } from "../helpers/daemon.ts";
 import { Prng } from "../sim/prng.ts";
 import { cleanUp, runCampaign } from "./campaign.ts";
 import { ChaosCluster } from "./cluster.ts";
-import { FAULT_KINDS } from "./nemesis.ts";
+import { FAULT_KINDS, type FaultKind } from "./nemesis.ts";
 import { kvWorkload } from "./workloads/kv.ts";
 import { sleep } from "./workloads/workload.ts";
 
@@ -32,6 +33,33 @@ test("chaos campaign - kv, locks, queue, cache and backups stay correct under ev
     log: (l) => t.diagnostic(l),
   });
   for (const kind of FAULT_KINDS) assert.ok((result.faults[kind] ?? 0) > 0, `fault kind ${kind} was not injected (faults: ${JSON.stringify(result.faults)})`);
+  for (const w of result.workloads) assert.ok(w.outcomes.ok > 0, `${w.name}: no operation succeeded`);
+  assert.ok(result.ok, `violations found (seed ${seed}); kept in ${result.dir}:\n${result.report}`);
+  await cleanUp(result, false);
+});
+
+test("chaos campaign - queues and kv stay correct while replicas move between 5 nodes under kills, pauses and partitions", async (t) => {
+  const seed = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
+  const lines: string[] = [];
+  const kinds: FaultKind[] = ["move", "kill", "pause", "partition"];
+  const result = await runCampaign({
+    workloads: ["kv", "queue"],
+    // 3 replicas per partition over 5 nodes: a move takes a replica to a node without one.
+    seconds: 30,
+    seed,
+    nodes: 5,
+    faults: kinds,
+    order: "cycle",
+    quietMs: [300, 800],
+    faultMs: [1000, 3000],
+    keep: false,
+    log: (l) => {
+      lines.push(l);
+      t.diagnostic(l);
+    },
+  });
+  for (const kind of kinds) assert.ok((result.faults[kind] ?? 0) > 0, `fault kind ${kind} was not injected (faults: ${JSON.stringify(result.faults)})`);
+  assert.ok(lines.some((l) => / move: replica of partition \d+ from /.test(l)), "a replica move was started");
   for (const w of result.workloads) assert.ok(w.outcomes.ok > 0, `${w.name}: no operation succeeded`);
   assert.ok(result.ok, `violations found (seed ${seed}); kept in ${result.dir}:\n${result.report}`);
   await cleanUp(result, false);

@@ -22,6 +22,8 @@ import { makeCerts } from "../../scripts/lib/certs.ts";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { SignJWT } from "jose";
+import { Op, type AdminRebalanceReply, type AdminShardsReply } from "../../protocol/index.ts";
+import { DsyncClient } from "../../src/client/client.ts";
 
 export const WORKLOADS = ["kv", "locks", "queue", "cache", "backup"] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
@@ -91,7 +93,7 @@ async function secureSetup(dir: string, nodes: number): Promise<{ env: Record<st
   const certs = makeCerts(path.join(dir, "certs"), { nodes: ids });
   const secret = randomBytes(48).toString("base64");
   await writeFile(path.join(dir, "certs", "jwt-secret"), secret);
-  await writeFile(path.join(dir, "certs", "roles.json"), JSON.stringify({ roles: { workload: { allow: ["kv:*", "lock:*", "queue:*", "cache:*", "admin:backup", "status"] } } }));
+  await writeFile(path.join(dir, "certs", "roles.json"), JSON.stringify({ roles: { workload: { allow: ["kv:*", "lock:*", "queue:*", "cache:*", "admin:backup", "admin:membership", "status"] } } }));
   const token = await new SignJWT({ roles: ["workload"] }).setProtectedHeader({ alg: "HS256" }).setSubject("chaos").setExpirationTime(Math.floor(Date.now() / 1000) + 24 * 3600).sign(new TextEncoder().encode(secret));
   return {
     env: { TLS_CA: certs.ca, AUTH_JWT_SECRET_FILE: path.join(dir, "certs", "jwt-secret"), AUTH_ROLES_FILE: path.join(dir, "certs", "roles.json") },
@@ -108,13 +110,16 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const rng = new Prng(o.seed);
   const disk = diskFaultSupport(o.faults.includes("disk"));
   const cacheSetup = o.workloads.includes("cache") ? `; cache store ${o.cacheStore ?? "embedded"}, ${o.cacheWritePolicy ?? "write-through"}` : "";
-  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
+  // A backup is one node's images of every partition: with backups, every node holds every partition.
+  const rf = o.workloads.includes("backup") ? o.nodes : 3;
+  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, replication factor ${rf}${rf === o.nodes && o.nodes > 3 ? " (the backup workload needs every partition on every node)" : ""}, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
   const redis = o.cacheStore === "redis" ? await startRedis({ appendfsync: "always" }) : null;
   const secured = o.tls ? await secureSetup(dir, o.nodes) : null;
   const cluster = await ChaosCluster.create(o.nodes, dir, {
     ...secured?.env,
     // Small enough that snapshots and log compaction happen during a run.
     SNAPSHOT_THRESHOLD: "500",
+    REPLICATION_FACTOR: String(rf),
     ...disk.clusterEnv,
     ...(redis && { REDIS_URL: redis.url }),
     ...(o.cacheWritePolicy && { CACHE_WRITE_POLICY: o.cacheWritePolicy }),
@@ -125,10 +130,13 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   });
   const problems: string[] = [];
   const workloads = o.workloads.map(build);
+  let adminClient: DsyncClient | null = null;
   let nemesis: Nemesis | null;
   try {
     await verifyFaultLayer(cluster);
     const ctx: WorkloadContext = { addrs: cluster.clientAddrs, rng: rng.fork(), dir, ...(secured && { auth: secured.auth }) };
+    const admin = new DsyncClient({ nodes: cluster.clientAddrs, clientName: "chaos-admin", requestTimeoutMs: 5000, maxAttempts: 3, ...secured?.auth });
+    adminClient = admin;
     for (const w of workloads) await w.start(ctx);
     const t0 = performance.now();
     const faultEnd = t0 + o.seconds * 1000;
@@ -137,6 +145,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
       log,
       targets: async () => (await Promise.all(workloads.map((w) => w.targets?.() ?? Promise.resolve([])))).flat(),
       ...disk.nemesis,
+      move: (r) => startMove(admin, r),
       ...(o.order && { order: o.order }),
       ...(o.quietMs && { quietMs: o.quietMs }),
       ...(o.faultMs && { faultMs: o.faultMs }),
@@ -150,6 +159,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     for (const w of workloads) await w.stop();
     const stoppedAt = performance.now();
     await settle(cluster);
+    const stuck = await movesFinished(admin);
+    if (stuck) problems.push(stuck);
     for (const w of workloads) await w.final(ctx);
     for (const e of nemesis.timeline) if (e.problem) problems.push(e.problem);
     for (const n of cluster.nodes) {
@@ -173,6 +184,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     await writeFile(path.join(dir, "link-bytes.json"), JSON.stringify(cluster.linkBytes(), null, 1));
     return { ok, dir, faults: nemesis.counts(), problems, workloads: results, report };
   } finally {
+    await adminClient?.close();
     for (const w of workloads) await w.close().catch(() => {});
     await cluster.destroy();
     await redis?.stop();
@@ -230,6 +242,36 @@ async function verifyFaultLayer(cluster: ChaosCluster): Promise<void> {
 }
 
 /** Waits (bounded) until every node is up and agrees on one group-0 leader. */
+/**
+ * The `move` fault: one replica of a random partition (with no move running) from one of its
+ * nodes to a node without it. Returns what it queued, or null when every node holds every partition.
+ */
+async function startMove(admin: DsyncClient, rng: Prng): Promise<string | null> {
+  const s = (await admin.call(Op.ADMIN_SHARDS, {}, { idempotent: true })) as AdminShardsReply;
+  const active = s.nodes.filter((n) => n.state === "active").map((n) => n.id);
+  const candidates = s.partitions.filter((p) => p.state !== "moving" && active.some((id) => !p.replicas.includes(id)));
+  if (candidates.length === 0) return null;
+  const p = candidates[rng.nextInt(candidates.length)]!;
+  const from = p.replicas[rng.nextInt(p.replicas.length)]!;
+  const outside = active.filter((id) => !p.replicas.includes(id));
+  const to = outside[rng.nextInt(outside.length)]!;
+  const r = (await admin.call(Op.ADMIN_REBALANCE, { move: { partition: p.partition, from, to } })) as AdminRebalanceReply;
+  return `replica of partition ${p.partition} from ${from} to ${to} (job ${r.jobs.map((j) => j.id).join(",")}), left running`;
+}
+
+/** After the heal every replica move must finish (done, or cancelled cleanly) within 90 s; else a problem. */
+async function movesFinished(admin: DsyncClient): Promise<string | null> {
+  let last: AdminShardsReply | null = null;
+  const deadline = performance.now() + 90_000;
+  while (performance.now() < deadline) {
+    last = (await admin.call(Op.ADMIN_SHARDS, {}, { idempotent: true }).catch(() => null)) as AdminShardsReply | null;
+    if (last && last.jobs.every((j) => j.step === "done" || j.step === "cancelled") && last.partitions.every((p) => p.voters.length >= last!.replicationFactor)) return null;
+    await sleep(500);
+  }
+  const running = last?.jobs.filter((j) => j.step !== "done" && j.step !== "cancelled").map((j) => `job ${j.id} (partition ${j.partition} ${j.from}→${j.to}) at ${j.step}`) ?? ["no shard map"];
+  return `replica moves unfinished 90 s after the heal: ${running.join("; ")}`;
+}
+
 async function settle(cluster: ChaosCluster): Promise<void> {
   await waitFor(
     async () => {

@@ -10,8 +10,14 @@ import { sleep } from "./workloads/workload.ts";
 /** How far past its end a "cycle" fault phase may run to inject each kind once. */
 const CYCLE_OVERRUN_MS = 60_000;
 
-export const FAULT_KINDS = ["kill", "pause", "partition", "delay", "disk", "clock", "restart"] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+/**
+ * Every fault kind. `move` is a replica move (a job: learner, catch-up, promote, remove) started
+ * and left running while the next faults strike; it needs more nodes than the replication factor.
+ */
+export const ALL_FAULT_KINDS = ["kill", "pause", "partition", "delay", "disk", "clock", "restart", "move"] as const;
+export type FaultKind = (typeof ALL_FAULT_KINDS)[number];
+/** The kinds a 3-node cluster (every node holding every partition) can take: all but `move`. */
+export const FAULT_KINDS: readonly FaultKind[] = ALL_FAULT_KINDS.filter((k) => k !== "move");
 
 /** Random order: at most one rolling restart per this long. */
 const RESTART_EVERY_MS = 60_000;
@@ -40,6 +46,8 @@ export interface NemesisOptions {
   readonly log?: (line: string) => void;
   /** Nodes the workloads find interesting, e.g. a queue partition's leader or a cache key's home. */
   readonly targets?: () => Promise<{ role: string; node: string }[]>;
+  /** Starts one replica move and says which (null: no replica can move); see `move` in ALL_FAULT_KINDS. */
+  readonly move?: (rng: Prng) => Promise<string | null>;
   /**
    * "random" (default): each fault's kind drawn at random. "cycle": every kind in turn (in an
    * order drawn from the seed), so a short run still injects each kind.
@@ -253,6 +261,14 @@ export class Nemesis {
         const exit = node.exits[node.exits.length - 1];
         this.o.log?.(`  ${node.spec.id} ${stopped ? `stopped by itself (exit ${exit?.code ?? exit?.signal})` : "did NOT stop after its fsync failed; killed"}`);
         await node.start();
+        this.#end(e);
+        return;
+      }
+      case "move": {
+        // Started, not awaited: the move runs on while the next faults strike.
+        const what = this.o.move ? await this.o.move(this.rng).catch((err: Error) => `could not start a move: ${err.message}`) : null;
+        const e = this.#event(kind, what ?? "no replica can move (every node holds every partition)", []);
+        await sleep(ms);
         this.#end(e);
         return;
       }

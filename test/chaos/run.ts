@@ -1,6 +1,6 @@
 /**
  * `npm run chaos -- --workload kv|locks|queue|cache|all --seconds N --seed S --nodes 3|5
- *   [--faults kill,pause,partition,delay,disk,clock,restart] [--keep] [--dir D]
+ *   [--faults kill,pause,partition,delay,disk,clock,restart,move] [--keep] [--dir D]
  *   [--cache-store embedded|redis] [--cache-write-policy write-back|write-through] [--tls]`
  *
  * Starts real dsyncd processes on loopback, drives the workloads, injects faults, heals, checks
@@ -8,7 +8,7 @@
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import { WORKLOADS, cleanUp, runCampaign, type WorkloadName } from "./campaign.ts";
-import { FAULT_KINDS, type FaultKind } from "./nemesis.ts";
+import { ALL_FAULT_KINDS, type FaultKind } from "./nemesis.ts";
 
 function list<T extends string>(allowed: readonly T[], what: string, allName: string | null) {
   return (v: string): T[] => {
@@ -34,7 +34,7 @@ const program = new Command("chaos")
   .option("--seconds <n>", "how long faults are injected", int(1, 24 * 3600), 60)
   .option("--seed <n>", "seed of the fault schedule and the workloads (printed; replays the same choices)", int(0, 2 ** 31 - 1))
   .addOption(new Option("--nodes <n>", "cluster size").choices(["3", "5"]).default("3"))
-  .addOption(new Option("--faults <kinds>", `comma list of ${FAULT_KINDS.join(", ")}, or none`).default([...FAULT_KINDS], "all").argParser(list(FAULT_KINDS, "fault", "all")))
+  .addOption(new Option("--faults <kinds>", `comma list of ${ALL_FAULT_KINDS.join(", ")}, or none (move: replica moves between nodes; with --nodes 5 and no backup workload, else every node holds every partition)`).default([...ALL_FAULT_KINDS], "all").argParser(list(ALL_FAULT_KINDS, "fault", "all")))
   .addOption(new Option("--cache-store <store>", "the cache's backing store: embedded, or redis (a private redis-server, appendfsync always)").choices(["embedded", "redis"]).default("embedded"))
   .addOption(new Option("--cache-write-policy <policy>", "the nodes' CACHE_WRITE_POLICY").choices(["write-back", "write-through"]).default("write-through"))
   .option("--tls", "TLS on every port (mutual TLS between nodes), clients authenticated by a signed token with a role", false)

@@ -3,7 +3,7 @@
  * replicas, leader, lag and state, gathered from the nodes that hold them) and the replica moves
  * that balance it. Also starts the move driver, which runs the jobs.
  */
-import { asFields, bool, Op, type AdminRebalanceReply, type AdminShardsReply, type ShardView } from "../../../protocol/index.ts";
+import { asFields, bool, int, InvalidArgumentError, Op, str, type AdminRebalanceReply, type AdminShardsReply, type ShardView } from "../../../protocol/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { Handlers, Service } from "../../host/service.ts";
@@ -69,6 +69,15 @@ export class ShardsAdmin implements Service {
       const dryRun = bool(f, "dryRun", "ADMIN_REBALANCE");
       const shards = this.partitions.shards;
       if (shards === null) return { dryRun, moves: [], jobs: [] };
+      if (f.move !== undefined && f.move !== null) {
+        // One replica, moved where the operator says.
+        const m = asFields(f.move, "ADMIN_REBALANCE move");
+        const move = { partition: int(m, "partition", "ADMIN_REBALANCE move", { min: 1, max: 0xffff }), from: str(m, "from", "ADMIN_REBALANCE move", { maxBytes: 64 }), to: str(m, "to", "ADMIN_REBALANCE move", { maxBytes: 64 }) };
+        if (dryRun) return { dryRun, moves: [move], jobs: [] };
+        const r = (await this.proposer.proposeStamped(0, { op: "shards.move", ...move })) as { error?: string; jobs?: MoveJob[] };
+        if (r.error !== undefined) throw new InvalidArgumentError(r.error);
+        return { dryRun, moves: [move], jobs: r.jobs ?? [] };
+      }
       if (dryRun) {
         // Planned from this node's replica of group 0, after a read barrier: what a rebalance now would do.
         await this.proposer.readBarrier(0);

@@ -160,6 +160,8 @@ export class ShardMap {
         return { jobs: this.#queueJobs(this.plan(), "rebalance", now) };
       case "shards.forget":
         return this.#forget(cmd.id);
+      case "shards.move":
+        return this.#move(cmd.partition, cmd.from, cmd.to, now);
       case "job.step":
         return this.#step(cmd, now);
       case "job.done":
@@ -189,6 +191,19 @@ export class ShardMap {
     // Only the moves off the leaving node: the rest of the cluster stays as it is.
     const moves = this.plan().filter((m) => m.from === id);
     return { jobs: this.#queueJobs(moves, reason, now) };
+  }
+
+  /**
+   * An operator's move of one replica: `from` must hold it (once queued jobs are done), `to` must
+   * be active and not hold it. Queued behind the partition's other jobs.
+   */
+  #move(partition: number, from: string, to: string, now: number): unknown {
+    const replicas = this.#afterJobs()[partition - 1]?.replicas;
+    if (replicas === undefined) return { error: `there is no partition ${partition} (partitions 1..${this.partitionCount})` };
+    if (!replicas.includes(from)) return { error: `${from} holds no replica of partition ${partition} (replicas: ${replicas.join(", ")})` };
+    if (this.node(to)?.state !== "active") return { error: `${to} is not an active node` };
+    if (replicas.includes(to)) return { error: `${to} already holds a replica of partition ${partition}` };
+    return { jobs: this.#queueJobs([{ partition, from, to }], "manual", now) };
   }
 
   /** Drops a node that left: it must hold no replica and be no job's target. */
@@ -297,11 +312,12 @@ export type ShardCommand =
   | { readonly op: "shards.leave"; readonly id: string; readonly reason?: JobReason }
   | { readonly op: "shards.rebalance" }
   | { readonly op: "shards.forget"; readonly id: string }
+  | { readonly op: "shards.move"; readonly partition: number; readonly from: string; readonly to: string }
   | JobStepCommand
   | { readonly op: "job.done"; readonly id: number }
   | { readonly op: "job.cancel"; readonly id: number; readonly note?: string };
 
-const SHARD_OPS: ReadonlySet<unknown> = new Set(["shards.node", "shards.leave", "shards.rebalance", "shards.forget", "job.step", "job.done", "job.cancel"]);
+const SHARD_OPS: ReadonlySet<unknown> = new Set(["shards.node", "shards.leave", "shards.rebalance", "shards.forget", "shards.move", "job.step", "job.done", "job.cancel"]);
 const JOB_STEPS: ReadonlySet<unknown> = new Set(["queued", "adding", "catching-up", "promoting", "removing"]);
 const REASONS: ReadonlySet<unknown> = new Set(["rebalance", "decommission", "replace"]);
 
@@ -318,6 +334,8 @@ export function isShardCommand(c: { op?: unknown } & Record<string, unknown>): c
       return str(c.id) && (c.reason === undefined || REASONS.has(c.reason));
     case "shards.forget":
       return str(c.id);
+    case "shards.move":
+      return id(c.partition) && str(c.from) && str(c.to);
     case "job.step":
       return id(c.id) && JOB_STEPS.has(c.step) && count(c.caughtUp) && count(c.target) && (c.note === undefined || typeof c.note === "string");
     case "job.done":
