@@ -4,7 +4,7 @@
  *
  * Blocks by service, so each can grow without renumbering: 16–23 key-value, 24–31 admin,
  * 32–39 locks, 40–55 queues, 56–63 cache; pushes 64 lock, 65–66 queue, 67–69 cache;
- * peer 96–99 Raft and forwarding, 100–111 cache coherence, 112–115 queue partitions.
+ * peer 96–99 Raft and forwarding, 100–111 cache coherence, 112–115 queue partitions and backups of them.
  */
 export const Op = {
   /** A successful reply; its id is the request's. */
@@ -106,6 +106,10 @@ export const Op = {
   QUEUE_LIST_PARTITIONS: 112,
   /** One node asks another for the Raft status of the queue partitions it holds (ADMIN_SHARDS). */
   PARTITION_STATUS: 113,
+  /** A node taking a backup asks a node holding groups it lacks for their images (held for BACKUP_IMAGE_CHUNK). */
+  BACKUP_IMAGES: 114,
+  /** One slice of one of those images. */
+  BACKUP_IMAGE_CHUNK: 115,
 } as const;
 /** One of the message types above. */
 export type Op = (typeof Op)[keyof typeof Op];

@@ -6,6 +6,7 @@
 import type { ClusterMachine } from "./cluster/machine/cluster-machine.ts";
 import { adminService } from "./cluster/admin-handlers.ts";
 import { CachePartitions, CacheService, RedisStore } from "./cache/index.ts";
+import { CACHE_GROUP_BASE } from "./cache/partitions.ts";
 import { kvService } from "./kv/handlers.ts";
 import { LockService } from "./lock/service.ts";
 import { QueuePartitions } from "./queue/partitions.ts";
@@ -70,7 +71,10 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     redis: c.redisUrl !== null ? new RedisStore(c.redisUrl) : null,
     partitions: cacheParts,
     peers: x.peers,
-    members: () => x.group0.status().conf.voters,
+    members: () => {
+      const conf = x.group0.status().conf;
+      return [...conf.voters, ...conf.learners];
+    },
     metrics: x.metrics,
     log: x.log,
   });
@@ -97,11 +101,17 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     clusterId: x.clusterId,
     maxFrameBytes: c.maxFrameBytes,
     log: x.log,
-    missingPartitions: () => {
+    peers: x.peers,
+    groups: () => {
       const shards = x.machine.shards;
-      if (shards === null) return [];
-      const held = new Set(shards.partitionsOn(c.nodeId));
-      return Array.from({ length: shards.partitionCount }, (_, i) => i + 1).filter((p) => !held.has(p));
+      const layout = x.machine.queueLayout;
+      if (shards === null || layout === null) return [{ group: 0, holders: [] }];
+      const queueGroups = Array.from({ length: shards.partitionCount }, (_, i) => {
+        const placed = shards.partition(i + 1)!;
+        return { group: i + 1, holders: [placed.leader, ...placed.replicas.filter((r) => r !== placed.leader)] };
+      });
+      const cacheGroups = layout.members.map((_, i) => ({ group: CACHE_GROUP_BASE + i + 1, holders: [...layout.members].sort() }));
+      return [{ group: 0, holders: [] }, ...queueGroups, ...cacheGroups];
     },
   });
   const lifecycle = new NodeLifecycle({ nodeId: c.nodeId, zone: c.zone, group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, log: x.log, replaceDeadAfterMs: c.replaceDeadAfterMs, onLeft: x.onLeft });

@@ -38,13 +38,14 @@ test("chaos campaign - kv, locks, queue, cache and backups stay correct under ev
   await cleanUp(result, false);
 });
 
-test("chaos campaign - queues and kv stay correct while replicas move between 5 nodes under kills, pauses and partitions", async (t) => {
+test("chaos campaign - queues, kv and backups stay correct while replicas move between 5 nodes under kills, pauses and partitions", async (t) => {
   const seed = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   const lines: string[] = [];
   const kinds: FaultKind[] = ["move", "kill", "pause", "partition"];
   const result = await runCampaign({
-    workloads: ["kv", "queue"],
-    // 3 replicas per partition over 5 nodes: a move takes a replica to a node without one.
+    workloads: ["kv", "queue", "backup"],
+    // 3 replicas per partition over 5 nodes: a move takes a replica to a node without one, and a
+    // backup fetches the partitions its node lacks from the nodes holding them.
     seconds: 30,
     seed,
     nodes: 5,

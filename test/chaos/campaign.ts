@@ -110,16 +110,14 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const rng = new Prng(o.seed);
   const disk = diskFaultSupport(o.faults.includes("disk"));
   const cacheSetup = o.workloads.includes("cache") ? `; cache store ${o.cacheStore ?? "embedded"}, ${o.cacheWritePolicy ?? "write-through"}` : "";
-  // A backup is one node's images of every partition: with backups, every node holds every partition.
-  const rf = o.workloads.includes("backup") ? o.nodes : 3;
-  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, replication factor ${rf}${rf === o.nodes && o.nodes > 3 ? " (the backup workload needs every partition on every node)" : ""}, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
+  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, replication factor 3, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
   const redis = o.cacheStore === "redis" ? await startRedis({ appendfsync: "always" }) : null;
   const secured = o.tls ? await secureSetup(dir, o.nodes) : null;
   const cluster = await ChaosCluster.create(o.nodes, dir, {
     ...secured?.env,
     // Small enough that snapshots and log compaction happen during a run.
     SNAPSHOT_THRESHOLD: "500",
-    REPLICATION_FACTOR: String(rf),
+    REPLICATION_FACTOR: "3",
     ...disk.clusterEnv,
     ...(redis && { REDIS_URL: redis.url }),
     ...(o.cacheWritePolicy && { CACHE_WRITE_POLICY: o.cacheWritePolicy }),
