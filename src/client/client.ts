@@ -157,6 +157,14 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     return s;
   }
 
+  /**
+   * Makes the next call go to `addr` (a node that holds what the caller needs): a client that
+   * fell back to another node while `addr` was unreachable would otherwise stay there.
+   */
+  moveTo(addr: string): void {
+    this.#redirect(addr);
+  }
+
   /** Connects now (instead of on the first call). */
   async ready(): Promise<this> {
     await this.#connection();

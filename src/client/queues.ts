@@ -141,6 +141,8 @@ export class QueueClient {
         // The node holds no replica of the queue's partition: go where it says (MOVED had no effect).
         if (raw instanceof MovedError && raw.leaderAddr !== null && hop < MOVED_HOPS_MAX) {
           this.#route(queue, raw.leaderAddr);
+          // The route's connection may have fallen back to another node while that one was down.
+          this.client.sibling(raw.leaderAddr).moveTo(raw.leaderAddr);
           continue;
         }
         // A routed node that cannot serve: forget the route; an idempotent call goes round again
@@ -325,6 +327,7 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
         // Deliveries come from a node holding the partition: move this subscription's connection there.
         this.#detach();
         this.#client = this.queues.client.sibling(err.leaderAddr);
+        this.#client.moveTo(err.leaderAddr);
         this.#attach();
       }
     }

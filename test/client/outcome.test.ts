@@ -6,27 +6,15 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
-import { ErrorCode, FrameDecoder, Op, decodeEnvelope, encodeEnvelope, encodeFrame, hadNoEffect, outcomeError, NotLeaderError, TimeoutError } from "../../protocol/index.ts";
+import { ErrorCode, Op, hadNoEffect, outcomeError, NotLeaderError, TimeoutError } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
+import { FakeNode } from "../helpers/fake-node.ts";
 
 test("outcome - after a timed-out send, a resend's NOT_LEADER is reported as an unknown outcome", async () => {
   let sends = 0;
-  const server = net.createServer((sock) => {
-    const dec = new FrameDecoder();
-    sock.on("data", (chunk) => {
-      for (const body of dec.push(chunk)) {
-        const env = decodeEnvelope(body);
-        const reply = (b: unknown, type: number = Op.REPLY): void => void sock.write(encodeFrame(encodeEnvelope({ type, id: env.id, body: b })));
-        if (env.type === Op.HELLO) reply({ v: 1, nodeId: "fake", leader: null, leaderAddr: null, maxFrameBytes: 1 << 20, server: "fake" });
-        // The first send is swallowed (its outcome unknown to the client); later ones are refused.
-        else if (sends++ > 0) reply({ code: ErrorCode.NOT_LEADER, message: "not the leader", leaderHint: null, leaderAddr: null }, Op.ERROR);
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as net.AddressInfo).port;
-  const c = new DsyncClient({ nodes: [`127.0.0.1:${port}`], requestTimeoutMs: 300, maxAttempts: 3, preferLeader: false, backoff: { baseMs: 10, maxMs: 20, factor: 2 } });
+  // The first send is swallowed (its outcome unknown to the client); later ones are refused.
+  const node = await FakeNode.start("fake", () => (sends++ > 0 ? { error: { code: ErrorCode.NOT_LEADER, message: "not the leader", leaderHint: null, leaderAddr: null } } : null));
+  const c = new DsyncClient({ nodes: [node.addr], requestTimeoutMs: 300, maxAttempts: 3, preferLeader: false, backoff: { baseMs: 10, maxMs: 20, factor: 2 } });
   try {
     const err = await c.call(Op.KV_PUT, { key: "k", value: new Uint8Array(1) }, { idempotent: true }).then(
       () => null,
@@ -39,7 +27,7 @@ test("outcome - after a timed-out send, a resend's NOT_LEADER is reported as an 
     assert.equal(code, ErrorCode.TIMEOUT);
   } finally {
     await c.close();
-    server.close();
+    await node.stop();
   }
 });
 
