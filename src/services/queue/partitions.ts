@@ -79,10 +79,10 @@ export class QueuePartitions {
       this.o.onOpen(part);
     }
     for (const [p, part] of this.#parts) {
+      // The map drops a replica only after the partition's group committed its removal (the job
+      // is done once the removal applied on its leader), so it goes now, whatever this replica's
+      // own view: a removed replica may never hear that its removal committed.
       if (want.has(p)) continue;
-      // Only once the group itself no longer counts this node: the map changes after the move.
-      const conf = part.group.status().conf;
-      if (conf.voters.includes(this.o.nodeId) || conf.learners.includes(this.o.nodeId)) continue;
       this.#parts.delete(p);
       this.o.onClose(part);
       await this.o.host.retireGroup(part.group.group);
