@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { Op, type AdminMemberReply, type AdminShardsReply } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
+import { CacheClient } from "../../src/client/cache.ts";
 import { ROOT, TestCluster, waitFor } from "../helpers/daemon.ts";
 import { statusOf } from "../helpers/cluster-view.ts";
 
@@ -34,13 +35,25 @@ test("membership - a node joins (a group-0 learner beyond 3 voters), takes parti
     await waitFor(async () => (await shards()).jobs.every((j) => j.step === "done"), "the moves onto node_3 to finish", 120_000);
     const held = (await shards()).nodes.find((n) => n.id === "node_3")!;
     assert.ok(held.replicas > 0, "node_3 holds partitions");
-    const direct = new DsyncClient({ nodes: [joiner.clientAddr], maxAttempts: 1, preferLeader: false });
+    const direct = new DsyncClient({ nodes: [joiner.clientAddr], maxAttempts: 5, preferLeader: false });
+    const founder = new DsyncClient({ nodes: [cluster.nodes[0]!.clientAddr], maxAttempts: 5, preferLeader: false });
     try {
       const r = (await direct.call(Op.KV_GET, { key: "m49", stale: true })) as { found: boolean; value: Uint8Array };
       assert.ok(r.found, "the new node has the data written before it joined");
       assert.equal(new TextDecoder().decode(r.value), "v49");
+      // It holds no cache partition (one per founding node) and still serves the cache, coherently.
+      const viaNew = new CacheClient(direct);
+      const viaFounder = new CacheClient(founder);
+      await viaNew.set("joined", "from node_3");
+      assert.equal(await viaFounder.getString("joined"), "from node_3");
+      assert.equal(await viaNew.getString("joined"), "from node_3");
+      await viaFounder.set("joined", "from node_0");
+      assert.equal(await viaNew.getString("joined"), "from node_0", "node_3's copy was invalidated by the write on node_0");
+      await viaNew.delete("joined");
+      assert.equal(await viaFounder.getString("joined"), null);
     } finally {
       await direct.close();
+      await founder.close();
     }
 
     // Leadership moves on request (to a voter).

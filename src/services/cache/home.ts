@@ -112,8 +112,8 @@ export class CacheHome {
 
   /** The holders of `key` with the time left on each (CACHE_STATE), or null when this node is not its home. */
   holdersOf(key: string): { node: string; leaseMs: number }[] | null {
-    const part = this.#o.partitions.partFor(key);
-    if (!part.group.isLeader) return null;
+    const part = this.#o.partitions.localPart(key);
+    if (!part?.group.isLeader) return null;
     const now = monoNow();
     return [...(this.#holders.get(key) ?? [])].filter(([, until]) => until > now).map(([node, until]) => ({ node, leaseMs: Math.ceil(until - now) }));
   }
@@ -169,8 +169,8 @@ export class CacheHome {
   async renew(from: string, items: readonly (readonly [string, number])[]): Promise<string[]> {
     const parts = new Map<number, CachePartition>();
     for (const [key] of items) {
-      const part = this.#o.partitions.partFor(key);
-      if (part.group.isLeader && this.#tenures.has(part.partition)) parts.set(part.partition, part);
+      const part = this.#o.partitions.localPart(key);
+      if (part?.group.isLeader && this.#tenures.has(part.partition)) parts.set(part.partition, part);
     }
     const tenures = new Map<number, Tenure>();
     for (const part of parts.values()) {
@@ -240,8 +240,8 @@ export class CacheHome {
   // ---------------------------------------------------------------- tenure and fencing
 
   #partOf(key: string): CachePartition {
-    const part = this.#o.partitions.partFor(key);
-    if (!part.group.isLeader || !this.#tenures.has(part.partition)) throw wrongHome(this.#o.self, key);
+    const part = this.#o.partitions.localPart(key);
+    if (!part?.group.isLeader || !this.#tenures.has(part.partition)) throw wrongHome(this.#o.self, key);
     return part;
   }
 

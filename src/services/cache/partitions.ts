@@ -24,8 +24,6 @@ export interface CachePartition {
 export class CachePartitions {
   /** One partition per member, on the same kind of ring (and leader rota) as the queue partitions. */
   #map: PartitionMap | null = null;
-  /** Whether this node was a member when the cluster was created (only members hold partitions). */
-  #holdsPartitions = true;
   readonly #parts = new Map<number, CachePartition>();
   readonly #byGroup = new Map<number, CachePartition>();
   #opening: Promise<void> | null = null;
@@ -49,8 +47,7 @@ export class CachePartitions {
       const members = [...layout.members].sort();
       this.#map = new PartitionMap({ partitions: members.length, virtualNodes: layout.virtualNodes, members });
       if (!members.includes(this.nodeId)) {
-        this.#holdsPartitions = false;
-        this.log.info("this node holds no cache partitions (it joined after the cluster was created); cache requests here are refused with UNAVAILABLE");
+        this.log.info("this node holds no cache partitions (it joined after the cluster was created); it serves cache requests through the founding nodes' homes");
         return;
       }
       for (let p = 1; p <= members.length; p++) {
@@ -72,13 +69,24 @@ export class CachePartitions {
     return map.partitionOf(key);
   }
 
-  /** This node's replica of `key`'s partition. @throws UnavailableError when it has none. */
-  partFor(key: string): CachePartition {
-    const p = this.partitionOf(key);
-    const part = this.#parts.get(p);
-    if (!part && !this.#holdsPartitions) throw new UnavailableError(`this node joined after the cluster was created and holds no cache partitions; use one of ${this.#map!.layout.members.join(", ")}`);
-    if (!part) throw new UnavailableError(`cache partition ${p} is not open on this node yet; retry shortly`);
-    return part;
+  /** This node's replica of `key`'s partition, if it holds one. */
+  localPart(key: string): CachePartition | undefined {
+    return this.#parts.get(this.partitionOf(key));
+  }
+
+  /**
+   * Where to send `key`'s requests, best guess first: the leader of this node's replica; on a
+   * node holding no replica (added after the cluster was created), the partition's preferred
+   * leader, then the other founding nodes in turn (a wrong guess answers CACHE_WRONG_HOME).
+   * Empty while a local replica has no leader.
+   */
+  homeCandidates(key: string): string[] {
+    const local = this.localPart(key);
+    if (local) return local.group.leader === null ? [] : [local.group.leader];
+    const map = this.#map;
+    if (map === null) throw new UnavailableError("cache partitions are not set up yet (the cluster has no leader yet); retry shortly");
+    const preferred = map.preferredLeader(map.partitionOf(key));
+    return [preferred, ...[...map.layout.members].sort().filter((m) => m !== preferred)];
   }
 
   /** The partition run by Raft group `group`, if it is a cache partition here. */

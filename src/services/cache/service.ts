@@ -246,9 +246,8 @@ export class CacheService implements Service {
     let home: string | null = null;
     let partition: number | null = null;
     try {
-      const part = this.#o.partitions.partFor(key);
-      partition = part.partition;
-      home = part.group.leader;
+      partition = this.#o.partitions.partitionOf(key);
+      home = this.#o.partitions.localPart(key)?.group.leader ?? null;
     } catch {
       // Partitions not open yet: no home to name.
     }
@@ -301,9 +300,9 @@ export class CacheService implements Service {
     const deadline = Date.now() + RETRY_WINDOW_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        const home = this.#o.partitions.partFor(key).group.leader;
-        if (home === null) throw new CacheHomeUnavailableError(`the partition of ${JSON.stringify(key)} has no leader (home) right now; retry shortly`);
-        return await fn(home);
+        const homes = this.#o.partitions.homeCandidates(key);
+        if (homes.length === 0) throw new CacheHomeUnavailableError(`the partition of ${JSON.stringify(key)} has no leader (home) right now; retry shortly`);
+        return await fn(homes[attempt % homes.length]!);
       } catch (err) {
         const retry = err instanceof DsyncError && (NOT_DONE.has(err.code) || (safeToRepeat && err.retryable));
         if (!retry || Date.now() > deadline || this.#stopped) throw err;
@@ -338,8 +337,8 @@ export class CacheService implements Service {
   async #renew(items: [string, number][]): Promise<string[]> {
     const byHome = new Map<string, [string, number][]>();
     for (const item of items) {
-      const home = this.#o.partitions.partFor(item[0]).group.leader;
-      if (home === null) continue;
+      const home = this.#o.partitions.homeCandidates(item[0])[0];
+      if (home === undefined) continue;
       let list = byHome.get(home);
       if (!list) byHome.set(home, (list = []));
       list.push(item);
