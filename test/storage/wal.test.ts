@@ -154,3 +154,25 @@ test("wal - close is idempotent and flushes pending appends", async () => {
     await reopened.close();
   });
 });
+
+test("wal - a group closed and opened again in the same process starts from its latest snapshot and hard state, not from what was replayed at open", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir);
+    try {
+      // Nothing of group 5 existed when the WAL opened: state() would say it is brand new.
+      await wal.append([entriesRecord(5, 1, 12, 1), { kind: "hardState", group: 5, hardState: { term: 1, vote: "n1", commit: 12 } }]);
+      await wal.saveSnapshot(5, meta(10, 1), new Uint8Array([1, 2, 3]));
+      assert.deepEqual(wal.state(5), { hardState: null, entries: [], snapshotMeta: null });
+      const s = wal.stateForReopen(5);
+      assert.equal(s.snapshotMeta?.index, 10);
+      assert.deepEqual(s.entries, [], "entries after the snapshot are left to the group's leader to send again");
+      assert.deepEqual(s.hardState, { term: 1, vote: "n1", commit: 10 }, "commit capped at the snapshot: nothing past it is held in memory");
+      assert.deepEqual([...(wal.loadSnapshot(5)?.data ?? [])], [1, 2, 3]);
+      // Appends of the reopened group continue after the snapshot (the stale tail is replaced).
+      await wal.append([entriesRecord(5, 11, 11, 2)]);
+      assert.deepEqual(wal.stateForReopen(99), { hardState: null, entries: [], snapshotMeta: null });
+    } finally {
+      await wal.close();
+    }
+  });
+});
