@@ -113,8 +113,9 @@ function registerAdminHandlers(router: RequestRouter, x: AdminServiceContext): v
     const holds = shards?.partitionsOn(nodeId) ?? [];
     if (!conf.voters.includes(nodeId) && !conf.learners.includes(nodeId) && holds.length === 0) throw new InvalidArgumentError(`${nodeId} is not a member (voters: ${conf.voters.join(", ")}; learners: ${conf.learners.join(", ") || "none"})`);
     if (conf.voters.length === 1 && conf.voters[0] === nodeId) throw new InvalidArgumentError("cannot remove the last voter");
-    if (shards !== null && holds.length > 0) {
-      // Its replicas move first (jobs); group 0's leader removes it once it holds none.
+    if (shards !== null && (holds.length > 0 || shards.node(nodeId)?.state === "active")) {
+      // Its replicas move first (jobs); group 0's leader removes it once it holds none, and the
+      // node, seeing itself leaving with nothing, stops serving clients.
       const r = (await x.proposer.proposeStamped(0, { op: "shards.leave", id: nodeId, reason: "decommission" })) as { error?: string; jobs?: MoveJob[] };
       if (r.error !== undefined) throw new InvalidArgumentError(r.error);
       return { nodeId, removed: false, jobs: r.jobs ?? [], conf };

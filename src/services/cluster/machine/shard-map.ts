@@ -186,7 +186,7 @@ export class ShardMap {
     const n = this.node(id);
     if (!n) return { error: `${id} is not a node of the shard map` };
     const others = this.#s.nodes.filter((o) => o.id !== id && o.state === "active").length;
-    if (others < this.#s.rf) return { error: `${id} cannot leave: ${others} other active node(s) cannot hold ${this.#s.rf} replicas of each partition; add a node first` };
+    if (others < this.#s.rf && this.partitionsOn(id).length > 0) return { error: `${id} cannot leave: ${others} other active node(s) cannot hold ${this.#s.rf} replicas of each partition; add a node first` };
     this.#set({ nodes: this.#s.nodes.map((o) => (o.id === id ? { ...o, state: "leaving" as const } : o)) });
     // Only the moves off the leaving node: the rest of the cluster stays as it is.
     const moves = this.plan().filter((m) => m.from === id);
