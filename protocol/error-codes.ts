@@ -36,6 +36,8 @@ export const ErrorCode = {
   WRONG_CLUSTER: 15,
   /** This node holds no replica of the queue's partition: send the request to `leaderAddr` (a node that does). */
   MOVED: 16,
+  /** A node holds more replicated state than its space budget: writes that add state are refused until space is freed (reads, acks and purges work). */
+  NO_SPACE: 17,
   /** Try-lock (waitMs 0): the lock is held in a conflicting mode. */
   LOCK_HELD: 20,
   /** Release of a lock this session does not hold (or with a stale fencing token). */
@@ -121,6 +123,7 @@ const NO_EFFECT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.OVERLOADED,
   ErrorCode.NOT_LEADER,
   ErrorCode.MOVED,
+  ErrorCode.NO_SPACE,
   ErrorCode.UNAVAILABLE,
   ErrorCode.LOCK_HELD,
   ErrorCode.NOT_HELD,

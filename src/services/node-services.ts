@@ -12,6 +12,7 @@ import { LockService } from "./lock/service.ts";
 import { QueuePartitions } from "./queue/partitions.ts";
 import { QueueService } from "./queue/service.ts";
 import { ShardsAdmin } from "./queue/shards-admin.ts";
+import { SpaceWatch } from "./queue/space-watch.ts";
 import { NodeLifecycle } from "./cluster/node-lifecycle.ts";
 import { BackupImages } from "../backup/image-service.ts";
 import type { Logger } from "../host/logger.ts";
@@ -36,6 +37,7 @@ export interface ServiceSettings {
   readonly maxFrameBytes: number;
   readonly replaceDeadAfterMs: number;
   readonly zone: string | null;
+  readonly spaceBudgetBytes: number;
 }
 
 export interface NodeServicesContext {
@@ -89,7 +91,8 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     onClose: (part) => queues?.onPartitionClose(part),
     clientAddrOf: (id) => x.leaderAddr(id),
   });
-  queues = new QueueService(partitions, x.proposer, c.nodeId, x.metrics, x.log, x.leaderAddr);
+  const space = new SpaceWatch({ nodeId: c.nodeId, budgetBytes: c.spaceBudgetBytes, partitions, proposer: x.proposer, alarms: () => x.machine.spaceAlarms(), registry: x.metrics.registry, log: x.log });
+  queues = new QueueService(partitions, x.proposer, c.nodeId, x.metrics, x.log, x.leaderAddr, space);
   x.machine.setQueueLayoutListener((layout) => {
     partitions.setLayout(layout);
     cacheParts.open(layout).catch((err: unknown) => x.log.error({ err }, "could not open the cache partitions"));

@@ -22,6 +22,7 @@ import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import { QueueMetrics } from "./metrics.ts";
 import type { Partition, QueuePartitions } from "./partitions.ts";
+import type { SpaceWatch } from "./space-watch.ts";
 import type { NodeMetrics } from "../../host/metrics.ts";
 import type { RequestContext } from "../../host/request-router.ts";
 import type { Handlers, Service } from "../../host/service.ts";
@@ -120,6 +121,8 @@ export class QueueService implements Service {
     readonly log: Logger,
     /** The client address of a node, so replies can tell clients where a partition is led. */
     readonly leaderAddrOf: (nodeId: string | null) => string | null = () => null,
+    /** The space quota: enqueues are refused while any node is over its budget. */
+    readonly space: SpaceWatch | null = null,
   ) {
     this.#metrics = new QueueMetrics(metrics.registry);
   }
@@ -138,6 +141,7 @@ export class QueueService implements Service {
 
   start(): void {
     this.partitions.startBalancer();
+    this.space?.start();
     this.#safety = setInterval(() => {
       for (const s of this.#subs.values()) void this.#pump(s);
     }, PUMP_SAFETY_MS);
@@ -173,12 +177,14 @@ export class QueueService implements Service {
 
   stop(): void {
     this.partitions.stop();
+    this.space?.stop();
     for (const l of this.#expiry.values()) l.stop();
     if (this.#safety) clearInterval(this.#safety);
   }
 
   refreshGauges(): void {
     this.#metrics.refresh(this.partitions.all());
+    this.space?.refreshGauges();
   }
 
   register({ client: router, peer }: Handlers): void {
@@ -188,6 +194,7 @@ export class QueueService implements Service {
       if (!Array.isArray(f.messages) || f.messages.length === 0) throw new InvalidArgumentError('QUEUE_ENQUEUE: field "messages" must be a non-empty array of {payload, delayMs?, dedupId?}');
       const messages = f.messages.map((m, i) => enqueueMessage(m, i));
       const part = this.partitions.partitionFor(queue);
+      this.space?.checkWrite("QUEUE_ENQUEUE");
       const r = ok(await this.#submit(part, { op: "enqueue", queue, messages }), "enqueued");
       this.#metrics.enqueued(queue, r.ids.length - r.duplicates.filter(Boolean).length);
       return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates, ...this.#leaderHint(part) };

@@ -12,6 +12,13 @@ export const NODE_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 /** How {@link NODE_ID_PATTERN} reads in an error message. */
 export const NODE_ID_RULE = "1-64 characters of letters, digits, '_', '.' or '-'";
 
+/** A node over its space budget, as it reported itself. */
+export interface SpaceAlarm {
+  readonly node: string;
+  readonly bytes: number;
+  readonly budget: number;
+}
+
 export interface MemberCommand {
   readonly op: "member";
   readonly id: string;
@@ -37,6 +44,8 @@ export class ClusterMachine implements StateMachine {
   #onLockEvent: (e: LockEvent) => void = () => {};
   #onQueueLayout: (l: QueueLayout) => void = () => {};
   #shards: ShardMap | null = null;
+  /** Space alarms by node: a node over its budget of replicated state (see SpaceWatch). */
+  #alarms = new Map<string, SpaceAlarm>();
   #onShards: (m: ShardMap) => void = () => {};
 
   constructor(readonly onMember: (id: string, peerAddr: string) => void = () => {}) {
@@ -70,6 +79,11 @@ export class ClusterMachine implements StateMachine {
     return this.#queueLayout;
   }
 
+  /** Nodes over their space budget: while any is, writes that add state are refused everywhere. */
+  spaceAlarms(): readonly SpaceAlarm[] {
+    return [...this.#alarms.values()];
+  }
+
   /** Peer addresses learnt through the log, by node id. */
   members(): ReadonlyMap<string, string> {
     return this.#members;
@@ -81,6 +95,8 @@ export class ClusterMachine implements StateMachine {
    */
   rebase(members: ReadonlyMap<string, string>): void {
     this.#members = new Map(members);
+    // The old nodes' alarms say nothing of the new ones.
+    this.#alarms.clear();
     if (this.#queueLayout) {
       // A restored node holds every group's image: every node is a replica of every partition.
       const ids = [...members.keys()].sort();
@@ -112,11 +128,20 @@ export class ClusterMachine implements StateMachine {
       }
       return { layout: this.#queueLayout };
     }
+    if (cmd.op === "alarm.space" || cmd.op === "alarm.clear") {
+      const a = cmd as Partial<SpaceAlarm> & { op: string };
+      if (typeof a.node !== "string") return { error: "alarm: node must be a string" };
+      if (cmd.op === "alarm.clear") this.#alarms.delete(a.node);
+      else if (Number.isInteger(a.bytes) && Number.isInteger(a.budget)) this.#alarms.set(a.node, { node: a.node, bytes: a.bytes!, budget: a.budget! });
+      return { alarms: this.#alarms.size };
+    }
     if (isShardCommand(cmd as Record<string, unknown>)) {
       const shards = this.#shards;
       if (shards === null) return { error: "the queue layout is not recorded yet" };
       const before = shards.version;
       const r = shards.apply(cmd as Parameters<ShardMap["apply"]>[0], typeof (cmd as { now?: unknown }).now === "number" ? (cmd as { now: number }).now : 0);
+      // A node that left the cluster can no longer clear its own space alarm.
+      if (cmd.op === "shards.forget" && (r as { forgotten?: boolean }).forgotten === true) this.#alarms.delete((cmd as { id: string }).id);
       if (shards.version !== before) this.#onShards(shards);
       return r;
     }
@@ -124,11 +149,12 @@ export class ClusterMachine implements StateMachine {
   }
 
   snapshot(): Uint8Array {
-    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot(), queueLayout: this.#queueLayout, shards: this.#shards?.image() ?? null });
+    return encodeCommand({ members: [...this.#members.entries()], kv: this.kv.snapshot(), locks: this.locks.snapshot(), queueLayout: this.#queueLayout, shards: this.#shards?.image() ?? null, alarms: [...this.#alarms.values()] });
   }
 
   restore(data: Uint8Array): void {
-    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array; queueLayout?: unknown; shards?: unknown };
+    const s = decodeCommand(data) as { members: [string, string][]; kv: Uint8Array; locks?: Uint8Array; queueLayout?: unknown; shards?: unknown; alarms?: SpaceAlarm[] };
+    this.#alarms = new Map((s.alarms ?? []).map((a) => [a.node, a]));
     this.#members = new Map(s.members);
     for (const [id, addr] of this.#members) this.onMember(id, addr);
     this.kv.restore(s.kv);

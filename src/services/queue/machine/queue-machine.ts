@@ -62,6 +62,8 @@ function invalid(message: string): QueueResult {
 export class QueueMachine implements StateMachine {
   readonly #onEvent: ((e: QueueEvent) => void) | undefined;
   readonly #maxMessages: number;
+  /** Sum of the held messages' payload lengths, kept as they come and go. */
+  #bytes = 0;
   readonly #expireBatchMax: number;
   readonly #defaults: QueueConfig;
 
@@ -127,6 +129,13 @@ export class QueueMachine implements StateMachine {
     const st = decodeSnapshot(data);
     this.#st = st;
     rebuildIndexes(st, this.#timers, this.#consumers);
+    this.#bytes = 0;
+    for (const m of st.messages.values()) this.#bytes += m.payload.length;
+  }
+
+  /** Payload bytes of every message the partition holds (waiting, in flight, dead-lettered). */
+  get payloadBytes(): number {
+    return this.#bytes;
   }
 
   // ---- read-only views ----
@@ -193,6 +202,9 @@ export class QueueMachine implements StateMachine {
   /** A full structural check of the state, O(state); throws on the first violation. */
   checkInvariants(): void {
     checkState(this.#st, this.#consumers, this.#timers.items());
+    let bytes = 0;
+    for (const m of this.#st.messages.values()) bytes += m.payload.length;
+    invariant(bytes === this.#bytes, `payloadBytes ${this.#bytes}, counted ${bytes}`);
   }
 
   // ---- commands ----
@@ -286,6 +298,7 @@ export class QueueMachine implements StateMachine {
       const dedupId = absent(spec.dedupId) || window === 0 ? null : spec.dedupId;
       const m = newMessage(this.#st.nextId++, q.name, spec.payload, now, now + delay, dedupId);
       this.#st.messages.set(m.id, m);
+      this.#bytes += m.payload.length;
       if (dedupId !== null) q.dedup.set(dedupId, { id: m.id, at: now });
       this.#makeReady(q, m, m.visibleAt);
       ids.push(m.id);
@@ -363,6 +376,7 @@ export class QueueMachine implements StateMachine {
       q!.inFlight--;
       q!.counters.acked++;
       this.#st.messages.delete(m.id);
+      this.#bytes -= m.payload.length;
       outcomes.push({ receipt, ok: true, id: m.id });
       acked++;
     }
@@ -519,14 +533,20 @@ export class QueueMachine implements StateMachine {
     if (cmd.dlq === true) {
       const store = this.#st.dlqs.get(cmd.queue);
       if (store !== undefined) {
-        for (const id of store.keys()) this.#st.messages.delete(id);
+        for (const id of store.keys()) {
+          this.#bytes -= this.#st.messages.get(id)?.payload.length ?? 0;
+          this.#st.messages.delete(id);
+        }
         count = store.size;
         this.#st.dlqs.delete(cmd.queue);
       }
     } else {
       const q = this.#st.queues.get(cmd.queue);
       if (q !== undefined) {
-        for (const m of q.ready.items()) this.#st.messages.delete(m.id);
+        for (const m of q.ready.items()) {
+          this.#bytes -= m.payload.length;
+          this.#st.messages.delete(m.id);
+        }
         count = q.ready.size;
         q.ready.clear(); // their wake timers are now stale
       }
