@@ -4,6 +4,7 @@ import { DsyncClient } from "../client/client.ts";
 import { takeBackup, type BackupProgress } from "../client/backup.ts";
 import { clusterStatus } from "./cluster-status.ts";
 import { credentials, fail, globals, print, program, timeoutMs, withClient } from "./common.ts";
+import { followJobs } from "./job-progress.ts";
 
 const admin = program.command("admin").description("cluster membership and leadership");
 admin
@@ -18,11 +19,17 @@ admin
 admin
   .command("add-node <node-id> <peer-addr>")
   .description("add a node started with --join: it catches up on group 0, votes if group 0 has fewer than 3 (or 5) voters, and partitions are rebalanced onto it")
-  .action(async (nodeId: string, peerAddr: string) => {
+  .option("--wait", "wait for the replica moves onto it to finish, with a progress bar on a terminal")
+  .action(async (nodeId: string, peerAddr: string, opts: { wait?: boolean }) => {
     await withClient(async (c, g) => {
       if (!g.json) process.stderr.write(`adding ${nodeId} (${peerAddr}): joining as a learner, catching up…\n`);
       const r = (await c.call(Op.ADMIN_ADD_NODE, { nodeId, peerAddr }, { timeoutMs: 90_000 })) as AdminMemberReply;
-      const moves = r.jobs.length > 0 ? `; ${r.jobs.length} replica move(s) queued onto it (dsync admin jobs)` : "";
+      const ids = new Set(r.jobs.map((j) => j.id));
+      if (opts.wait === true && ids.size > 0) {
+        if (!g.json) process.stderr.write(`moving ${ids.size} replica(s) onto ${nodeId}…\n`);
+        await followJobs(c, g, r.jobs, (s) => s.jobs.filter((j) => ids.has(j.id)).every((j) => j.step === "done" || j.step === "cancelled"), `moves onto ${nodeId} are still running`);
+      }
+      const moves = r.jobs.length === 0 ? "" : opts.wait === true ? `; ${r.jobs.length} replica move(s) onto it done` : `; ${r.jobs.length} replica move(s) queued onto it (dsync admin jobs)`;
       print(g, r, `${r.nodeId} is a ${r.role} of group 0 (voters: ${r.conf.voters.join(", ")})${moves}`);
     });
   });

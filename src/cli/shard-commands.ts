@@ -1,14 +1,8 @@
 /** `dsync admin shards | jobs | rebalance | decommission`: where queue partitions live and the moves between nodes. */
-import { setTimeout as sleep } from "node:timers/promises";
 import { Op, type AdminRebalanceReply, type AdminRemoveReply, type AdminShardsReply, type MoveJob } from "../../protocol/index.ts";
-import type { DsyncClient } from "../client/client.ts";
 import { fail, print, program, withClient } from "./common.ts";
+import { bar, followJobs, shards } from "./job-progress.ts";
 import { table } from "./output.ts";
-
-/** How often a waiting decommission polls the jobs. */
-const POLL_MS = 500;
-/** A decommission waits at most this long for its moves before giving up the wait (they go on). */
-const DECOMMISSION_WAIT_MS = 30 * 60_000;
 
 const admin = program.commands.find((c) => c.name() === "admin") ?? fail("internal: the admin command is not registered");
 
@@ -70,35 +64,17 @@ admin
         return;
       }
       if (!g.json) process.stderr.write(`${nodeId} is leaving: moving ${r.jobs.length} replica(s) off it…\n`);
-      const ids = new Set(r.jobs.map((j) => j.id));
-      const deadline = Date.now() + DECOMMISSION_WAIT_MS;
-      for (;;) {
-        const s = await shards(c);
-        const mine = s.jobs.filter((j) => ids.has(j.id));
-        const gone = !s.nodes.some((n) => n.id === nodeId);
-        if (!g.json && process.stderr.isTTY) process.stderr.write(`\r${progressLine(mine, ids.size)} `);
-        if (gone) break;
-        if (Date.now() > deadline) fail(`${nodeId} is still leaving after ${DECOMMISSION_WAIT_MS / 60_000} min; the moves go on: see \`dsync admin jobs\``);
-        await sleep(POLL_MS);
-      }
-      if (!g.json && process.stderr.isTTY) process.stderr.write("\n");
+      await followJobs(c, g, r.jobs, (s) => !s.nodes.some((n) => n.id === nodeId), `${nodeId} is still leaving`);
       print(g, { nodeId, removed: true }, `${nodeId} holds no replica and has left the cluster`);
     });
   });
 
-async function shards(c: DsyncClient): Promise<AdminShardsReply> {
-  return (await c.call(Op.ADMIN_SHARDS, {}, { idempotent: true, timeoutMs: 15_000 })) as AdminShardsReply;
-}
 
-/** `[#####-----] 3/6 moves done` for jobs of one operation (finished jobs may have aged out). */
-function progressLine(jobs: readonly MoveJob[], total: number): string {
-  const running = jobs.filter((j) => j.step !== "done" && j.step !== "cancelled");
-  const done = total - running.length;
-  const width = 20;
-  const filled = total === 0 ? width : Math.round((done / total) * width);
-  const current = running.find((j) => j.step === "catching-up");
-  const catchUp = current && current.target > 0 ? `; partition ${current.partition} catching up ${Math.min(100, Math.round((current.caughtUp / current.target) * 100))}%` : "";
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total} moves done${catchUp}`;
+/** A job's catch-up: a bar on a terminal, the entry counts either way. */
+function jobProgress(j: MoveJob, tty: boolean): string {
+  if (j.target === 0) return "-";
+  const counts = `${j.caughtUp}/${j.target}`;
+  return tty ? `${bar(j.step === "done" ? 1 : j.caughtUp / j.target, 10)} ${counts}` : counts;
 }
 
 function renderShards(r: AdminShardsReply): string {
@@ -134,7 +110,7 @@ function renderJobs(jobs: readonly MoveJob[]): string {
       j.to,
       j.reason,
       j.step + (j.note ? ` (${j.note})` : ""),
-      j.target > 0 ? `${j.caughtUp}/${j.target}` : "-",
+      jobProgress(j, process.stdout.isTTY === true),
       new Date(j.updatedAt).toISOString(),
     ]),
   );
