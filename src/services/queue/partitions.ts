@@ -116,9 +116,15 @@ export class QueuePartitions {
     if (part) return part;
     const placed = this.#shards?.partition(p);
     if (!placed || placed.replicas.includes(this.o.nodeId)) throw new UnavailableError(`queue partition ${p} is opening on this node; retry shortly`);
-    // The preferred leader first, then any replica this node can reach.
-    const to = [placed.leader, ...placed.replicas].find((id) => this.o.peers.isConnected(id)) ?? placed.leader;
+    const to = this.reachableHolder(p) ?? placed.leader;
     throw new MovedError(to, this.o.clientAddrOf(to), `queue partition ${p} is held by ${placed.replicas.join(", ")}, not by this node; send it to ${to}`);
+  }
+
+  /** A node holding partition `p` that this node can reach: the preferred leader first, then any replica. */
+  reachableHolder(p: number): string | undefined {
+    const placed = this.#shards?.partition(p);
+    if (!placed) return undefined;
+    return [placed.leader, ...placed.replicas].find((id) => this.o.peers.isConnected(id));
   }
 
   /** This node's replica of partition `p`, if it holds one. */

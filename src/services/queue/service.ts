@@ -345,9 +345,8 @@ export class QueueService implements Service {
     const byNode = new Map<string, number[]>();
     for (let p = 1; p <= shards.partitionCount; p++) {
       if (held.has(p)) continue;
-      const placed = shards.partition(p)!;
-      const at = [placed.leader, ...placed.replicas].find((id) => this.partitions.o.peers.isConnected(id));
-      if (at === undefined) throw new UnavailableError(`no node holding queue partition ${p} (${placed.replicas.join(", ")}) is reachable from this node`);
+      const at = this.partitions.reachableHolder(p);
+      if (at === undefined) throw new UnavailableError(`no node holding queue partition ${p} (${shards.partition(p)!.replicas.join(", ")}) is reachable from this node`);
       byNode.set(at, [...(byNode.get(at) ?? []), p]);
     }
     const replies = await Promise.all([...byNode].map(([id, partitions]) => this.partitions.o.peers.request(id, Op.QUEUE_LIST_PARTITIONS, { partitions, stale }, LIST_PEER_TIMEOUT_MS)));
