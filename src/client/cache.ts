@@ -1,4 +1,4 @@
-import { Op, type CacheKeyState, type CacheStats, type Envelope } from "../../protocol/index.ts";
+import { DsyncError, hadNoEffect, Op, outcomeError, type CacheKeyState, type CacheStats, type Envelope } from "../../protocol/index.ts";
 import type { DsyncClient } from "./client.ts";
 
 /** Options of {@link CacheClient}. */
@@ -12,6 +12,12 @@ export interface CacheClientOptions {
   readonly nearCache?: boolean;
   /** Entries kept in the near-cache (LRU), default 10,000. */
   readonly nearCapacity?: number;
+  /**
+   * Send each key's writes (set, delete, invalidate) straight to its home, as the nodes name it in
+   * their replies, instead of through the connected node, which would forward them: one hop less
+   * per write. Reads stay on the connected node (it keeps the leased copy). Default true.
+   */
+  readonly routeToHome?: boolean;
 }
 
 /** Options of {@link CacheClient.set}. */
@@ -47,6 +53,8 @@ const RENEW_IDLE_MS = 30_000;
 const RENEW_EVERY_MS = 100;
 
 const utf8 = new TextEncoder();
+/** Keys whose home is remembered; past this the routes start over (memory stays bounded). */
+const ROUTES_MAX = 10_000;
 
 /** Names this client's writes (`wid`), so the node applies a resent write once. */
 const WID_PREFIX = Array.from(crypto.getRandomValues(new Uint8Array(9)), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -62,6 +70,8 @@ export class CacheClient {
   readonly #client: DsyncClient;
   readonly #near: Map<string, NearEntry> | null;
   readonly #nearCapacity: number;
+  /** Key → client address of its home, as the last write's reply named it. */
+  readonly #routes: Map<string, string> | null;
   readonly #onPush = (env: Envelope): void => this.#handlePush(env);
   readonly #onDrop = (): void => this.#near?.clear();
   #nearHits = 0;
@@ -73,6 +83,7 @@ export class CacheClient {
     this.#client = client;
     this.#near = opts.nearCache ? new Map() : null;
     this.#nearCapacity = opts.nearCapacity ?? 10_000;
+    this.#routes = opts.routeToHome === false ? null : new Map();
     if (this.#near) {
       if (client.getMaxListeners() !== 0) client.setMaxListeners(client.getMaxListeners() + 3);
       client.on("push", this.#onPush);
@@ -92,6 +103,11 @@ export class CacheClient {
   /** Gets that went to the node although the near-cache is on. */
   get nearMisses(): number {
     return this.#nearMisses;
+  }
+
+  /** Where this client sends `key`'s writes: its home's client address, or null (through the connected node). */
+  routeOf(key: string): string | null {
+    return this.#routes?.get(key) ?? null;
   }
 
   /** The value of `key`, or null when absent (or expired). */
@@ -134,18 +150,58 @@ export class CacheClient {
     this.#near?.delete(key);
     const bytes = typeof value === "string" ? utf8.encode(value) : value;
     // Resent after a lost reply under the same write id: applied once, never over a newer write.
-    await this.#client.call(Op.CACHE_SET, { key, value: bytes, wid: nextWid(), ...(opts.ttlMs !== undefined && { ttlMs: opts.ttlMs }) }, { idempotent: true });
+    await this.#write(key, Op.CACHE_SET, { key, value: bytes, wid: nextWid(), ...(opts.ttlMs !== undefined && { ttlMs: opts.ttlMs }) });
   }
 
   async delete(key: string): Promise<void> {
     this.#near?.delete(key);
-    await this.#client.call(Op.CACHE_DELETE, { key, wid: nextWid() }, { idempotent: true });
+    await this.#write(key, Op.CACHE_DELETE, { key, wid: nextWid() });
   }
 
   /** Drops every cached copy of `key` cluster-wide (the value itself stays). */
   async invalidate(key: string): Promise<void> {
     this.#near?.delete(key);
-    await this.#client.call(Op.CACHE_INVALIDATE, { key }, { idempotent: true });
+    await this.#write(key, Op.CACHE_INVALIDATE, { key });
+  }
+
+  /**
+   * Sends a write to the key's home when known, else to the connected node (which forwards it),
+   * and remembers the home the reply names. Every node accepts every key, so a stale route costs
+   * nothing but the forward. A routed attempt that fails retryably goes once more through the
+   * connected node under the same write id (applied at most once).
+   */
+  async #write(key: string, op: number, body: object): Promise<void> {
+    const routes = this.#routes;
+    const addr = routes?.get(key);
+    let unknown: DsyncError | null = null;
+    if (routes !== null && addr !== undefined) {
+      try {
+        this.#learn(key, await this.#client.sibling(addr).call(op, body, { idempotent: true }));
+        return;
+      } catch (err) {
+        routes.delete(key);
+        if (!(err instanceof DsyncError) || !err.retryable) throw err;
+        if (!hadNoEffect(err.code)) unknown = err;
+      }
+    }
+    try {
+      this.#learn(key, await this.#client.call(op, body, { idempotent: true }));
+    } catch (err) {
+      throw outcomeError(unknown, err as Error);
+    }
+  }
+
+  #learn(key: string, reply: unknown): void {
+    const routes = this.#routes;
+    const addr = (reply as { homeAddr?: unknown } | null)?.homeAddr;
+    if (routes === null || typeof addr !== "string") return;
+    // The connected node is home: no route needed (and none kept for it).
+    if (addr === this.#client.connectedTo) {
+      routes.delete(key);
+      return;
+    }
+    if (routes.size >= ROUTES_MAX && !routes.has(key)) routes.clear();
+    routes.set(key, addr);
   }
 
   /** Which nodes hold a leased copy of `key`, and the copies its home granted. */

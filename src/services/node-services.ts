@@ -73,6 +73,7 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     redis: c.redisUrl !== null ? new RedisStore(c.redisUrl) : null,
     partitions: cacheParts,
     peers: x.peers,
+    clientAddrOf: (id) => x.leaderAddr(id),
     members: () => {
       const conf = x.group0.status().conf;
       return [...conf.voters, ...conf.learners];

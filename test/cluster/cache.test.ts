@@ -198,6 +198,33 @@ test("cache - a write on one node is read on another; put → get → invalidate
   assert.equal(stats.store, "redis");
 });
 
+test("cache - writes go straight to the key's home once a reply names it; the route is dropped when that node is the connected one", { timeout: 60_000 }, async () => {
+  const a = actors[0]!;
+  // A key whose home is another node: its first write is forwarded by node_0, and the reply names the home.
+  let key = "";
+  let home: string | null = null;
+  for (let i = 0; i < 200 && key === ""; i++) {
+    const s = await a.cache.state(`route-${i}`);
+    if (s.home !== null && s.home !== "node_0") [key, home] = [`route-${i}`, s.home];
+  }
+  assert.ok(home !== null, "some key has its home on node_1 or node_2");
+  assert.equal(a.cache.routeOf(key), null);
+  await a.cache.set(key, "one");
+  const homeAddr = cluster.clientAddrs[Number(home.slice("node_".length))]!;
+  assert.equal(a.cache.routeOf(key), homeAddr, "the write's reply named the home");
+  // Sent straight to the home now; every node still reads what it wrote.
+  await a.cache.set(key, "two");
+  await a.cache.delete(key);
+  await a.cache.set(key, "three");
+  for (const b of actors) assert.equal(await b.cache.getString(key), "three", `${b.name} reads the routed write`);
+  // A key homed on the connected node keeps no route.
+  let local = "";
+  for (let i = 0; i < 200 && local === ""; i++) if ((await a.cache.state(`local-${i}`)).home === "node_0") local = `local-${i}`;
+  assert.notEqual(local, "");
+  await a.cache.set(local, "x");
+  assert.equal(a.cache.routeOf(local), null);
+});
+
 test("cache - capacity and LRU order on a node; write-back reaches Redis within the delay bound", { timeout: 60_000 }, async () => {
   const a = actors[0]!; // no near-cache: every get reaches node_0's copies
   const bound = WRITE_BACK_MS + 2000;

@@ -30,6 +30,8 @@ export interface CacheServiceOptions {
   readonly redis: RedisStore | null;
   readonly partitions: CachePartitions;
   readonly peers: PeerLinks;
+  /** The client address (host:port) of node `id`, this node's included, when known. */
+  readonly clientAddrOf: (id: string) => string | null;
   /** The cluster's members (group 0's voters), asked for CACHE_STATE. */
   readonly members: () => readonly string[];
   readonly metrics: NodeMetrics;
@@ -142,19 +144,22 @@ export class CacheService implements Service {
       const key = keyOf(f, "CACHE_SET");
       const value = valueOf(f, "CACHE_SET", false);
       const ttlMs = int(f, "ttlMs", "CACHE_SET", { optional: true, min: 1, max: CACHE_TTL_MS_MAX });
-      await this.set(key, value, ttlMs === undefined ? 0 : wallNow() + ttlMs, widOf(f, "CACHE_SET"));
-      return { key };
+      const home = await this.set(key, value, ttlMs === undefined ? 0 : wallNow() + ttlMs, widOf(f, "CACHE_SET"));
+      return { key, homeAddr: this.#o.clientAddrOf(home) };
     });
     router.register(Op.CACHE_DELETE, async (body) => {
       const f = fieldsOf(body, "CACHE_DELETE");
       const key = keyOf(f, "CACHE_DELETE");
-      await this.set(key, null, 0, widOf(f, "CACHE_DELETE"));
-      return { key };
+      const home = await this.set(key, null, 0, widOf(f, "CACHE_DELETE"));
+      return { key, homeAddr: this.#o.clientAddrOf(home) };
     });
     router.register(Op.CACHE_INVALIDATE, async (body) => {
       const key = keyOf(fieldsOf(body, "CACHE_INVALIDATE"), "CACHE_INVALIDATE");
-      await this.#withHome(key, true, (home) => this.#call(home, Op.CACHE_DROP, { key }));
-      return { key };
+      const home = await this.#withHome(key, true, async (h) => {
+        await this.#call(h, Op.CACHE_DROP, { key });
+        return h;
+      });
+      return { key, homeAddr: this.#o.clientAddrOf(home) };
     });
     router.register(Op.CACHE_STATE, async (body) => this.state(keyOf(fieldsOf(body, "CACHE_STATE"), "CACHE_STATE")));
     router.register(Op.CACHE_STATS, (body) => {
@@ -225,8 +230,12 @@ export class CacheService implements Service {
    * Writes `key` (null deletes it); resolves once committed with every other copy dropped. `wid`
    * names the write: resends of it (after a lost reply) are applied once.
    */
-  async set(key: string, value: Uint8Array | null, expiresAt: number, wid: string = randomWid()): Promise<void> {
-    await this.#withHome(key, false, (home) => this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt, wid }));
+  /** Writes `key` (null deletes) at its home; resolves with that home's node id. */
+  async set(key: string, value: Uint8Array | null, expiresAt: number, wid: string = randomWid()): Promise<string> {
+    return this.#withHome(key, false, async (home) => {
+      await this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt, wid });
+      return home;
+    });
   }
 
   /** The copy of `key` on every reachable member, with its home's grants. */
