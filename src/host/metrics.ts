@@ -9,8 +9,22 @@ export class NodeMetrics {
   readonly registry = new Registry();
   readonly connections = new Gauge({ name: "dsync_client_connections", help: "Open client connections.", registers: [this.registry] });
   readonly peersConnected = new Gauge({ name: "dsync_peers_connected", help: "Peers with an open link.", registers: [this.registry] });
-  readonly frames = new Counter({ name: "dsync_frames_total", help: "Frames received (in) and sent (out), clients and peers.", labelNames: ["direction", "port"] as const, registers: [this.registry] });
-  readonly bytes = new Counter({ name: "dsync_bytes_total", help: "Frame bytes received (in) and sent (out), including the length prefix.", labelNames: ["direction", "port"] as const, registers: [this.registry] });
+  /** Frame traffic counted as plain numbers on the hot path and handed to the counters on each scrape. */
+  readonly #traffic = new Map<string, { direction: "in" | "out"; port: "client" | "peer"; frames: number; bytes: number }>();
+  readonly frames = new Counter({
+    name: "dsync_frames_total",
+    help: "Frames received (in) and sent (out), clients and peers.",
+    labelNames: ["direction", "port"] as const,
+    registers: [this.registry],
+    collect: () => this.#drainTraffic(),
+  });
+  readonly bytes = new Counter({
+    name: "dsync_bytes_total",
+    help: "Frame bytes received (in) and sent (out), including the length prefix.",
+    labelNames: ["direction", "port"] as const,
+    registers: [this.registry],
+    collect: () => this.#drainTraffic(),
+  });
   readonly requestSeconds = new Histogram({
     name: "dsync_request_duration_seconds",
     help: "Time from a request's arrival to its reply being queued, per operation.",
@@ -40,19 +54,32 @@ export class NodeMetrics {
 
   /** A frame observer counting traffic for one port ("client" or "peer"). */
   observer(port: "client" | "peer"): FrameObserver {
-    const framesIn = this.frames.labels("in", port);
-    const framesOut = this.frames.labels("out", port);
-    const bytesIn = this.bytes.labels("in", port);
-    const bytesOut = this.bytes.labels("out", port);
+    const tally = (direction: "in" | "out"): { frames: number; bytes: number } => {
+      const k = `${direction}/${port}`;
+      let t = this.#traffic.get(k);
+      if (t === undefined) this.#traffic.set(k, (t = { direction, port, frames: 0, bytes: 0 }));
+      return t;
+    };
+    const inbound = tally("in");
+    const outbound = tally("out");
     return {
       frameIn(n) {
-        framesIn.inc();
-        bytesIn.inc(n);
+        inbound.frames++;
+        inbound.bytes += n;
       },
       frameOut(n) {
-        framesOut.inc();
-        bytesOut.inc(n);
+        outbound.frames++;
+        outbound.bytes += n;
       },
     };
+  }
+
+  #drainTraffic(): void {
+    for (const t of this.#traffic.values()) {
+      if (t.frames > 0) this.frames.labels(t.direction, t.port).inc(t.frames);
+      if (t.bytes > 0) this.bytes.labels(t.direction, t.port).inc(t.bytes);
+      t.frames = 0;
+      t.bytes = 0;
+    }
   }
 }

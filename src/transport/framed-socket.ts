@@ -106,7 +106,8 @@ export class FramedSocket {
   }
 
   /**
-   * Queues one envelope; it is written with the others of this turn. Best effort: a send on a
+   * Queues one envelope; it is written with the others of this event-loop turn (one write call
+   * for every reply and message produced while handling this turn's input). Best effort: a send on a
    * closed connection is dropped (the caller learns of the close through onClose).
    * @throws RangeError when the encoded envelope exceeds the maximum frame size.
    */
@@ -118,7 +119,7 @@ export class FramedSocket {
     this.#pendingBytes += frame.length;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      queueMicrotask(() => this.#flush());
+      setImmediate(() => this.#flush());
     }
   }
 

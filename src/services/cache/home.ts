@@ -419,18 +419,16 @@ export class CacheHome {
     try {
       for (const part of this.#o.partitions.all()) {
         if (!part.group.isLeader) continue;
-        const batch = [...part.machine.dirtyEntries()];
-        await Promise.all(
-          batch.map(async ([key, e]) => {
-            try {
-              if (await redis.write(key, e.gen, e, wallNow())) this.#o.count("storeWrites");
-              this.#noteStored(part, key, e.gen);
-            } catch (err) {
-              failed = true;
-              this.#o.log.warn({ key, err: (err as Error).message }, "cache: writing a version to Redis failed; retrying");
-            }
-          }),
-        );
+        const batch = [...part.machine.dirtyEntries()].map(([key, e]) => ({ key, gen: e.gen, v: e }));
+        if (batch.length === 0) continue;
+        try {
+          const written = await redis.writeMany(batch, wallNow());
+          this.#o.count("storeWrites", written.filter(Boolean).length);
+          for (const { key, gen } of batch) this.#noteStored(part, key, gen);
+        } catch (err) {
+          failed = true;
+          this.#o.log.warn({ partition: part.partition, keys: batch.length, err: (err as Error).message }, "cache: writing versions to Redis failed; retrying");
+        }
       }
     } finally {
       this.#flushing = false;

@@ -12,8 +12,9 @@ export class KeyQueue {
 
   /** Runs `task` after every task queued before it for `key`; settles as `task` does. */
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const result = prev.then(task, task);
+    const prev = this.#tails.get(key);
+    // Nothing queued for the key: start now rather than a turn of the microtask queue later.
+    const result = prev === undefined ? task() : prev.then(task, task);
     const tail = result.then(
       () => undefined,
       () => undefined,

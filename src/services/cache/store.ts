@@ -20,17 +20,36 @@ const GEN_TTL_MS = 60_000;
 const REDIS_TIMEOUT_MS = 2000;
 
 /**
- * Writes a version unless Redis already holds a newer one: two leaders of one partition (an old
+ * Writes each version unless Redis already holds a newer one: two leaders of one partition (an old
  * one still flushing, a new one flushing the same dirty key) can never put an older value last.
+ * KEYS: value and gen key of each item in turn; ARGV: gen, bytes, gone, expiresAt of each item,
+ * then the gen keys' TTL. Returns 1 (written) or 0 (Redis had a newer one) per item.
  */
 const WRITE_IF_NEWER = `
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-if cur >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
-if ARGV[3] == '1' then redis.call('DEL', KEYS[1])
-elseif ARGV[4] ~= '0' then redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[4])
-else redis.call('SET', KEYS[1], ARGV[2]) end
-return 1`;
+local ttl = ARGV[#ARGV]
+local out = {}
+for i = 1, #KEYS / 2 do
+  local k, g, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * (i - 1)
+  local cur = tonumber(redis.call('GET', g) or '0')
+  if cur >= tonumber(ARGV[a + 1]) then out[i] = 0 else
+    redis.call('SET', g, ARGV[a + 1], 'PX', ttl)
+    if ARGV[a + 3] == '1' then redis.call('DEL', k)
+    elseif ARGV[a + 4] ~= '0' then redis.call('SET', k, ARGV[a + 2], 'PXAT', ARGV[a + 4])
+    else redis.call('SET', k, ARGV[a + 2]) end
+    out[i] = 1
+  end
+end
+return out`;
+
+/** Versions written per script call: a flush of thousands of keys costs a few calls, not one each. */
+const WRITE_BATCH = 256;
+
+/** One version to write: `value` null (or expired at the write) deletes the key. */
+export interface StoreWrite {
+  readonly key: string;
+  readonly gen: number;
+  readonly v: StoredValue;
+}
 
 /**
  * Redis as the cache's backing store, through ioredis: read for keys the cache never wrote,
@@ -41,10 +60,11 @@ export class RedisStore {
   readonly #redis: Redis;
 
   constructor(url: string) {
-    // Fail requests fast while Redis is down instead of queueing them without bound.
-    this.#redis = new Redis(url, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: 2, commandTimeout: REDIS_TIMEOUT_MS });
+    // Fail requests fast while Redis is down instead of queueing them without bound. A flush
+    // writes every dirty key at once: auto-pipelining sends them in one write, not one per key.
+    this.#redis = new Redis(url, { lazyConnect: false, enableOfflineQueue: true, maxRetriesPerRequest: 2, commandTimeout: REDIS_TIMEOUT_MS, enableAutoPipelining: true });
     this.#redis.on("error", () => {}); // Reported per command; ioredis reconnects by itself.
-    this.#redis.defineCommand("dsyncWriteIfNewer", { numberOfKeys: 2, lua: WRITE_IF_NEWER });
+    this.#redis.defineCommand("dsyncWriteIfNewer", { lua: WRITE_IF_NEWER });
   }
 
   async read(key: string): Promise<StoredValue> {
@@ -62,15 +82,33 @@ export class RedisStore {
 
   /** Writes version `gen` of `key` (deletes it when `v.value` is null or expired at `now`); false: Redis had a newer one. */
   async write(key: string, gen: number, v: StoredValue, now: number): Promise<boolean> {
-    const gone = v.value === null || (v.expiresAt > 0 && v.expiresAt <= now);
-    const bytes = v.value === null ? Buffer.alloc(0) : Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength);
-    try {
-      const run = (this.#redis as unknown as { dsyncWriteIfNewer(...args: (string | Buffer | number)[]): Promise<number> }).dsyncWriteIfNewer;
-      const r = await run.call(this.#redis, REDIS_KEY_PREFIX + key, REDIS_GEN_PREFIX + key, gen, bytes, gone ? "1" : "0", gone ? "0" : String(v.expiresAt), GEN_TTL_MS);
-      return r === 1;
-    } catch (err) {
-      throw storeError("write", key, err);
+    return (await this.writeMany([{ key, gen, v }], now))[0]!;
+  }
+
+  /**
+   * Writes every version in `items` (in batches of one script call each); for each, false when
+   * Redis had a newer one. @throws CacheStoreError naming the first key of a batch that failed.
+   */
+  async writeMany(items: readonly StoreWrite[], now: number): Promise<boolean[]> {
+    const run = (this.#redis as unknown as { dsyncWriteIfNewer(numKeys: number, ...args: (string | Buffer | number)[]): Promise<number[]> }).dsyncWriteIfNewer;
+    const out: boolean[] = [];
+    for (let i = 0; i < items.length; i += WRITE_BATCH) {
+      const batch = items.slice(i, i + WRITE_BATCH);
+      const keys: string[] = [];
+      const args: (string | Buffer | number)[] = [];
+      for (const { key, gen, v } of batch) {
+        const gone = v.value === null || (v.expiresAt > 0 && v.expiresAt <= now);
+        keys.push(REDIS_KEY_PREFIX + key, REDIS_GEN_PREFIX + key);
+        args.push(gen, v.value === null ? Buffer.alloc(0) : Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength), gone ? "1" : "0", gone ? "0" : String(v.expiresAt));
+      }
+      try {
+        const r = await run.call(this.#redis, keys.length, ...keys, ...args, GEN_TTL_MS);
+        for (const x of r) out.push(x === 1);
+      } catch (err) {
+        throw storeError("write", batch[0]!.key, err);
+      }
     }
+    return out;
   }
 
   async close(): Promise<void> {
