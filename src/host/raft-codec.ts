@@ -1,5 +1,6 @@
 import { InvalidArgumentError, asFields, kindOf } from "../../protocol/index.ts";
 import type { Entry, Message, SnapshotChunk, SnapshotMeta } from "../raft/index.ts";
+import { ownBytes } from "../services/command-codec.ts";
 
 /**
  * Validates a RAFT envelope body `{msgs: Message[]}` from a peer. A peer of another version or a
@@ -37,7 +38,7 @@ function parseMessage(v: unknown): Message {
 
 function parseEntry(v: unknown): Entry {
   const e = asFields(v, "RAFT entry");
-  return { term: uint(e.term, "entry.term"), index: uint(e.index, "entry.index"), type: uint(e.type, "entry.type") as Entry["type"], data: bytes(e.data, "entry.data") };
+  return { term: uint(e.term, "entry.term"), index: uint(e.index, "entry.index"), type: uint(e.type, "entry.type") as Entry["type"], data: ownBytes(bytes(e.data, "entry.data")) };
 }
 
 function parseChunk(v: unknown): SnapshotChunk {

@@ -29,6 +29,7 @@ import {
 import type { StateMachine } from "./state-machine.ts";
 import type { Wal } from "../storage/wal.ts";
 import type { Logger } from "./logger.ts";
+import { ownBytes } from "../services/command-codec.ts";
 
 /** How a group hands its outgoing messages to the network. */
 export interface RaftSender {
@@ -206,7 +207,7 @@ export class RaftGroup {
     this.#checkRunning();
     // Proposals of one event-loop turn go to the core together (one append per follower).
     return new Promise((resolve, reject) => {
-      this.#batch.push({ data, timeoutMs, resolve, reject });
+      this.#batch.push({ data: ownBytes(data), timeoutMs, resolve, reject });
       if (this.#batch.length === 1) setImmediate(() => this.#proposeBatch());
     });
   }

@@ -12,3 +12,16 @@ export function encodeCommand(cmd: object): Uint8Array {
 export function decodeCommand(data: Uint8Array): unknown {
   return packr.unpack(data);
 }
+
+/** Spare bytes a view may keep alive beside its own before it is worth a copy. */
+const SPARE_BYTES_MAX = 4096;
+
+/**
+ * `bytes`, or a copy of exactly its length when it is a view into a much larger buffer. Log
+ * entries live until compaction and a queue keeps views into them until messages are acked, so a
+ * 100-byte entry sliced out of a 64 KiB socket chunk, or a 256 KiB command in a MessagePack
+ * encoder's multi-MiB scratch buffer, would keep that whole buffer resident.
+ */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.buffer.byteLength - bytes.byteLength > SPARE_BYTES_MAX ? new Uint8Array(bytes) : bytes;
+}

@@ -45,8 +45,8 @@ let lastFsyncMs = 0;
 /** The file the current step works on, named in the error report (fd-based syscalls carry no path). */
 let activeFile = "";
 
-function post(msg: FromWorker): void {
-  port!.postMessage(msg);
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(msg, transfer);
 }
 
 function fail(seq: number, error: unknown): void {
@@ -156,7 +156,12 @@ port.on("message", (msg: ToWorker) => {
       const fsyncsBefore = fsyncs;
       for (const op of msg.ops) runOp(op);
       sync();
-      post({ type: "ack", seq: msg.seq, fsyncs: fsyncs - fsyncsBefore, lastFsyncMs });
+      // The written buffers go back with the ack: garbage here would wait for this mostly idle
+      // thread's next collection (hundreds of MiB under large messages); the busy main thread
+      // collects them at once.
+      const written: ArrayBuffer[] = [];
+      for (const op of msg.ops) if (op.op === "write") written.push(op.buf.buffer as ArrayBuffer);
+      post({ type: "ack", seq: msg.seq, fsyncs: fsyncs - fsyncsBefore, lastFsyncMs }, written);
     } catch (error) {
       fail(msg.seq, error);
     }

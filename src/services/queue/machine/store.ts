@@ -1,3 +1,4 @@
+import { ownBytes } from "../../command-codec.ts";
 import { MinHeap } from "../../shared/min-heap.ts";
 import type { DeliveryRecord, QueueConfig } from "./types.ts";
 
@@ -81,7 +82,9 @@ export function newMessage(id: number, queue: string, payload: Uint8Array, now: 
   return {
     id,
     queue,
-    payload: new Uint8Array(payload), // a copy: the entry's buffer is not ours
+    // The entry's own bytes once the log drops it (one copy in memory, not two); a copy when the
+    // payload is a small part of a larger buffer (a batch, a segment read at replay).
+    payload: ownBytes(payload),
     enqueuedAt: now,
     dedupId,
     state: "ready",
