@@ -156,9 +156,9 @@ port.on("message", (msg: ToWorker) => {
       const fsyncsBefore = fsyncs;
       for (const op of msg.ops) runOp(op);
       sync();
-      // The written buffers go back with the ack: garbage here would wait for this mostly idle
-      // thread's next collection (hundreds of MiB under large messages); the busy main thread
-      // collects them at once.
+      // The written buffers go back with the ack: garbage here waits for this mostly idle
+      // thread's next collection (about 50 MiB more resident per node in `npm run bench:idle`'s
+      // 128 MiB fill of 256 KiB messages); the busy main thread collects them soon.
       const written: ArrayBuffer[] = [];
       for (const op of msg.ops) if (op.op === "write") written.push(op.buf.buffer as ArrayBuffer);
       post({ type: "ack", seq: msg.seq, fsyncs: fsyncs - fsyncsBefore, lastFsyncMs }, written);
