@@ -32,7 +32,8 @@ export type Handler = (body: unknown, ctx: RequestContext) => unknown;
  */
 export class RequestRouter {
   readonly #handlers = new Map<number, Handler>();
-  readonly #opLabels = new Map<number, string>();
+  /** Each operation's latency histogram, resolved once (a labels() lookup hashes on every call). */
+  readonly #opHistograms = new Map<number, { observe(seconds: number): void }>();
 
   constructor(
     readonly metrics: NodeMetrics,
@@ -43,7 +44,7 @@ export class RequestRouter {
   register(type: number, handler: Handler): void {
     if (this.#handlers.has(type)) throw new Error(`a handler for ${opName(type)} is already registered`);
     this.#handlers.set(type, handler);
-    this.#opLabels.set(type, opName(type).toLowerCase());
+    this.#opHistograms.set(type, this.metrics.requestSeconds.labels(opName(type).toLowerCase()));
   }
 
   /**
@@ -60,7 +61,7 @@ export class RequestRouter {
     const started = process.hrtime.bigint();
     const done = (error: DsyncError | null): void => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      this.metrics.requestSeconds.labels(this.#opLabels.get(env.type)!).observe(seconds);
+      this.#opHistograms.get(env.type)!.observe(seconds);
       onDone(error);
     };
     let result: unknown;

@@ -72,6 +72,8 @@ export class CacheService implements Service {
   readonly #homeTimeoutMs: number;
   #stopped = false;
   readonly #n: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, storeWrites: 0, writeBackLost: 0 };
+  /** What the Prometheus counters have been given of #n. */
+  readonly #exported: Record<CounterName, number> = { hits: 0, misses: 0, evictions: 0, invSent: 0, invReceived: 0, storeWrites: 0, writeBackLost: 0 };
   readonly #c: Record<CounterName, Counter<string>>;
   readonly #g: { lines: Gauge<string>; hitRatio: Gauge<string>; bytes: Gauge<string>; holders: Gauge<string>; dirty: Gauge<string> };
 
@@ -126,10 +128,20 @@ export class CacheService implements Service {
     };
   }
 
+  /** Counts in plain numbers on the hot path; the Prometheus counters catch up on each scrape. */
   #bump(name: CounterName, by = 1): void {
     this.#n[name] += by;
-    if (name === "evictions") this.#c.evictions.inc({ policy: this.#holder.lines.policy }, by);
-    else this.#c[name].inc(by);
+  }
+
+  /** Hands what was counted since the last scrape to the Prometheus counters. */
+  #syncCounters(): void {
+    for (const name of Object.keys(this.#n) as CounterName[]) {
+      const delta = this.#n[name] - this.#exported[name];
+      if (delta <= 0) continue;
+      this.#exported[name] = this.#n[name];
+      if (name === "evictions") this.#c.evictions.inc({ policy: this.#holder.lines.policy }, delta);
+      else this.#c[name].inc(delta);
+    }
   }
 
   // ---------------------------------------------------------------- wiring
@@ -290,6 +302,7 @@ export class CacheService implements Service {
   }
 
   refreshGauges(): void {
+    this.#syncCounters();
     const s = this.stats();
     this.#g.lines.set(s.lines);
     this.#g.hitRatio.set(s.hitRatio);
