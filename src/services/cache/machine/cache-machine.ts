@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import { decodeCommand, encodeCommand, ownBytes } from "../../command-codec.ts";
 import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /**
@@ -193,7 +193,8 @@ export class CacheMachine implements StateMachine {
   #set(key: string, value: Uint8Array | null, expiresAt: number, gen: number, dirty: boolean): void {
     // A clean delete needs no tombstone: an absent key reads as null (from Redis too, once stored).
     if (value === null && !dirty) this.#remove(key);
-    else this.#put(key, { value, expiresAt, gen, dirty });
+    // A value from a write-back batch is a view into the whole batch: keep only its own bytes.
+    else this.#put(key, { value: value === null ? null : ownBytes(value), expiresAt, gen, dirty });
   }
 
   #remove(key: string): void {
