@@ -23,5 +23,15 @@ const SPARE_BYTES_MAX = 4096;
  * encoder's multi-MiB scratch buffer, would keep that whole buffer resident.
  */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
-  return bytes.buffer.byteLength - bytes.byteLength > SPARE_BYTES_MAX ? new Uint8Array(bytes) : bytes;
+  return bytes.buffer.byteLength - bytes.byteLength <= SPARE_BYTES_MAX ? bytes : copyBytes(bytes);
+}
+
+/**
+ * A copy of `bytes` in a buffer of exactly its length, of the same class (decoded values are
+ * Buffers), never from Buffer's shared pool (a long-lived copy would pin a pool slab).
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  const copy = Buffer.isBuffer(bytes) ? Buffer.allocUnsafeSlow(bytes.byteLength) : new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
 }

@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand, ownBytes } from "../../command-codec.ts";
+import { copyBytes, decodeCommand, encodeCommand, ownBytes } from "../../command-codec.ts";
 import type { AppliedEntry, StateMachine } from "../../../host/state-machine.ts";
 
 /**
@@ -169,7 +169,8 @@ export class CacheMachine implements StateMachine {
 
   restore(data: Uint8Array): void {
     const img = decodeCommand(data) as { entries: [string, Uint8Array | null, number, number, boolean][]; wids: [string, number][]; dirtyBy?: WriteBackOwner | null; lost?: number };
-    this.#data = new Map(img.entries.map(([k, value, expiresAt, gen, dirty]) => [k, { value, expiresAt, gen, dirty }]));
+    // Copies: the image is the caller's buffer, and one value would otherwise pin all of it.
+    this.#data = new Map(img.entries.map(([k, value, expiresAt, gen, dirty]) => [k, { value: value === null ? null : copyBytes(value), expiresAt, gen, dirty }]));
     this.#dirty = img.entries.filter((r) => r[4]).length;
     this.#wids = new Map(img.wids);
     this.#dirtyBy = img.dirtyBy ?? null;

@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand } from "../../command-codec.ts";
+import { copyBytes, decodeCommand, encodeCommand } from "../../command-codec.ts";
 import { invariant, newQueue, type Message, type Queue, type QueueState } from "./store.ts";
 import type { DeliveryOutcome, QueueConfig } from "./types.ts";
 
@@ -103,7 +103,7 @@ export function decodeSnapshot(data: Uint8Array): QueueState {
     messages.set(r[0], {
       id: r[0],
       queue: r[1],
-      payload: new Uint8Array(r[2]), // a copy: the image's buffer belongs to the caller
+      payload: copyBytes(r[2]), // a copy: the image's buffer belongs to the caller
       enqueuedAt: r[3],
       dedupId: r[4],
       state: r[5],
