@@ -239,10 +239,10 @@ export class CacheService implements Service {
   }
 
   /**
-   * Writes `key` (null deletes it); resolves once committed with every other copy dropped. `wid`
-   * names the write: resends of it (after a lost reply) are applied once.
+   * Writes `key` (null deletes it) at its home; resolves with that home's node id once committed
+   * with every other copy dropped. `wid` names the write: resends of it (after a lost reply) are
+   * applied once.
    */
-  /** Writes `key` (null deletes) at its home; resolves with that home's node id. */
   async set(key: string, value: Uint8Array | null, expiresAt: number, wid: string = randomWid()): Promise<string> {
     return this.#withHome(key, false, async (home) => {
       await this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt, wid });
