@@ -21,7 +21,11 @@ export function encodeFrame(body: Uint8Array, maxBytes: number = FRAME_BYTES_MAX
     throw new RangeError(`frame body of ${body.length} bytes is outside [1, ${maxBytes}]`);
   }
   const frame = new Uint8Array(FRAME_HEADER_BYTES + body.length);
-  new DataView(frame.buffer).setUint32(0, body.length, false);
+  const n = body.length;
+  frame[0] = n >>> 24;
+  frame[1] = (n >>> 16) & 0xff;
+  frame[2] = (n >>> 8) & 0xff;
+  frame[3] = n & 0xff;
   frame.set(body, FRAME_HEADER_BYTES);
   return frame;
 }

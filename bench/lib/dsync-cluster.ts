@@ -3,6 +3,7 @@
  * own temp data dir, fsync on. Nodes are killed by PID and dirs removed by `destroy()` (and on
  * exit / SIGINT).
  */
+import { execFileSync } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -14,6 +15,20 @@ const DSYNC_ENV = [
   "NODE_ID", "NODE_HOST", "API_PORT", "NODE_PORT", "HTTP_PORT", "PEER_NODES", "DATA_DIR", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
   "LOG_LEVEL", "CACHE_CAPACITY", "CACHE_WRITE_POLICY", "CACHE_WRITE_BACK_MS", "AUTH_TOKEN", "AUTH_TOKEN_FILE", "TLS_CERT", "TLS_KEY", "TLS_CA", "AUTH_JWT_SECRET_FILE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_ROLES_FILE", "AUDIT_LOG", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC",
 ];
+
+let built = false;
+
+/**
+ * The daemon as it ships: the compiled build (dist/, rebuilt first when a source is newer), run by
+ * plain node. Timing the sources through tsx's loader would add its helpers to every hot path.
+ */
+function daemonEntry(): string {
+  if (!built) {
+    execFileSync("sh", [path.join(ROOT, "scripts/build-if-stale.sh")], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
+    built = true;
+  }
+  return path.join(ROOT, "dist/src/cli/dsyncd.js");
+}
 
 interface Spec {
   readonly id: string;
@@ -81,7 +96,7 @@ export class DsyncCluster {
     const nodes = specs.map(
       (s, i) =>
         // DSYNC_BENCH_NODE_ARGS passes extra node flags to every daemon, e.g. "--cpu-prof".
-        new Child(`dsyncd ${s.id}`, process.execPath, [...(process.env.DSYNC_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx", path.join(ROOT, "src/cli/dsyncd.ts")], {
+        new Child(`dsyncd ${s.id}`, process.execPath, [...(process.env.DSYNC_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean), daemonEntry()], {
           cwd: ROOT,
           env: {
             ...base,

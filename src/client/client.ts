@@ -92,13 +92,16 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     let unknown: DsyncError | null = null;
     for (let attempt = 0; attempt < this.#opts.maxAttempts; attempt++) {
       if (this.#closed) throw new ConnectionClosedError("client is closed");
-      let conn: RpcConnection;
-      try {
-        conn = await this.#connection();
-      } catch (err) {
-        lastError = err as Error;
-        await this.#pause(attempt);
-        continue;
+      // Connected: no await before the request goes out (the common case on a hot path).
+      let conn = this.#conn !== null && !this.#conn.isClosed ? this.#conn : null;
+      if (conn === null) {
+        try {
+          conn = await this.#connection();
+        } catch (err) {
+          lastError = err as Error;
+          await this.#pause(attempt);
+          continue;
+        }
       }
       try {
         return await conn.request(op, body, opts.timeoutMs ?? this.#opts.requestTimeoutMs);

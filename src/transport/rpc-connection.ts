@@ -21,7 +21,10 @@ export interface RpcConnectionOptions extends FramedSocketOptions {
 interface Pending {
   resolve(body: unknown): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() past which the request fails with TimeoutError. */
+  readonly deadline: number;
+  readonly type: number;
+  readonly timeoutMs: number;
 }
 
 /**
@@ -35,6 +38,9 @@ export class RpcConnection {
   readonly #pendingMax: number;
   readonly #timeoutMs: number;
   #nextId = 1;
+  /** One timer for every request's deadline, armed for the earliest (a timer per request costs more than the request on a fast path). */
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Infinity;
   #closeError: Error | null = null;
   #onPush: (env: Envelope) => void = () => {};
   #onClose: (err: Error) => void = () => {};
@@ -78,13 +84,33 @@ export class RpcConnection {
     }
     const id = this.#allocateId();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new TimeoutError(`${opName(type)} got no reply within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
+      const deadline = performance.now() + timeoutMs;
+      this.#pending.set(id, { resolve, reject, deadline, type, timeoutMs });
+      if (deadline < this.#timerAt) this.#armTimer(deadline);
       this.framed.send({ type, id, body });
     });
+  }
+
+  #armTimer(at: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    // Unref: the open socket keeps the process alive while a reply is awaited.
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - performance.now())).unref();
+  }
+
+  /** Fails the requests past their deadline, and arms the timer for the earliest of the rest. */
+  #expire(): void {
+    this.#timer = null;
+    this.#timerAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (const [id, p] of this.#pending) {
+      if (p.deadline <= now) {
+        this.#pending.delete(id);
+        p.reject(new TimeoutError(`${opName(p.type)} got no reply within ${p.timeoutMs} ms`));
+      } else if (p.deadline < next) next = p.deadline;
+    }
+    if (next !== Infinity) this.#armTimer(next);
   }
 
   /** Sends a one-way envelope (id 0). */
@@ -110,7 +136,6 @@ export class RpcConnection {
       const p = this.#pending.get(env.id);
       if (!p) return; // A reply after its timeout: the caller has moved on.
       this.#pending.delete(env.id);
-      clearTimeout(p.timer);
       if (env.type === Op.REPLY) p.resolve(env.body);
       else p.reject(errorFromBody(toErrorBody(env.body)));
       return;
@@ -127,10 +152,9 @@ export class RpcConnection {
   #failAll(err: Error): void {
     if (this.#closeError) return;
     this.#closeError = err;
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();
     this.#onClose(err);
   }

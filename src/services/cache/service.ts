@@ -8,7 +8,7 @@ import type { RequestContext } from "../../host/request-router.ts";
 import type { Handlers, Service } from "../../host/service.ts";
 import { wallNow } from "../../host/wall-clock.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
-import { CacheHolder } from "./holder.ts";
+import { CacheHolder, type HeldValue } from "./holder.ts";
 import { CacheHome, type ReadGrant } from "./home.ts";
 import { monoNow } from "./lease.ts";
 import type { EvictionPolicy } from "./machine/index.ts";
@@ -147,7 +147,7 @@ export class CacheService implements Service {
   // ---------------------------------------------------------------- wiring
 
   register({ client: router, peer }: Handlers): void {
-    router.register(Op.CACHE_GET, async (body, ctx) => {
+    router.register(Op.CACHE_GET, (body, ctx) => {
       const f = fieldsOf(body, "CACHE_GET");
       return this.get(keyOf(f, "CACHE_GET"), bool(f, "near", "CACHE_GET") ? ctx : null);
     });
@@ -219,8 +219,19 @@ export class CacheService implements Service {
 
   // ---------------------------------------------------------------- client operations
 
-  /** Reads `key`; `near` lets the client keep the value for the lease the reply carries. */
-  async get(key: string, near: RequestContext | null): Promise<CacheGetReply> {
+  /**
+   * Reads `key`; `near` lets the client keep the value for the lease the reply carries. A live
+   * copy here answers at once (no promise: the hot path of a read-mostly cache), else the home
+   * is asked.
+   */
+  get(key: string, near: RequestContext | null): CacheGetReply | Promise<CacheGetReply> {
+    const line = this.#holder.hit(key);
+    if (line === undefined) return this.#getFromHome(key, near);
+    this.#n.hits++;
+    return this.#answer(key, line, near, false);
+  }
+
+  async #getFromHome(key: string, near: RequestContext | null): Promise<CacheGetReply> {
     const watch = near ? this.#near.watch(key) : null;
     let held;
     try {
@@ -230,7 +241,10 @@ export class CacheService implements Service {
       throw err;
     }
     // An invalidation that passed while we read would have missed a near copy registered after it.
-    const invalidated = watch?.end() ?? false;
+    return this.#answer(key, held, near, watch?.end() ?? false);
+  }
+
+  #answer(key: string, held: HeldValue, near: RequestContext | null, invalidated: boolean): CacheGetReply {
     const leaseMs = Math.floor(held.leaseUntil - monoNow());
     const registered = near !== null && !invalidated && leaseMs > 0;
     if (registered) this.#near.add(key, near.conn, (fn) => near.onClose(fn));
