@@ -81,6 +81,12 @@ export interface QueueLayout {
   readonly members: readonly string[];
   /** Replicas per partition (absent in layouts recorded before partitions had a replication factor: every member). */
   readonly replicationFactor?: number;
+  /**
+   * Cache partitions follow the shard map: cache partition p has queue partition p's replicas and
+   * preferred leader, and moves with it. Absent in layouts recorded before: one cache partition
+   * per founding member, replicated on every founder.
+   */
+  readonly cacheOnShards?: boolean;
 }
 
 /** Where a queue's partition is led: a client that sends there skips the forwarding hop. */

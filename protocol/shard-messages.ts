@@ -57,6 +57,12 @@ export interface ShardView {
   readonly lag: Readonly<Record<string, number>>;
   /** `ok`; `moving` (a job runs); `under-replicated` (fewer live voters than the factor); `no-leader`. */
   readonly state: "ok" | "moving" | "under-replicated" | "no-leader";
+  /**
+   * The cache partition of the same number, placed and moved with this one (its leader is the
+   * home of its keys), as its leader reports it; null when the cluster's cache stays on its
+   * founding nodes, or no replica of it answered.
+   */
+  readonly cache: { readonly leader: string | null; readonly voters: readonly string[]; readonly learners: readonly string[] } | null;
 }
 
 /** ADMIN_SHARDS' reply. */

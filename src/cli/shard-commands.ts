@@ -8,7 +8,7 @@ const admin = program.commands.find((c) => c.name() === "admin") ?? fail("intern
 
 admin
   .command("shards")
-  .description("each queue partition's replicas, leader, lag and state, and the replicas and leaderships per node")
+  .description("each partition's replicas, leader, cache home, lag and state, and the replicas and leaderships per node")
   .action(async () => {
     await withClient(async (c, g) => {
       const r = await shards(c);
@@ -79,12 +79,13 @@ function jobProgress(j: MoveJob, tty: boolean): string {
 
 function renderShards(r: AdminShardsReply): string {
   const parts = table(
-    ["partition", "replicas", "leader", "preferred", "lag", "state"],
+    ["partition", "replicas", "leader", "preferred", "cache home", "lag", "state"],
     r.partitions.map((p) => [
       String(p.partition),
       p.replicas.join(","),
       p.leader ?? "-",
       p.preferredLeader,
+      p.cache === null ? "-" : (p.cache.leader ?? "none"),
       Object.entries(p.lag)
         .filter(([, n]) => n > 0)
         .map(([id, n]) => `${id}:${n}`)

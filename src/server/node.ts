@@ -261,6 +261,7 @@ export class DsyncNode {
       virtualNodes: this.config.queueVirtualNodes,
       members,
       replicationFactor: Math.min(this.config.replicationFactor, members.length),
+      cacheOnShards: true,
     };
     this.#proposer
       .propose(0, encodeCommand({ op: "queue.layout", layout }))

@@ -98,7 +98,10 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     partitions.setLayout(layout);
     cacheParts.open(layout).catch((err: unknown) => x.log.error({ err }, "could not open the cache partitions"));
   });
-  x.machine.setShardMapListener((shards) => void partitions.sync(shards));
+  x.machine.setShardMapListener((shards) => {
+    void partitions.sync(shards);
+    void cacheParts.sync(shards);
+  });
   const backups = new BackupImages({
     host: () => x.host,
     nodeId: c.nodeId,
@@ -114,12 +117,17 @@ export function nodeServices(x: NodeServicesContext): Service[] {
         const placed = shards.partition(i + 1)!;
         return { group: i + 1, holders: [placed.leader, ...placed.replicas.filter((r) => r !== placed.leader)] };
       });
-      const cacheGroups = layout.members.map((_, i) => ({ group: CACHE_GROUP_BASE + i + 1, holders: [...layout.members].sort() }));
+      const cacheGroups = Array.from({ length: cacheParts.count }, (_, i) => ({ group: CACHE_GROUP_BASE + i + 1, holders: cacheParts.holders(i + 1) }));
       return [{ group: 0, holders: [] }, ...queueGroups, ...cacheGroups];
     },
   });
   const lifecycle = new NodeLifecycle({ nodeId: c.nodeId, zone: c.zone, group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, log: x.log, replaceDeadAfterMs: c.replaceDeadAfterMs, onLeft: x.onLeft });
   const admin = adminService({ group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, selfId: c.nodeId, lifecycle });
-  const shards = new ShardsAdmin(partitions, x.proposer, c.nodeId, x.metrics, x.log);
+  // A cache partition on the shard map moves with its queue partition, in the same job.
+  const shards = new ShardsAdmin(partitions, x.proposer, c.nodeId, x.metrics, x.log, (p) => {
+    if (!cacheParts.onShards) return [];
+    const part = cacheParts.get(p);
+    return part ? [part.group] : null;
+  });
   return [admin, shards, kvService(x.proposer, x.machine.kv), locks, queues, cache, backups];
 }

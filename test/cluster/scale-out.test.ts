@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { Op, type AdminMemberReply, type AdminRemoveReply, type AdminShardsReply } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
+import { CacheClient } from "../../src/client/cache.ts";
 import { QueueClient } from "../../src/client/queues.ts";
 import { TestCluster, waitFor, type DaemonProcess } from "../helpers/daemon.ts";
 import { QueueWorkload } from "../chaos/workloads/queue.ts";
@@ -45,6 +46,8 @@ class ShardMonitor {
     this.samples++;
     for (const p of r.partitions) {
       if (p.leader !== null && p.voters.length < this.fewestVoters.count) this.fewestVoters = { count: p.voters.length, partition: p.partition, at: `voters ${p.voters.join(",")}, learners ${p.learners.join(",")}` };
+      const c = p.cache;
+      if (c !== null && c.leader !== null && c.voters.length < this.fewestVoters.count) this.fewestVoters = { count: c.voters.length, partition: p.partition, at: `cache partition: voters ${c.voters.join(",")}, learners ${c.learners.join(",")}` };
     }
     for (const j of r.jobs) {
       const seen = this.steps.get(j.id) ?? new Set();
@@ -92,6 +95,13 @@ test("scale out - 6 nodes, 3 replicas per partition, leaders spread; a 7th node 
     assert.equal(status.voters.length, 5, "group 0 has 5 voters");
     assert.equal(status.learners.length, 1, "and the sixth node follows it as a learner");
 
+    // Cache values (write-through, embedded store: they live in the cache partitions' logs) must
+    // move with their partitions.
+    const cache = new CacheClient(admin);
+    const cached = Array.from({ length: 60 }, (_, i) => [`ck${i}`, `value ${i}`] as const);
+    for (const [k, v] of cached) await cache.set(k, v);
+    assert.ok(first.partitions.every((p) => p.cache !== null), "every partition has a cache partition beside it");
+
     const ctx = { addrs: cluster.clientAddrs, rng: new Prng(16), dir };
     await load.start(ctx);
     monitor.start();
@@ -104,6 +114,8 @@ test("scale out - 6 nodes, 3 replicas per partition, leaders spread; a 7th node 
     const grown = await shardsOf(admin);
     const perNode = grown.nodes.map((n) => n.replicas);
     assert.ok(Math.max(...perNode) - Math.min(...perNode) <= 1, `replicas balanced over 7 nodes: ${perNode}`);
+    // Cache homes follow: the new node ends up home of the cache partitions it is preferred leader of.
+    await waitFor(async () => (await shardsOf(admin)).partitions.some((p) => p.cache?.leader === "node_6"), "node_6 to be a cache home", 60_000);
 
     const removed = (await admin.call(Op.ADMIN_REMOVE_NODE, { nodeId: "node_0" }, { timeoutMs: 15_000 })) as AdminRemoveReply;
     assert.equal(removed.removed, false, "node_0 holds replicas: it leaves once they moved");
@@ -111,6 +123,11 @@ test("scale out - 6 nodes, 3 replicas per partition, leaders spread; a 7th node 
     await waitFor(async () => !(await shardsOf(admin)).nodes.some((n) => n.id === "node_0"), "node_0 to leave", 180_000);
     const shrunk = await shardsOf(admin);
     for (const p of shrunk.partitions) assert.ok(p.replicas.length === 3 && !p.replicas.includes("node_0"), `partition ${p.partition}: ${p.replicas}`);
+    await waitFor(async () => (await shardsOf(admin)).partitions.every((p) => p.cache !== null && p.cache.leader !== null), "every cache partition to have a home", 60_000);
+    for (const p of (await shardsOf(admin)).partitions) {
+      assert.deepEqual([...p.cache!.voters].sort(), p.replicas, `cache partition ${p.partition} is on its queue partition's replicas`);
+    }
+    for (const [k, v] of cached) assert.equal(await cache.getString(k), v, `cache key ${k} kept its value through the moves`);
     await new Promise((r) => setTimeout(r, 2000));
 
     await load.stop();

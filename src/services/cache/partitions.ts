@@ -4,6 +4,7 @@ import type { Logger } from "../../host/logger.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
 import type { RaftHost } from "../../host/raft-host.ts";
 import type { PeerLinks } from "../../transport/peer-links.ts";
+import type { ShardMap } from "../cluster/machine/shard-map.ts";
 import { PartitionMap, type QueueLayout } from "../queue/machine/layout.ts";
 import { CacheMachine } from "./machine/index.ts";
 
@@ -17,16 +18,25 @@ export interface CachePartition {
 }
 
 /**
- * This node's replicas of the cache partitions: one Raft group per member of the recorded layout
- * (so homes spread over the nodes), each replicated on every member. A key's partition comes from
- * a consistent-hash ring; its home is that partition's leader.
+ * This node's replicas of the cache partitions. A key's partition comes from a consistent-hash
+ * ring; its home is that partition's leader.
+ *
+ * Two placements, chosen by the layout group 0 recorded when the cluster was created:
+ * - on the shard map (`cacheOnShards`, every cluster created since): as many cache partitions as
+ *   queue partitions, cache partition p placed with queue partition p (same replicas, same
+ *   preferred leader) and moved with it, so homes spread over every node, added ones included;
+ * - founders (older layouts): one partition per founding member, replicated on every founder; a
+ *   node added later holds none and serves through the founders' homes.
  */
 export class CachePartitions {
-  /** One partition per member, on the same kind of ring (and leader rota) as the queue partitions. */
   #map: PartitionMap | null = null;
+  #layout: QueueLayout | null = null;
+  #shards: ShardMap | null = null;
   readonly #parts = new Map<number, CachePartition>();
   readonly #byGroup = new Map<number, CachePartition>();
-  #opening: Promise<void> | null = null;
+  /** Opens and closes run one at a time, in the order they were asked for. */
+  #syncing: Promise<void> = Promise.resolve();
+  #closed = false;
   readonly #balancer: LeaderBalancer;
 
   constructor(
@@ -35,31 +45,73 @@ export class CachePartitions {
     readonly nodeId: string,
     readonly log: Logger,
   ) {
-    this.#balancer = new LeaderBalancer("cache partition", nodeId, peers, log, () => {
-      const map = this.#map;
-      return map === null ? [] : this.all().map((p) => ({ group: p.group, preferred: map.preferredLeader(p.partition) }));
-    });
+    this.#balancer = new LeaderBalancer("cache partition", nodeId, peers, log, () => this.all().flatMap((p) => {
+      const preferred = this.#preferredLeader(p.partition);
+      return preferred === undefined ? [] : [{ group: p.group, preferred }];
+    }));
+  }
+
+  /** Whether cache partitions follow the shard map (and move with queue partitions). */
+  get onShards(): boolean {
+    return this.#layout?.cacheOnShards === true;
   }
 
   /** Opens the cache partitions of `layout` (once; later calls are ignored). */
   open(layout: QueueLayout): Promise<void> {
-    this.#opening ??= (async () => {
-      const members = [...layout.members].sort();
-      this.#map = new PartitionMap({ partitions: members.length, virtualNodes: layout.virtualNodes, members });
+    if (this.#layout !== null) return this.#syncing;
+    this.#layout = layout;
+    if (layout.cacheOnShards === true) {
+      this.#map = new PartitionMap({ partitions: layout.partitions, virtualNodes: layout.virtualNodes, members: layout.members });
+      return this.#enqueue(() => this.#syncShards());
+    }
+    const members = [...layout.members].sort();
+    this.#map = new PartitionMap({ partitions: members.length, virtualNodes: layout.virtualNodes, members });
+    return this.#enqueue(async () => {
       if (!members.includes(this.nodeId)) {
-        this.log.info("this node holds no cache partitions (it joined after the cluster was created); it serves cache requests through the founding nodes' homes");
+        this.log.info("this node holds no cache partitions (it joined a cluster whose cache stays on its founding nodes); it serves cache requests through their homes");
         return;
       }
-      for (let p = 1; p <= members.length; p++) {
-        const machine = new CacheMachine();
-        const group = await this.host.addGroup(CACHE_GROUP_BASE + p, machine, members);
-        const part = { partition: p, group, machine };
-        this.#parts.set(p, part);
-        this.#byGroup.set(group.group, part);
-      }
+      for (let p = 1; p <= members.length; p++) await this.#openPart(p, members);
       this.log.info({ partitions: members.length }, "cache partitions open");
-    })();
-    return this.#opening;
+    });
+  }
+
+  /** The shard map changed: open the partitions it places here, retire those it moved away. */
+  sync(shards: ShardMap): Promise<void> {
+    this.#shards = shards;
+    return this.#enqueue(() => this.#syncShards());
+  }
+
+  #enqueue(fn: () => Promise<void>): Promise<void> {
+    this.#syncing = this.#syncing.then(fn).catch((err: unknown) => this.log.error({ err }, "could not open or close cache partitions"));
+    return this.#syncing;
+  }
+
+  async #syncShards(): Promise<void> {
+    const shards = this.#shards;
+    if (shards === null || !this.onShards || this.#closed) return;
+    const want = new Set(shards.partitionsOn(this.nodeId));
+    for (const p of want) {
+      if (this.#parts.has(p) || this.#closed) continue;
+      await this.#openPart(p, shards.bootstrapVoters(p, this.nodeId));
+      this.log.info({ partition: p }, "cache partition open on this node");
+    }
+    for (const [p, part] of this.#parts) {
+      // As for queue partitions: the map drops a replica only once the group committed its removal.
+      if (want.has(p)) continue;
+      this.#parts.delete(p);
+      this.#byGroup.delete(part.group.group);
+      await this.host.retireGroup(part.group.group);
+      this.log.info({ partition: p }, "cache partition moved off this node");
+    }
+  }
+
+  async #openPart(p: number, voters: readonly string[]): Promise<void> {
+    const machine = new CacheMachine();
+    const group = await this.host.addGroup(CACHE_GROUP_BASE + p, machine, voters);
+    const part = { partition: p, group, machine };
+    this.#parts.set(p, part);
+    this.#byGroup.set(group.group, part);
   }
 
   /** The partition (1-based) of `key`. @throws UnavailableError before the layout is known. */
@@ -74,19 +126,39 @@ export class CachePartitions {
     return this.#parts.get(this.partitionOf(key));
   }
 
+  /** This node's replica of partition `p`, if it holds one. */
+  get(p: number): CachePartition | undefined {
+    return this.#parts.get(p);
+  }
+
   /**
    * Where to send `key`'s requests, best guess first: the leader of this node's replica; on a
-   * node holding no replica (added after the cluster was created), the partition's preferred
-   * leader, then the other founding nodes in turn (a wrong guess answers CACHE_WRONG_HOME).
-   * Empty while a local replica has no leader.
+   * node holding no replica, the partition's preferred leader, then its other replicas (a wrong
+   * guess answers CACHE_WRONG_HOME). Empty while a local replica has no leader.
    */
   homeCandidates(key: string): string[] {
     const local = this.localPart(key);
     if (local) return local.group.leader === null ? [] : [local.group.leader];
-    const map = this.#map;
-    if (map === null) throw new UnavailableError("cache partitions are not set up yet (the cluster has no leader yet); retry shortly");
-    const preferred = map.preferredLeader(map.partitionOf(key));
-    return [preferred, ...[...map.layout.members].sort().filter((m) => m !== preferred)];
+    const p = this.partitionOf(key);
+    const holders = this.holders(p);
+    const preferred = this.#preferredLeader(p);
+    return preferred === undefined ? holders : [preferred, ...holders.filter((m) => m !== preferred)];
+  }
+
+  /** The nodes that hold partition `p`, sorted. */
+  holders(p: number): string[] {
+    if (this.onShards) return [...(this.#shards?.partition(p)?.replicas ?? [])].sort();
+    return [...(this.#layout?.members ?? [])].sort();
+  }
+
+  /** How many cache partitions the cluster has (0 before the layout is known). */
+  get count(): number {
+    return this.#map?.layout.partitions ?? 0;
+  }
+
+  #preferredLeader(p: number): string | undefined {
+    if (this.onShards) return this.#shards?.partition(p)?.leader;
+    return this.#map?.preferredLeader(p);
   }
 
   /** The partition run by Raft group `group`, if it is a cache partition here. */
@@ -103,6 +175,7 @@ export class CachePartitions {
   }
 
   stop(): void {
+    this.#closed = true;
     this.#balancer.stop();
   }
 }

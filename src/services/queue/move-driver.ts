@@ -1,8 +1,9 @@
 import { ConfChangeType } from "../../raft/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
+import type { RaftGroup } from "../../host/raft-group.ts";
 import type { MoveJob, ShardMap } from "../cluster/machine/shard-map.ts";
-import type { Partition, QueuePartitions } from "./partitions.ts";
+import type { QueuePartitions } from "./partitions.ts";
 
 /** How often each node looks for a move it should take a step in. */
 const STEP_EVERY_MS = 200;
@@ -25,6 +26,11 @@ const CHANGE_TIMEOUT_MS = 10_000;
  *
  * The partition gains its new voter before it loses the old one, so it never has fewer
  * replicas than before the move; each change is one Raft membership change at a time.
+ *
+ * A partition may be more than one group: the queue partition and, when the cache follows the
+ * shard map, the cache partition of the same number. Each group is stepped by its own leader's
+ * driver; the queue group's leader reports progress and marks the job done once every group of
+ * the partition has its new replica and has dropped the old one (as this node's replicas see it).
  */
 export class MoveDriver {
   #timer: NodeJS.Timeout | null = null;
@@ -38,6 +44,8 @@ export class MoveDriver {
     readonly log: Logger,
     /** A new replica caught up on this many entries and is being promoted. */
     readonly onCaughtUp: (entries: number) => void = () => {},
+    /** This node's replica of the other groups that move with partition p (the cache partition). */
+    readonly companionsOf: (p: number) => readonly RaftGroup[] | null = () => [],
   ) {}
 
   start(): void {
@@ -55,12 +63,22 @@ export class MoveDriver {
     this.#busy = true;
     try {
       for (const job of shards.runningJobs()) {
-        const part = this.partitions.get(job.partition);
-        if (!part?.group.isLeader) continue;
+        const queue = this.partitions.get(job.partition)?.group;
+        // null: a companion group that should be here is not open yet; nothing is final then.
+        const companions = this.companionsOf(job.partition);
+        for (const g of [queue, ...(companions ?? [])]) {
+          if (!g?.isLeader) continue;
+          try {
+            await this.#advance(shards, job, g, g === queue);
+          } catch (err) {
+            this.log.warn({ job: job.id, partition: job.partition, group: g.group, err: (err as Error).message }, "a replica move step failed; it is tried again");
+          }
+        }
+        if (!queue?.isLeader) continue;
         try {
-          await this.#advance(shards, job, part);
+          await this.#finish(shards, job, [queue, ...(companions ?? [])], companions !== null);
         } catch (err) {
-          this.log.warn({ job: job.id, partition: job.partition, err: (err as Error).message }, "a replica move step failed; it is tried again");
+          this.log.warn({ job: job.id, partition: job.partition, err: (err as Error).message }, "could not record a replica move's end; it is tried again");
         }
       }
     } finally {
@@ -68,55 +86,69 @@ export class MoveDriver {
     }
   }
 
-  async #advance(shards: ShardMap, job: MoveJob, part: Partition): Promise<void> {
-    const g = part.group;
+  /** Takes group `g` (led here) one step further; `reports`: this group's steps are the job's recorded progress. */
+  async #advance(shards: ShardMap, job: MoveJob, g: RaftGroup, reports: boolean): Promise<void> {
     const s = g.status();
     const member = (id: string): boolean => s.conf.voters.includes(id) || s.conf.learners.includes(id);
-    const target = shards.node(job.to);
-    if (target?.state !== "active") {
-      // The new replica's node is leaving too: undo what the move added, then drop the job.
+    const step = (cmd: Record<string, unknown>): Promise<unknown> => (reports ? this.#group0({ ...cmd, id: job.id }) : Promise.resolve());
+    if (shards.node(job.to)?.state !== "active") {
+      // The new replica's node is leaving too: undo what the move added (the job is then cancelled).
       if (member(job.to) && !(shards.partition(job.partition)?.replicas ?? []).includes(job.to)) {
         await g.proposeConfChange({ type: ConfChangeType.RemoveNode, node: job.to }, CHANGE_TIMEOUT_MS);
-        return;
       }
-      await this.#group0({ op: "job.cancel", id: job.id, note: `${job.to} is no longer an active node` });
       return;
     }
     if (!member(job.to)) {
-      this.log.info({ job: job.id, partition: job.partition, to: job.to }, "replica move: adding the new replica as a learner");
+      this.log.info({ job: job.id, partition: job.partition, group: g.group, to: job.to }, "replica move: adding the new replica as a learner");
       await g.proposeConfChange({ type: ConfChangeType.AddLearner, node: job.to }, CHANGE_TIMEOUT_MS);
-      await this.#group0({ op: "job.step", id: job.id, step: "catching-up", caughtUp: 0, target: g.status().lastIndex });
+      await step({ op: "job.step", step: "catching-up", caughtUp: 0, target: g.status().lastIndex });
       return;
     }
     if (s.conf.learners.includes(job.to)) {
       const match = s.progress?.[job.to]?.match ?? 0;
       if (s.lastIndex - match > PROMOTE_LAG_MAX) {
         const now = Date.now();
-        if (now - (this.#lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS && match !== job.caughtUp) {
+        if (reports && now - (this.#lastProgress.get(job.id) ?? 0) >= PROGRESS_EVERY_MS && match !== job.caughtUp) {
           this.#lastProgress.set(job.id, now);
-          await this.#group0({ op: "job.step", id: job.id, step: "catching-up", caughtUp: match, target: s.lastIndex });
+          await step({ op: "job.step", step: "catching-up", caughtUp: match, target: s.lastIndex });
         }
         return;
       }
-      this.log.info({ job: job.id, partition: job.partition, to: job.to, match, last: s.lastIndex }, "replica move: promoting the caught-up learner");
-      this.onCaughtUp(match);
-      await this.#group0({ op: "job.step", id: job.id, step: "promoting", caughtUp: match, target: s.lastIndex });
+      this.log.info({ job: job.id, partition: job.partition, group: g.group, to: job.to, match, last: s.lastIndex }, "replica move: promoting the caught-up learner");
+      if (reports) this.onCaughtUp(match);
+      await step({ op: "job.step", step: "promoting", caughtUp: match, target: s.lastIndex });
       await g.proposeConfChange({ type: ConfChangeType.AddVoter, node: job.to }, CHANGE_TIMEOUT_MS);
       return;
     }
     if (job.from !== null && member(job.from)) {
       if (job.from === this.nodeId) {
-        // The old replica leads: hand the partition to the new one, which carries on.
+        // The old replica leads: hand the group to the new one, which carries on.
         const to = g.mostCaughtUpVoter((id) => id !== job.from && this.partitions.o.peers.isConnected(id));
         if (to !== undefined) g.transferLeader(to);
         return;
       }
-      this.log.info({ job: job.id, partition: job.partition, from: job.from }, "replica move: removing the old replica");
-      await this.#group0({ op: "job.step", id: job.id, step: "removing", caughtUp: job.target, target: job.target });
+      this.log.info({ job: job.id, partition: job.partition, group: g.group, from: job.from }, "replica move: removing the old replica");
+      await step({ op: "job.step", step: "removing", caughtUp: job.target, target: job.target });
       await g.proposeConfChange({ type: ConfChangeType.RemoveNode, node: job.from }, CHANGE_TIMEOUT_MS);
+    }
+  }
+
+  /**
+   * Ends the job once every group of the partition is where it should be: cancelled once no
+   * group holds the leaving target any more, done once each has the new voter and not the old
+   * replica. `complete`: every companion group is open here (else this node cannot judge yet).
+   */
+  async #finish(shards: ShardMap, job: MoveJob, groups: readonly RaftGroup[], complete: boolean): Promise<void> {
+    if (!complete) return;
+    const confs = groups.map((g) => g.status().conf);
+    const has = (c: (typeof confs)[number], id: string): boolean => c.voters.includes(id) || c.learners.includes(id);
+    if (shards.node(job.to)?.state !== "active") {
+      const undone = (shards.partition(job.partition)?.replicas ?? []).includes(job.to) || confs.every((c) => !has(c, job.to));
+      if (undone) await this.#group0({ op: "job.cancel", id: job.id, note: `${job.to} is no longer an active node` });
       return;
     }
-    this.log.info({ job: job.id, partition: job.partition, from: job.from, to: job.to }, "replica move done");
+    if (!confs.every((c) => c.voters.includes(job.to) && (job.from === null || !has(c, job.from)))) return;
+    this.log.info({ job: job.id, partition: job.partition, from: job.from, to: job.to, groups: groups.map((g) => g.group) }, "replica move done");
     this.#lastProgress.delete(job.id);
     await this.#group0({ op: "job.done", id: job.id });
   }

@@ -5,6 +5,7 @@
  */
 import { asFields, bool, int, InvalidArgumentError, Op, str, type AdminRebalanceReply, type AdminShardsReply, type ShardView } from "../../../protocol/index.ts";
 import type { Logger } from "../../host/logger.ts";
+import type { RaftGroup } from "../../host/raft-group.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { Handlers, Service } from "../../host/service.ts";
 import type { MoveJob } from "../cluster/machine/shard-map.ts";
@@ -22,6 +23,8 @@ const FINISHED_JOBS_SHOWN = 20;
 /** The Raft status of one replica of a partition, as PARTITION_STATUS carries it. */
 interface ReplicaStatus {
   readonly partition: number;
+  /** Absent: the queue group; "cache": the cache partition of the same number. */
+  readonly kind?: "cache";
   readonly node: string;
   readonly leader: string | null;
   readonly isLeader: boolean;
@@ -43,9 +46,11 @@ export class ShardsAdmin implements Service {
     readonly nodeId: string,
     metrics: NodeMetrics,
     readonly log: Logger,
+    /** This node's replicas of the other groups that move with partition p (see MoveDriver). */
+    readonly companionsOf: (p: number) => readonly RaftGroup[] | null = () => [],
   ) {
     this.#metrics = new ShardMetrics(metrics.registry);
-    this.#driver = new MoveDriver(partitions, proposer, nodeId, log, (entries) => this.#metrics.moved(entries));
+    this.#driver = new MoveDriver(partitions, proposer, nodeId, log, (entries) => this.#metrics.moved(entries), companionsOf);
   }
 
   refreshGauges(): void {
@@ -90,11 +95,14 @@ export class ShardsAdmin implements Service {
   }
 
   #localStatus(): ReplicaStatus[] {
-    return this.partitions.all().map((p) => {
-      const s = p.group.status();
+    const status = (partition: number, g: RaftGroup, kind?: "cache"): ReplicaStatus => {
+      const s = g.status();
       const match = s.progress ? Object.fromEntries(Object.entries(s.progress).map(([id, pr]) => [id, pr.match])) : null;
-      return { partition: p.partition, node: this.nodeId, leader: s.leader, isLeader: s.role === "leader", voters: s.conf.voters, learners: s.conf.learners, lastIndex: s.lastIndex, match };
-    });
+      return { partition, ...(kind && { kind }), node: this.nodeId, leader: s.leader, isLeader: s.role === "leader", voters: s.conf.voters, learners: s.conf.learners, lastIndex: s.lastIndex, match };
+    };
+    const out = this.partitions.all().map((p) => status(p.partition, p.group));
+    for (let p = 1; p <= (this.partitions.shards?.partitionCount ?? 0); p++) for (const g of this.companionsOf(p) ?? []) out.push(status(p, g, "cache"));
+    return out;
   }
 
   async #report(): Promise<AdminShardsReply> {
@@ -119,14 +127,17 @@ export class ShardsAdmin implements Service {
     const partitions: ShardView[] = [];
     for (let p = 1; p <= shards.partitionCount; p++) {
       const placed = shards.partition(p)!;
-      const mine = all.filter((r) => r.partition === p);
+      const mine = all.filter((r) => r.partition === p && r.kind === undefined);
       const lead = mine.find((r) => r.isLeader);
+      const cacheLead = all.find((r) => r.partition === p && r.kind === "cache" && r.isLeader);
+      const cacheHeld = all.some((r) => r.partition === p && r.kind === "cache");
       const lag: Record<string, number> = {};
       if (lead?.match) for (const [id, m] of Object.entries(lead.match)) lag[id] = Math.max(0, lead.lastIndex - m);
       const voters = lead?.voters ?? placed.replicas;
       const live = voters.filter(reachable).length;
       const state = running.has(p) ? "moving" : lead === undefined ? "no-leader" : live < Math.min(shards.rf, voters.length) || voters.length < shards.rf ? "under-replicated" : "ok";
-      partitions.push({ partition: p, replicas: placed.replicas, preferredLeader: placed.leader, leader: lead?.node ?? null, voters, learners: lead?.learners ?? [], lag, state });
+      const cache = cacheHeld ? { leader: cacheLead?.node ?? null, voters: cacheLead?.voters ?? [], learners: cacheLead?.learners ?? [] } : null;
+      partitions.push({ partition: p, replicas: placed.replicas, preferredLeader: placed.leader, leader: lead?.node ?? null, voters, learners: lead?.learners ?? [], lag, state, cache });
     }
     const load = shards.load();
     const jobs = shards.jobs();

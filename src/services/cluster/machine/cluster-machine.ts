@@ -121,7 +121,7 @@ export class ClusterMachine implements StateMachine {
       if (this.#queueLayout === null && isQueueLayout(l)) {
         // A layout from before replication factors: every member holds every partition.
         const rf = l.replicationFactor ?? l.members.length;
-        this.#queueLayout = { partitions: l.partitions, virtualNodes: l.virtualNodes, members: [...l.members], replicationFactor: rf };
+        this.#queueLayout = { partitions: l.partitions, virtualNodes: l.virtualNodes, members: [...l.members], replicationFactor: rf, ...(l.cacheOnShards === true && { cacheOnShards: true }) };
         this.#shards = ShardMap.create(l.members, l.partitions, rf);
         this.#onQueueLayout(this.#queueLayout);
         this.#onShards(this.#shards);

@@ -60,6 +60,7 @@ export function isQueueLayout(v: unknown): v is QueueLayout {
     (l.virtualNodes as number) <= 10_000 &&
     Array.isArray(l.members) &&
     l.members.length >= 1 &&
-    l.members.every((m) => typeof m === "string" && m.length > 0)
+    l.members.every((m) => typeof m === "string" && m.length > 0) &&
+    (l.cacheOnShards === undefined || typeof l.cacheOnShards === "boolean")
   );
 }
