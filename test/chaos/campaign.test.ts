@@ -1,7 +1,7 @@
 /**
  * The bounded fault campaign of the test suite: kv, locks, queue and cache on 3 real nodes, every
  * fault kind at least once (kill, pause, partition, delay, disk, clock, restart), histories
- * checked; then queues and kv on 5 nodes while replicas move between them under faults.
+ * checked; then queues, cache and kv on 5 nodes while replicas move between them under faults.
  * `CHAOS_SEED=n` replays a seed's fault schedule; the seed is printed either way.
  */
 import assert from "node:assert/strict";
@@ -38,14 +38,15 @@ test("chaos campaign - kv, locks, queue, cache and backups stay correct under ev
   await cleanUp(result, false);
 });
 
-test("chaos campaign - queues, kv and backups stay correct while replicas move between 5 nodes under kills, pauses and partitions", async (t) => {
+test("chaos campaign - queues, cache, kv and backups stay correct while replicas move between 5 nodes under kills, pauses and partitions", async (t) => {
   const seed = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   const lines: string[] = [];
   const kinds: FaultKind[] = ["move", "kill", "pause", "partition"];
   const result = await runCampaign({
-    workloads: ["kv", "queue", "backup"],
-    // 3 replicas per partition over 5 nodes: a move takes a replica to a node without one, and a
-    // backup fetches the partitions its node lacks from the nodes holding them.
+    workloads: ["kv", "queue", "cache", "backup"],
+    // 3 replicas per partition over 5 nodes: a move takes a replica (queue and cache partition, so
+    // a cache home too) to a node without one, and a backup fetches the partitions its node lacks
+    // from the nodes holding them.
     seconds: 30,
     seed,
     nodes: 5,
