@@ -110,6 +110,8 @@ export const Op = {
   BACKUP_IMAGES: 114,
   /** One slice of one of those images. */
   BACKUP_IMAGE_CHUNK: 115,
+  /** A node whose group 0 has no leader asks another whether it is still a member (it may have been removed while down). */
+  MEMBER_CHECK: 116,
 } as const;
 /** One of the message types above. */
 export type Op = (typeof Op)[keyof typeof Op];

@@ -45,6 +45,8 @@ export class ClientListener {
   readonly #conns = new Set<FramedSocket>();
   readonly #tls: TlsFront | null;
   #accepting = true;
+  /** Why requests are refused once draining (SHUTTING_DOWN's message). */
+  #refusal = "this node is shutting down";
   /** Requests being handled, all connections together (a drain waits for them). */
   #inflightTotal = 0;
   #idle: (() => void)[] = [];
@@ -85,8 +87,9 @@ export class ClientListener {
    * client resends them elsewhere: nothing happened), and the requests in flight finish — at
    * most `timeoutMs`.
    */
-  async drain(timeoutMs: number): Promise<void> {
+  async drain(timeoutMs: number, why = "this node is shutting down"): Promise<void> {
     this.#accepting = false;
+    this.#refusal = why;
     if (this.#server.listening) this.#server.close();
     if (this.#inflightTotal > 0) {
       await new Promise<void>((resolve) => {
@@ -155,7 +158,7 @@ export class ClientListener {
         return;
       }
       if (!this.#accepting) {
-        this.#refuse(conn, env.id, new DsyncError(ErrorCode.SHUTTING_DOWN, "this node is shutting down: send the request to another node"));
+        this.#refuse(conn, env.id, new DsyncError(ErrorCode.SHUTTING_DOWN, `${this.#refusal}: send the request to another node`));
         return;
       }
       if (inflight >= inflightMax) {

@@ -6,7 +6,7 @@ import type { TlsMaterial } from "../security/tls.ts";
 
 export interface HealthReport {
   /** `draining`: an operator drained it (ADMIN_DRAIN) before stopping it. */
-  readonly status: "serving" | "not_serving" | "draining";
+  readonly status: "serving" | "not_serving" | "draining" | "removed";
   readonly nodeId: string;
   readonly role: string;
   readonly term: number;

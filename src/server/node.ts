@@ -63,6 +63,8 @@ export class DsyncNode {
   #group0: RaftGroup | null = null;
   #stopping: Promise<void> | null = null;
   #draining = false;
+  /** Another member said this node was removed from the cluster (while it was down). */
+  #removed = false;
   readonly #onFatal: ((err: Error) => void) | undefined;
 
   /** `onFatal`: a storage failure this node cannot survive; dsyncd exits there (fail-stop). */
@@ -207,6 +209,11 @@ export class DsyncNode {
       clusterId: () => this.cluster.id ?? "unknown",
       // A node leaving the cluster stops serving clients, which move on to the other nodes.
       onLeft: () => void this.drain(),
+      onRemoved: () => {
+        this.#removed = true;
+        this.#draining = true;
+        void this.#clients.drain(CLIENT_DRAIN_MS, "this node was removed from the cluster");
+      },
     });
     const handlers: Handlers = { client: this.router, peer: (op, h) => this.onPeerRequest(op, h) };
     for (const s of this.#services) s.register(handlers);
@@ -332,7 +339,7 @@ export class DsyncNode {
 
   health(): HealthReport {
     const s = this.status();
-    return { status: this.#draining ? "draining" : s.serving ? "serving" : "not_serving", nodeId: s.nodeId, role: s.role, term: s.term, leader: s.leader, uptimeMs: s.uptimeMs };
+    return { status: this.#removed ? "removed" : this.#draining ? "draining" : s.serving ? "serving" : "not_serving", nodeId: s.nodeId, role: s.role, term: s.term, leader: s.leader, uptimeMs: s.uptimeMs };
   }
 
   #leaderAddr(leader: string | null): string | null {

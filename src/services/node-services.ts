@@ -54,6 +54,8 @@ export interface NodeServicesContext {
   readonly clusterId: () => string;
   /** This node left the cluster (decommissioned): it stops serving clients. */
   readonly onLeft: () => void;
+  /** This node was removed from the cluster while it was down: it stops serving clients. */
+  readonly onRemoved: () => void;
 }
 
 /** Admin, KV, locks, queues, cache and backups, wired to group 0 and the partitions. */
@@ -121,7 +123,7 @@ export function nodeServices(x: NodeServicesContext): Service[] {
       return [{ group: 0, holders: [] }, ...queueGroups, ...cacheGroups];
     },
   });
-  const lifecycle = new NodeLifecycle({ nodeId: c.nodeId, zone: c.zone, group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, log: x.log, replaceDeadAfterMs: c.replaceDeadAfterMs, onLeft: x.onLeft });
+  const lifecycle = new NodeLifecycle({ nodeId: c.nodeId, zone: c.zone, group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, log: x.log, replaceDeadAfterMs: c.replaceDeadAfterMs, onLeft: x.onLeft, onRemoved: x.onRemoved });
   const admin = adminService({ group0: x.group0, machine: x.machine, proposer: x.proposer, peers: x.peers, selfId: c.nodeId, lifecycle });
   // A cache partition on the shard map moves with its queue partition, in the same job.
   const shards = new ShardsAdmin(partitions, x.proposer, c.nodeId, x.metrics, x.log, (p) => {

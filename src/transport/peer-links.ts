@@ -110,6 +110,16 @@ export class PeerLinks {
     if (this.#isDialer(id)) this.#scheduleDial(peer, 0);
   }
 
+  /**
+   * Dials `id` now, even where the other side is the one that dials (it may have dropped this
+   * node from its peers, e.g. after removing it): a node that must ask the others something.
+   */
+  connect(id: string): void {
+    const peer = this.#peers.get(id);
+    if (!peer || peer.conn || peer.timer || this.#stopped) return;
+    void this.#dial(peer);
+  }
+
   /** Forgets `id` and closes its link. */
   removePeer(id: string): void {
     const peer = this.#peers.get(id);
@@ -209,7 +219,8 @@ export class PeerLinks {
       if (peer.attempt === 1 || peer.attempt % 20 === 0) {
         this.#opts.log.debug({ peer: peer.id, addr: peer.addr, err: (err as Error).message, retryInMs: Math.round(delay) }, "peer dial failed");
       }
-      this.#scheduleDial(peer, delay);
+      // A one-off dial (connect()) by the side that normally accepts is not retried.
+      if (this.#isDialer(peer.id)) this.#scheduleDial(peer, delay);
     }
   }
 

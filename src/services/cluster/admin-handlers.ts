@@ -28,7 +28,21 @@ export interface AdminServiceContext {
 
 /** Cluster administration through group 0: leadership transfer, adding and removing nodes. */
 export function adminService(x: AdminServiceContext): Service {
-  return { name: "admin", register: (h) => registerAdminHandlers(h.client, x), start: () => x.lifecycle.start(), stop: () => x.lifecycle.stop() };
+  return {
+    name: "admin",
+    register: (h) => {
+      registerAdminHandlers(h.client, x);
+      h.peer(Op.MEMBER_CHECK, async (from, env) => {
+        const id = str(asFields(env.body, "MEMBER_CHECK"), "id", "MEMBER_CHECK", { maxBytes: 64 });
+        const reply = x.lifecycle.memberCheck(id);
+        // A removed node dialled in only to ask: drop the link again once the answer is out.
+        if (!reply.member && id === from) setTimeout(() => x.peers.removePeer(from), 1000).unref();
+        return reply;
+      });
+    },
+    start: () => x.lifecycle.start(),
+    stop: () => x.lifecycle.stop(),
+  };
 }
 
 function registerAdminHandlers(router: RequestRouter, x: AdminServiceContext): void {

@@ -1,3 +1,4 @@
+import { Op } from "../../../protocol/index.ts";
 import { ConfChangeType } from "../../raft/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
@@ -8,6 +9,9 @@ import { group0VoterTarget } from "./machine/voter-target.ts";
 
 /** How often group 0's leader looks after the cluster's nodes. */
 const CHECK_EVERY_MS = 1000;
+/** Group 0 leaderless this long: this node asks the others whether it is still a member. */
+const MEMBER_CHECK_AFTER_MS = 5000;
+const MEMBER_CHECK_TIMEOUT_MS = 2000;
 /** Entries a group-0 learner may lag and still be promoted. */
 const PROMOTE_LAG_MAX = 10;
 const CHANGE_TIMEOUT_MS = 10_000;
@@ -24,6 +28,15 @@ export interface NodeLifecycleOptions {
   readonly replaceDeadAfterMs: number;
   /** This node is leaving and holds no replica any more: it stops serving clients. */
   readonly onLeft: () => void;
+  /** This node was removed from the cluster while it was down (another member said so). */
+  readonly onRemoved: (by: string) => void;
+}
+
+/** MEMBER_CHECK's reply. */
+export interface MemberCheckReply {
+  readonly member: boolean;
+  /** The answering node's group-0 applied index: the answer is about that point of the log. */
+  readonly applied: number;
 }
 
 /**
@@ -39,8 +52,16 @@ export class NodeLifecycle {
   /** When each node was last seen connected (from this node, while it led group 0). */
   readonly #seen = new Map<string, number>();
   #leaderSince: number | null = null;
+  #leaderlessSince: number | null = null;
+  #removed = false;
 
   constructor(readonly o: NodeLifecycleOptions) {}
+
+  /** Answers another node's MEMBER_CHECK from this node's group 0. */
+  memberCheck(id: string): MemberCheckReply {
+    const s = this.o.group0.status();
+    return { member: s.conf.voters.includes(id) || s.conf.learners.includes(id), applied: this.o.group0.applied };
+  }
 
   start(): void {
     this.#timer = setInterval(() => void this.#tick(), CHECK_EVERY_MS);
@@ -57,6 +78,7 @@ export class NodeLifecycle {
     try {
       await this.#recordZone();
       this.#checkLeft();
+      await this.#checkRemoved();
       if (!this.o.group0.isLeader) {
         this.#leaderSince = null;
         return;
@@ -93,6 +115,41 @@ export class NodeLifecycle {
     this.#left = true;
     this.o.log.warn("this node holds no replica any more and is leaving the cluster: it serves no more clients; stop it");
     this.o.onLeft();
+  }
+
+  /**
+   * A node removed while it was down comes back with its old group 0, in which it is still a
+   * member: it would wait for a leader forever (nobody sends it anything). So when group 0 has
+   * had no leader for a while here, this node asks the members it knows. A "not a member" from a
+   * node whose group 0 applied more of the log than this one did is final: this node was removed
+   * at some point in between (had it been added again, it would be a member).
+   */
+  async #checkRemoved(): Promise<void> {
+    const g = this.o.group0;
+    const s = g.status();
+    const self = this.o.nodeId;
+    if (this.#removed || s.leader !== null || !(s.conf.voters.includes(self) || s.conf.learners.includes(self))) {
+      this.#leaderlessSince = null;
+      return;
+    }
+    const now = Date.now();
+    this.#leaderlessSince ??= now;
+    if (now - this.#leaderlessSince < MEMBER_CHECK_AFTER_MS) return;
+    // Every node this one links with: the founders (from its configuration) and those added since.
+    for (const { id } of this.o.peers.status()) {
+      if (id === self) continue;
+      if (!this.o.peers.isConnected(id)) {
+        this.o.peers.connect(id);
+        continue;
+      }
+      const r = (await this.o.peers.request(id, Op.MEMBER_CHECK, { id: self }, MEMBER_CHECK_TIMEOUT_MS).catch(() => null)) as Partial<MemberCheckReply> | null;
+      if (r?.member === false && typeof r.applied === "number" && r.applied > g.applied) {
+        this.#removed = true;
+        this.o.log.error({ by: id, theirApplied: r.applied, ourApplied: g.applied }, "this node was removed from the cluster while it was down: it serves no clients. To bring it back, stop it, empty its DATA_DIR, start it with --join and add it again (dsync admin add-node)");
+        this.o.onRemoved(id);
+        return;
+      }
+    }
   }
 
   /** Unreachable, from this leader's view, for the whole replace time: its replicas go elsewhere. */
