@@ -185,8 +185,8 @@ export class RaftGroup {
     return this.raw.status();
   }
 
-  tick(): void {
-    this.raw.tick();
+  tick(beat?: number): void {
+    this.raw.tick(beat);
     this.#schedule();
   }
 

@@ -39,6 +39,8 @@ export class RaftHost {
   readonly #retired = new Set<GroupId>();
   #ticker: NodeJS.Timeout | null = null;
   #lastTickAt = 0;
+  /** Ticks since start: heartbeats fall on multiples of the heartbeat interval. */
+  #beat = 0;
 
   private constructor(o: RaftHostOptions, wal: Wal) {
     this.#o = o;
@@ -183,7 +185,12 @@ export class RaftHost {
     const now = performance.now();
     const due = Math.min(3, Math.max(1, Math.floor((now - this.#lastTickAt) / TICK_MS)));
     this.#lastTickAt = now;
-    for (const g of this.#groups.values()) for (let i = 0; i < due; i++) g.tick();
+    for (let i = 0; i < due; i++) {
+      // One beat for every group: the groups this node leads heartbeat in the same tick, so each
+      // peer gets them in one write (and answers in one).
+      const beat = this.#beat++;
+      for (const g of this.#groups.values()) g.tick(beat);
+    }
   }
 }
 

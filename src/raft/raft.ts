@@ -181,9 +181,17 @@ export class Raft {
 
   // ---- Inputs ------------------------------------------------------------------------------
 
-  tick(): void {
-    if (this.state === "leader") this.#tickHeartbeat();
-    else this.#tickElection();
+  /**
+   * One tick. `beat`, when given, is the host's tick count: a leader then heartbeats on the
+   * host's ticks that are multiples of heartbeatTicks (not counted from when it became leader),
+   * so every group a node leads heartbeats in the same tick and a host sends each peer one batch
+   * per interval instead of one per group.
+   */
+  tick(beat?: number): void {
+    if (this.state === "leader") {
+      if (beat !== undefined) this.#heartbeatElapsed = beat % this.cfg.heartbeatTicks;
+      this.#tickHeartbeat();
+    } else this.#tickElection();
   }
 
   #tickElection(): void {

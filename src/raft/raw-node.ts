@@ -58,9 +58,12 @@ export class RawNode {
     this.#prevHard = cfg.storage.initialState().hardState;
   }
 
-  /** Advances logical time by one tick (election and heartbeat timeouts are counted in ticks). */
-  tick(): void {
-    this.#raft.tick();
+  /**
+   * Advances logical time by one tick (election and heartbeat timeouts are counted in ticks).
+   * `beat`: the host's tick count, which aligns the heartbeats of every group it leads (see Raft.tick).
+   */
+  tick(beat?: number): void {
+    this.#raft.tick(beat);
   }
 
   /**
