@@ -187,7 +187,8 @@ export class RaftGroup {
 
   tick(beat?: number): void {
     this.raw.tick(beat);
-    this.#schedule();
+    // Most ticks change nothing (a follower counting, a leader between heartbeats): no loop turn for them.
+    if (this.raw.hasReady()) this.#schedule();
   }
 
   /** Feeds a message from a peer. Malformed messages are refused by the codec before this. */
