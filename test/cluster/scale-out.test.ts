@@ -128,6 +128,14 @@ test("scale out - 6 nodes, 3 replicas per partition, leaders spread; a 7th node 
       assert.deepEqual([...p.cache!.voters].sort(), p.replicas, `cache partition ${p.partition} is on its queue partition's replicas`);
     }
     for (const [k, v] of cached) assert.equal(await cache.getString(k), v, `cache key ${k} kept its value through the moves`);
+    // CACHE_STATE names the home through any node, one holding the key's partition or not.
+    for (const [k] of cached.slice(0, 12)) {
+      await waitFor(async () => {
+        const st = await cache.state(k);
+        const placed = (await shardsOf(admin)).partitions.find((p) => p.partition === st.partition);
+        return st.home !== null && st.home === placed?.cache?.leader;
+      }, `CACHE_STATE of ${k} to name its partition's cache home`, 30_000);
+    }
     await new Promise((r) => setTimeout(r, 2000));
 
     await load.stop();

@@ -286,6 +286,8 @@ export class CacheService implements Service {
     } catch {
       // Partitions not open yet: no home to name.
     }
+    // A node without a replica of the partition learns the home from the copies: the home's lists its grants.
+    home ??= copies.find((c) => c.holders !== null)?.node ?? null;
     return { key, home, partition, copies, unreachable: unreachable.sort() };
   }
 
