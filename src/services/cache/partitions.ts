@@ -31,6 +31,8 @@ export interface CachePartition {
 export class CachePartitions {
   #map: PartitionMap | null = null;
   #layout: QueueLayout | null = null;
+  /** Founders placement: every founding member, sorted. */
+  #founders: readonly string[] = [];
   #shards: ShardMap | null = null;
   readonly #parts = new Map<number, CachePartition>();
   readonly #byGroup = new Map<number, CachePartition>();
@@ -65,6 +67,7 @@ export class CachePartitions {
       return this.#enqueue(() => this.#syncShards());
     }
     const members = [...layout.members].sort();
+    this.#founders = members;
     this.#map = new PartitionMap({ partitions: members.length, virtualNodes: layout.virtualNodes, members });
     return this.#enqueue(async () => {
       if (!members.includes(this.nodeId)) {
@@ -136,7 +139,7 @@ export class CachePartitions {
    * node holding no replica, the partition's preferred leader, then its other replicas (a wrong
    * guess answers CACHE_WRONG_HOME). Empty while a local replica has no leader.
    */
-  homeCandidates(key: string): string[] {
+  homeCandidates(key: string): readonly string[] {
     const local = this.localPart(key);
     if (local) return local.group.leader === null ? [] : [local.group.leader];
     const p = this.partitionOf(key);
@@ -145,10 +148,10 @@ export class CachePartitions {
     return preferred === undefined ? holders : [preferred, ...holders.filter((m) => m !== preferred)];
   }
 
-  /** The nodes that hold partition `p`, sorted. */
-  holders(p: number): string[] {
-    if (this.onShards) return [...(this.#shards?.partition(p)?.replicas ?? [])].sort();
-    return [...(this.#layout?.members ?? [])].sort();
+  /** The nodes that hold partition `p`, sorted (the map keeps replicas sorted). */
+  holders(p: number): readonly string[] {
+    if (this.onShards) return this.#shards?.partition(p)?.replicas ?? [];
+    return this.#founders;
   }
 
   /** How many cache partitions the cluster has (0 before the layout is known). */
