@@ -78,7 +78,7 @@ export class LineStore {
   touch(key: string): Line | undefined {
     const line = this.#lines.get(key);
     if (line === undefined) return undefined;
-    this.#used(key);
+    this.#used(key, line);
     return line;
   }
 
@@ -93,7 +93,7 @@ export class LineStore {
     this.#lines.set(line.key, line);
     this.#bytes += lineBytes(line.key, line.value);
     if (old === undefined && this.policy === "lfu") this.#enterUses(line.key, 0);
-    this.#used(line.key);
+    this.#used(line.key, line);
     return this.#evict(line.key);
   }
 
@@ -112,9 +112,9 @@ export class LineStore {
     return this.#lines.values();
   }
 
-  #used(key: string): void {
+  /** `line`: the key's line when the caller already looked it up (a read's hot path). */
+  #used(key: string, line = this.#lines.get(key)): void {
     if (this.policy === "lru") {
-      const line = this.#lines.get(key);
       if (line === undefined) return;
       this.#lines.delete(key);
       this.#lines.set(key, line);
