@@ -28,6 +28,11 @@ export function decodeConfChange(b: Uint8Array): ConfChange {
  * The membership after applying `cc` to `conf`. Pure; does not validate safety (see
  * {@link confChangeError}). AddLearner of a voter demotes it; AddVoter of a learner promotes it.
  */
+/** Whether `id` is in the configuration, as a voter or a learner. */
+export function inConf(conf: ConfState, id: string): boolean {
+  return conf.voters.includes(id) || conf.learners.includes(id);
+}
+
 export function applyToConfState(conf: ConfState, cc: ConfChange): ConfState {
   const voters = conf.voters.filter((v) => v !== cc.node);
   const learners = conf.learners.filter((l) => l !== cc.node);

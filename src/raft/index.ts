@@ -4,3 +4,4 @@ export { RawNode, encodeConfChange, decodeConfChange, type ProposeResult, type R
 export { MemoryStorage } from "./memory-storage.ts";
 export { createRng } from "./rng.ts";
 export { RaftInvariantError } from "./assert.ts";
+export { inConf } from "./conf-change.ts";

@@ -1,5 +1,5 @@
 import { Op } from "../../../protocol/index.ts";
-import { ConfChangeType } from "../../raft/index.ts";
+import { ConfChangeType, inConf } from "../../raft/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
@@ -60,7 +60,7 @@ export class NodeLifecycle {
   /** Answers another node's MEMBER_CHECK from this node's group 0. */
   memberCheck(id: string): MemberCheckReply {
     const s = this.o.group0.status();
-    return { member: s.conf.voters.includes(id) || s.conf.learners.includes(id), applied: this.o.group0.applied };
+    return { member: inConf(s.conf, id), applied: this.o.group0.applied };
   }
 
   start(): void {
@@ -128,7 +128,7 @@ export class NodeLifecycle {
     const g = this.o.group0;
     const s = g.status();
     const self = this.o.nodeId;
-    if (this.#removed || s.leader !== null || !(s.conf.voters.includes(self) || s.conf.learners.includes(self))) {
+    if (this.#removed || s.leader !== null || !inConf(s.conf, self)) {
       this.#leaderlessSince = null;
       return;
     }
@@ -180,7 +180,7 @@ export class NodeLifecycle {
     for (const n of shards.nodes()) {
       if (n.state !== "leaving" || shards.partitionsOn(n.id).length > 0 || shards.activeJobs().some((j) => j.from === n.id || j.to === n.id)) continue;
       const conf = this.o.group0.status().conf;
-      if (conf.voters.includes(n.id) || conf.learners.includes(n.id)) {
+      if (inConf(conf, n.id)) {
         if (n.id === this.o.nodeId) {
           // Group 0's leader is the one leaving: another voter takes over and removes it.
           const to = this.o.group0.mostCaughtUpVoter((id) => this.o.peers.isConnected(id));

@@ -1,4 +1,4 @@
-import { ConfChangeType } from "../../raft/index.ts";
+import { ConfChangeType, inConf } from "../../raft/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
 import type { RaftGroup } from "../../host/raft-group.ts";
@@ -89,7 +89,7 @@ export class MoveDriver {
   /** Takes group `g` (led here) one step further; `reports`: this group's steps are the job's recorded progress. */
   async #advance(shards: ShardMap, job: MoveJob, g: RaftGroup, reports: boolean): Promise<void> {
     const s = g.status();
-    const member = (id: string): boolean => s.conf.voters.includes(id) || s.conf.learners.includes(id);
+    const member = (id: string): boolean => inConf(s.conf, id);
     const step = (cmd: Record<string, unknown>): Promise<unknown> => (reports ? this.#group0({ ...cmd, id: job.id }) : Promise.resolve());
     if (shards.node(job.to)?.state !== "active") {
       // The new replica's node is leaving too: undo what the move added (the job is then cancelled).
@@ -141,13 +141,12 @@ export class MoveDriver {
   async #finish(shards: ShardMap, job: MoveJob, groups: readonly RaftGroup[], complete: boolean): Promise<void> {
     if (!complete) return;
     const confs = groups.map((g) => g.status().conf);
-    const has = (c: (typeof confs)[number], id: string): boolean => c.voters.includes(id) || c.learners.includes(id);
     if (shards.node(job.to)?.state !== "active") {
-      const undone = (shards.partition(job.partition)?.replicas ?? []).includes(job.to) || confs.every((c) => !has(c, job.to));
+      const undone = (shards.partition(job.partition)?.replicas ?? []).includes(job.to) || confs.every((c) => !inConf(c, job.to));
       if (undone) await this.#group0({ op: "job.cancel", id: job.id, note: `${job.to} is no longer an active node` });
       return;
     }
-    if (!confs.every((c) => c.voters.includes(job.to) && (job.from === null || !has(c, job.from)))) return;
+    if (!confs.every((c) => c.voters.includes(job.to) && (job.from === null || !inConf(c, job.from)))) return;
     this.log.info({ job: job.id, partition: job.partition, from: job.from, to: job.to, groups: groups.map((g) => g.group) }, "replica move done");
     this.#lastProgress.delete(job.id);
     await this.#group0({ op: "job.done", id: job.id });
