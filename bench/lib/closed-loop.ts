@@ -4,6 +4,7 @@
  * by itself: at the end of the window, at an absolute op cap, or after too many errors.
  */
 import { CpuWindow } from "./cpu.ts";
+import { performance } from "node:perf_hooks";
 import { LatencyRecorder, type LatencySummary } from "./latency.ts";
 import { sleep } from "./proc.ts";
 
