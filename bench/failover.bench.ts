@@ -32,6 +32,7 @@ import { fmtMs, markdownTable } from "./lib/table.ts";
 const { values: args } = parseArgs({
   options: {
     trials: { type: "string", default: "20" },
+    "idle-kill": { type: "boolean", default: false },
     json: { type: "string" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -42,6 +43,8 @@ if (args.help) {
   process.stdout.write(`Usage: npm run bench:failover -- [options]
 
   --trials N    trials, each on a fresh 3-node cluster (default 20)
+  --idle-kill   the writer pauses before the kill until every group is quiet (no heartbeats, only
+                node liveness beats), so the kill is detected the way an idle cluster detects it
   --json FILE   also write the per-trial figures and the summary as JSON
 `);
   process.exit(0);
@@ -164,6 +167,8 @@ class Writer {
   #stop = false;
   #loop: Promise<void>;
   #killAt: number | null = null;
+  #paused: Promise<void> | null = null;
+  #unpause: (() => void) | null = null;
   #resumed: ((at: number) => void) | null = null;
   /** Resolves with the completion time of the first write issued at/after `markKill()` that succeeded. */
   readonly resumed: Promise<number>;
@@ -176,6 +181,7 @@ class Writer {
 
   async #run(trial: number): Promise<void> {
     for (let seq = 0; !this.#stop; seq++) {
+      if (this.#paused) await this.#paused;
       const start = performance.now();
       try {
         await this.client.call(Op.KV_PUT, { key: `failover/t${trial}/k${seq % 256}`, value });
@@ -198,10 +204,33 @@ class Writer {
     this.#killAt = at;
   }
 
+  /** Stops issuing writes after the one in flight (resolves once it is done). */
+  async pause(): Promise<void> {
+    this.#paused = new Promise((r) => (this.#unpause = r));
+    const before = this.ops.length;
+    while (this.ops.length === before && !this.#stop) await sleep(1);
+  }
+
+  unpause(): void {
+    this.#paused = null;
+    this.#unpause?.();
+  }
+
   async stop(): Promise<void> {
     this.#stop = true;
     await this.client.close(); // fails an in-flight call at once
     await Promise.race([this.#loop, sleep(6000)]);
+  }
+}
+
+/** Resolves once every node reports every group quiet (dsync_raft_quiesced 1 on /metrics). */
+async function allQuiet(c: DsyncCluster, signal: AbortSignal): Promise<void> {
+  for (;;) {
+    checkAborted(signal);
+    const pages = await Promise.all(c.specs.map(async (s) => (await fetch(`http://127.0.0.1:${s.httpPort}/metrics`, { signal: AbortSignal.timeout(1000) })).text()));
+    const flags = pages.flatMap((t) => t.split("\n").filter((l) => l.startsWith("dsync_raft_quiesced{")));
+    if (flags.length > 0 && flags.every((l) => l.endsWith(" 1"))) return;
+    await sleep(20);
   }
 }
 
@@ -317,8 +346,13 @@ async function runTrial(trial: number): Promise<TrialResult> {
     const survivorClients = survivorIdx.map((i) => statusClients[i]!);
 
     const leaderNode = c.nodes[leaderIdx]!;
+    if (args["idle-kill"]) {
+      await w.pause();
+      await abortable(allQuiet(c, signal), signal);
+    }
     const killAt = performance.now();
     w.markKill(killAt);
+    w.unpause();
     const opsBeforeKill = w.ops.length;
     const exited = leaderNode.stop(0); // SIGKILL by PID, sent synchronously
     const [newLeader, resumedAt] = await abortable(Promise.all([pollAgreement(survivorClients, signal, elected.leader.nodeId), w.resumed]), signal);

@@ -37,6 +37,7 @@ export class NodeMetrics {
 
   readonly raftTerm = new Gauge({ name: "dsync_raft_term", help: "Current Raft term, per group.", labelNames: ["group"] as const, registers: [this.registry] });
   readonly raftIsLeader = new Gauge({ name: "dsync_raft_is_leader", help: "1 when this node leads the group.", labelNames: ["group"] as const, registers: [this.registry] });
+  readonly raftQuiesced = new Gauge({ name: "dsync_raft_quiesced", help: "1 when the group is quiet here: idle, it sends no heartbeats (node liveness beats stand in).", labelNames: ["group"] as const, registers: [this.registry] });
   readonly raftCommitIndex = new Gauge({ name: "dsync_raft_commit_index", help: "Highest log index known committed, per group.", labelNames: ["group"] as const, registers: [this.registry] });
   readonly raftAppliedIndex = new Gauge({ name: "dsync_raft_applied_index", help: "Highest log index applied to the state machine, per group.", labelNames: ["group"] as const, registers: [this.registry] });
   readonly raftSnapshotIndex = new Gauge({ name: "dsync_raft_snapshot_index", help: "Index of the last snapshot, per group.", labelNames: ["group"] as const, registers: [this.registry] });

@@ -22,6 +22,7 @@ import {
   type HardState,
   type Message,
   type NodeId,
+  type PeerLiveness,
   type RaftStatus,
   type Ready,
   type Snapshot,
@@ -185,10 +186,9 @@ export class RaftGroup {
     return this.raw.status();
   }
 
-  tick(beat?: number): void {
-    this.raw.tick(beat);
-    // Most ticks change nothing (a follower counting, a leader between heartbeats): no loop turn for them.
-    if (this.raw.hasReady()) this.#schedule();
+  tick(beat?: number, live?: PeerLiveness): void {
+    // Most ticks change nothing (a quiet group, a follower counting, a leader between heartbeats): no loop turn for them.
+    if (this.raw.tick(beat, live) && this.raw.hasReady()) this.#schedule();
   }
 
   /** Feeds a message from a peer. Malformed messages are refused by the codec before this. */

@@ -41,6 +41,21 @@ export class RaftHost {
   #lastTickAt = 0;
   /** Ticks since start: heartbeats fall on multiples of the heartbeat interval. */
   #beat = 0;
+  /** When each peer node was last heard from (any RAFT batch, an empty one included). */
+  readonly #heardAt = new Map<NodeId, number>();
+  /** When a RAFT batch was last sent to each peer node. */
+  readonly #sentAt = new Map<NodeId, number>();
+  /** The nodes this one shares a group with (refreshed every second). */
+  #peers: NodeId[] = [];
+  /**
+   * Node liveness for quiet groups (see src/raft/quiescence.ts): a peer is live while it was
+   * heard from within an election timeout. Nodes send each other at least one RAFT batch per
+   * heartbeat interval (an empty one when all their groups are quiet), so this is one beat per
+   * pair of nodes, whatever the number of groups.
+   */
+  readonly #live = (id: NodeId): boolean => this.#now - (this.#heardAt.get(id) ?? -Infinity) < this.#o.electionTimeoutMs;
+  /** The clock of the tick under way (the liveness of every group's peers is judged against it). */
+  #now = 0;
 
   private constructor(o: RaftHostOptions, wal: Wal) {
     this.#o = o;
@@ -69,7 +84,7 @@ export class RaftHost {
       reopen: this.#retired.has(group),
       wal: this.wal,
       machine,
-      sender: { send: (to, msgs) => this.#o.peers.send(to, Op.RAFT, { msgs }) },
+      sender: { send: (to, msgs) => this.#sendRaft(to, msgs) },
       log: this.#o.log,
       electionTicks: ticks(this.#o.electionTimeoutMs),
       heartbeatTicks: ticks(this.#o.heartbeatIntervalMs),
@@ -109,6 +124,7 @@ export class RaftHost {
   /** A RAFT envelope from peer `from`. Bad batches are logged and dropped, never fatal. */
   onPeerMessage(from: NodeId, env: Envelope): void {
     if (env.type !== Op.RAFT) return;
+    this.#heardAt.set(from, performance.now());
     let msgs: Message[];
     try {
       msgs = parseRaftBatch(env.body);
@@ -161,6 +177,7 @@ export class RaftHost {
       const label = String(g.group);
       m.raftTerm.labels(label).set(s.term);
       m.raftIsLeader.labels(label).set(s.role === "leader" ? 1 : 0);
+      m.raftQuiesced.labels(label).set(s.quiesced ? 1 : 0);
       m.raftCommitIndex.labels(label).set(s.commit);
       m.raftAppliedIndex.labels(label).set(g.applied);
       m.raftSnapshotIndex.labels(label).set(s.snapshotIndex);
@@ -185,12 +202,42 @@ export class RaftHost {
     const now = performance.now();
     const due = Math.min(3, Math.max(1, Math.floor((now - this.#lastTickAt) / TICK_MS)));
     this.#lastTickAt = now;
+    this.#now = now;
     for (let i = 0; i < due; i++) {
       // One beat for every group: the groups this node leads heartbeat in the same tick, so each
       // peer gets them in one write (and answers in one).
       const beat = this.#beat++;
-      for (const g of this.#groups.values()) g.tick(beat);
+      for (const g of this.#groups.values()) g.tick(beat, this.#live);
+      this.#beatPeers(beat);
     }
+  }
+
+  #sendRaft(to: NodeId, msgs: readonly Message[]): boolean {
+    this.#sentAt.set(to, performance.now());
+    return this.#o.peers.send(to, Op.RAFT, { msgs });
+  }
+
+  /**
+   * Mid-way through each heartbeat interval, an empty RAFT batch to every peer node sent nothing
+   * for a whole interval (all the groups between the two are quiet): its liveness beat.
+   */
+  #beatPeers(beat: number): void {
+    const ticks = Math.max(1, Math.round(this.#o.heartbeatIntervalMs / TICK_MS));
+    if (beat % Math.round(1000 / TICK_MS) === 0) this.#peers = this.#groupPeers();
+    if (beat % ticks !== Math.floor(ticks / 2)) return;
+    const before = performance.now() - this.#o.heartbeatIntervalMs;
+    for (const id of this.#peers) if ((this.#sentAt.get(id) ?? -Infinity) < before) this.#sendRaft(id, []);
+  }
+
+  #groupPeers(): NodeId[] {
+    const peers = new Set<NodeId>();
+    for (const g of this.#groups.values()) {
+      const { voters, learners } = g.status().conf;
+      for (const id of voters) peers.add(id);
+      for (const id of learners) peers.add(id);
+    }
+    peers.delete(this.#o.nodeId);
+    return [...peers];
   }
 }
 

@@ -5,3 +5,4 @@ export { MemoryStorage } from "./memory-storage.ts";
 export { createRng } from "./rng.ts";
 export { RaftInvariantError } from "./assert.ts";
 export { inConf } from "./conf-change.ts";
+export type { PeerLiveness } from "./quiescence.ts";

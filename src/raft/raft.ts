@@ -5,6 +5,7 @@ import { FollowerReplication } from "./follower-replication.ts";
 import { RaftLog } from "./log.ts";
 import { CAMPAIGN_TRANSFER_CONTEXT, makeMessage, type MessageInit } from "./message.ts";
 import { progressOf, reconcileProgress, type Progress } from "./progress.ts";
+import { QUIESCE_CONTEXT, QUIET_AFTER_ROUNDS, quiescable, type PeerLiveness } from "./quiescence.ts";
 import { voteResult } from "./quorum.ts";
 import { LeaderReads } from "./read-index.ts";
 import { Replication } from "./replication.ts";
@@ -54,6 +55,12 @@ export class Raft {
   #electionElapsed = 0;
   #heartbeatElapsed = 0;
   #randomizedElectionTimeout = 0;
+  /** Quiet (see quiescence.ts): as leader, no heartbeats; as follower, no election timer. */
+  #quiet = false;
+  /** Leader: heartbeat rounds in a row in which it could have gone quiet. */
+  #quietRounds = 0;
+  /** The host's view of peer liveness, from the last tick (none: never quiet). */
+  #live: PeerLiveness | undefined;
   leadTransferee: NodeId | null = null;
   /** Index of the latest ConfChange entry that may not be applied yet; a new one waits for it. */
   #pendingConfIndex = 0;
@@ -115,6 +122,10 @@ export class Raft {
     return this.isVoter() && this.log.unstable.snapshot === undefined;
   }
 
+  get quiesced(): boolean {
+    return this.#quiet;
+  }
+
   // ---- Role transitions --------------------------------------------------------------------
 
   #reset(term: number): void {
@@ -125,6 +136,8 @@ export class Raft {
     this.lead = null;
     this.#electionElapsed = 0;
     this.#heartbeatElapsed = 0;
+    this.#quiet = false;
+    this.#quietRounds = 0;
     this.#resetRandomizedElectionTimeout();
     this.leadTransferee = null;
     this.#votes.clear();
@@ -186,12 +199,68 @@ export class Raft {
    * host's ticks that are multiples of heartbeatTicks (not counted from when it became leader),
    * so every group a node leads heartbeats in the same tick and a host sends each peer one batch
    * per interval instead of one per group.
+   * `live`, when given, is the host's view of which peer nodes are live: the group may then go
+   * quiet when idle (see quiescence.ts). Without it (the simulator's ticks) it never does.
+   * Returns false when the tick could not have produced work (a quiet group staying quiet).
    */
-  tick(beat?: number): void {
+  tick(beat?: number, live?: PeerLiveness): boolean {
+    this.#live = live;
     if (this.state === "leader") {
       if (beat !== undefined) this.#heartbeatElapsed = beat % this.cfg.heartbeatTicks;
+      if (this.#quiet) {
+        // Quiet while every member's node is live; otherwise heartbeat again, so CheckQuorum judges.
+        if (live !== undefined && this.#allLive(live)) return false;
+        this.#wakeLeader();
+      }
       this.#tickHeartbeat();
-    } else this.#tickElection();
+      return true;
+    }
+    if (this.#quiet) {
+      if (live !== undefined && this.lead !== null && live(this.lead)) return false;
+      // The leader's node went silent: behave as if its heartbeats had stopped an election timeout
+      // ago (out of its lease, so pre-votes are granted; campaign within the randomized timeout).
+      this.#quiet = false;
+      this.#electionElapsed = this.cfg.electionTicks;
+    }
+    this.#tickElection();
+    return true;
+  }
+
+  #allLive(live: PeerLiveness): boolean {
+    for (const id of this.prs.keys()) if (id !== this.id && !live(id)) return false;
+    return true;
+  }
+
+  /** A quiet leader resumes heartbeats and CheckQuorum, counting as active the peers whose node is live. */
+  #wakeLeader(): void {
+    if (!this.#quiet) return;
+    this.#quiet = false;
+    this.#quietRounds = 0;
+    this.#electionElapsed = 0;
+    for (const [id, pr] of this.prs) if (id !== this.id) pr.recentActive = this.#live?.(id) ?? false;
+  }
+
+  /** Whether, at this heartbeat, the leader goes quiet (it has had nothing to do for a while). */
+  #goQuiet(): boolean {
+    const live = this.#live;
+    const can =
+      live !== undefined &&
+      quiescable(
+        {
+          id: this.id,
+          lastIndex: this.log.lastIndex(),
+          committed: this.log.committed,
+          committedInTerm: this.log.term(this.log.committed) === this.term,
+          prs: this.prs,
+          idle: this.#reads.idle && this.leadTransferee === null && this.#pendingConfIndex <= this.log.applied,
+        },
+        live,
+      );
+    this.#quietRounds = can ? this.#quietRounds + 1 : 0;
+    if (this.#quietRounds < QUIET_AFTER_ROUNDS) return false;
+    this.#quiet = true;
+    this.#replication.bcastHeartbeat(QUIESCE_CONTEXT);
+    return true;
   }
 
   #tickElection(): void {
@@ -216,6 +285,7 @@ export class Raft {
     }
     if (this.#heartbeatElapsed >= this.cfg.heartbeatTicks) {
       this.#heartbeatElapsed = 0;
+      if (this.#goQuiet()) return;
       this.#replication.bcastHeartbeat(this.#reads.lastPendingKey());
       this.#snapshots.tick(this.prs);
     }
@@ -229,10 +299,19 @@ export class Raft {
     } else if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         const force = m.context === CAMPAIGN_TRANSFER_CONTEXT;
+        if (this.#quiet && m.from === this.lead) {
+          // Our leader campaigns: it no longer leads (its node restarted), though its node is live.
+          this.#quiet = false;
+          this.#electionElapsed = this.cfg.electionTicks;
+        }
         const inLease = this.cfg.checkQuorum && this.lead !== null && this.#electionElapsed < this.cfg.electionTicks;
         // Leader lease: while we hear from a live leader, a (pre)candidate is ignored, so a node
-        // that rejoins from a partition cannot depose a healthy leader.
-        if (!force && inLease) return;
+        // that rejoins from a partition cannot depose a healthy leader. A quiet leader that gets one
+        // wakes: some member is not quiet (e.g. it restarted) and needs its heartbeats.
+        if (!force && inLease) {
+          if (this.state === "leader") this.#wakeLeader();
+          return;
+        }
       }
       if (m.type === MessageType.PreVote) {
         // A pre-vote never changes our term.
@@ -351,7 +430,7 @@ export class Raft {
         return;
       case MessageType.Heartbeat:
         this.becomeFollower(m.term, m.from);
-        this.#follower.onHeartbeat(m);
+        this.#stepFollower(m);
         return;
       case MessageType.Snap:
         this.becomeFollower(m.term, m.from);
@@ -384,6 +463,7 @@ export class Raft {
     switch (m.type) {
       case MessageType.App:
         this.#electionElapsed = 0;
+        this.#quiet = false;
         this.lead = m.from;
         this.#follower.onAppend(m);
         return;
@@ -391,9 +471,12 @@ export class Raft {
         this.#electionElapsed = 0;
         this.lead = m.from;
         this.#follower.onHeartbeat(m);
+        // Quiet only holding exactly the leader's whole log, all of it committed.
+        this.#quiet = m.context === QUIESCE_CONTEXT && m.commit === this.log.lastIndex() && this.log.committed === m.commit;
         return;
       case MessageType.Snap:
         this.#electionElapsed = 0;
+        this.#quiet = false;
         this.lead = m.from;
         this.#follower.onSnap(m);
         return;
@@ -422,6 +505,8 @@ export class Raft {
   // ---- Leader ------------------------------------------------------------------------------
 
   #stepLeader(m: Message): void {
+    // Anything but the answer to a heartbeat is work (or news of a member that is not quiet).
+    if (m.type !== MessageType.HeartbeatResp) this.#wakeLeader();
     switch (m.type) {
       case MessageType.ReadIndex:
         this.#reads.request(m);
@@ -471,6 +556,7 @@ export class Raft {
     if (this.state !== "leader") return datas.map(() => ({ ok: false, leader: this.lead, reason: "not-leader" }));
     // During a transfer, new entries would only delay the target catching up.
     if (this.leadTransferee !== null) return datas.map(() => ({ ok: false, leader: null, reason: "transferring" }));
+    this.#wakeLeader();
     const out: ProposeResult[] = datas.map((data) => {
       const e = this.#appendEntry(type, data);
       return { ok: true, index: e.index, term: e.term };

@@ -1,6 +1,7 @@
 import { assert } from "./assert.ts";
 import { resolveConfig } from "./config.ts";
 import { Raft, type ProposeResult } from "./raft.ts";
+import type { PeerLiveness } from "./quiescence.ts";
 import {
   EntryType,
   MessageType,
@@ -36,6 +37,8 @@ export interface RaftStatus {
   lastIndex: number;
   snapshotIndex: number;
   conf: ConfState;
+  /** Whether the group is quiet here (no heartbeats as leader, no election timer as follower). */
+  quiesced: boolean;
   /** The leader's view of each member's replication; absent on non-leaders. */
   progress?: Record<NodeId, { match: number; next: number; state: string }>;
 }
@@ -61,9 +64,11 @@ export class RawNode {
   /**
    * Advances logical time by one tick (election and heartbeat timeouts are counted in ticks).
    * `beat`: the host's tick count, which aligns the heartbeats of every group it leads (see Raft.tick).
+   * `live`: the host's view of which peer nodes are live; with it an idle group goes quiet (see quiescence.ts).
+   * Returns false when the tick cannot have produced work (no need to look for a Ready).
    */
-  tick(beat?: number): void {
-    this.#raft.tick(beat);
+  tick(beat?: number, live?: PeerLiveness): boolean {
+    return this.#raft.tick(beat, live);
   }
 
   /**
@@ -184,6 +189,7 @@ export class RawNode {
       lastIndex: r.log.lastIndex(),
       snapshotIndex: r.log.snapshot().meta.index,
       conf: { voters: [...r.conf.voters], learners: [...r.conf.learners] },
+      quiesced: r.quiesced,
     };
     if (r.state === "leader") {
       const progress: Record<NodeId, { match: number; next: number; state: string }> = {};

@@ -33,6 +33,11 @@ export class LeaderReads {
     this.#pending = [];
   }
 
+  /** No read is waiting (for a commit in this term or for heartbeat acks). */
+  get idle(): boolean {
+    return this.#pending.length === 0 && this.#readOnly.size() === 0;
+  }
+
   /** The round the next heartbeats carry, if any is pending. */
   lastPendingKey(): string | undefined {
     return this.#readOnly.lastPendingKey();
