@@ -15,27 +15,41 @@ export interface ExpiryLoopOptions {
   readonly what: string;
 }
 
+/** Every started loop of this process: one timer checks them all (a timer each woke the process 50 times a second per partition). */
+const running = new Set<ExpiryLoop>();
+let timer: NodeJS.Timeout | null = null;
+
+function checkAll(): void {
+  for (const loop of running) loop.check();
+}
+
 /**
  * Proposes `expire` whenever the machine's next deadline has passed, one proposal at a time. The
  * machines themselves never read a clock; this loop is how time reaches them.
  */
 export class ExpiryLoop {
-  #timer: NodeJS.Timeout | null = null;
   #inFlight = false;
 
   constructor(readonly o: ExpiryLoopOptions) {}
 
   start(): void {
-    this.#timer ??= setInterval(() => this.#check(), EXPIRY_CHECK_MS);
-    this.#timer.unref();
+    running.add(this);
+    if (timer === null) {
+      timer = setInterval(checkAll, EXPIRY_CHECK_MS);
+      timer.unref();
+    }
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
+    running.delete(this);
+    if (running.size === 0 && timer !== null) {
+      clearInterval(timer);
+      timer = null;
+    }
   }
 
-  #check(): void {
+  /** One look at the deadline (the shared timer calls it every EXPIRY_CHECK_MS). */
+  check(): void {
     if (this.#inFlight || !this.o.isLeader()) return;
     const deadline = this.o.nextDeadline();
     if (deadline === null || deadline > wallNow()) return;
