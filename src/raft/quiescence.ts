@@ -47,7 +47,9 @@ export function quiescable(v: QuietView, live: PeerLiveness): boolean {
   if (!v.idle || !v.committedInTerm || v.committed !== v.lastIndex) return false;
   for (const [id, pr] of v.prs) {
     if (pr.match !== v.lastIndex) return false;
-    if (id !== v.id && (pr.state !== "replicate" || !live(id))) return false;
+    // (Not "replicate" only: a member back from a restart with nothing new to append stays in
+    // probe with its match at the end of the log, and that must not keep the group awake.)
+    if (id !== v.id && (pr.state === "snapshot" || !live(id))) return false;
   }
   return true;
 }

@@ -145,3 +145,20 @@ test("quiescence - when the quiet leader's node restarts within an election time
   assert.equal(net.leaders().length, 1, `a leader within ${ELECTION_TICKS * 4} ticks`);
   assert.ok(net.node(net.leaders()[0]!).raw.status().term > term);
 });
+
+test("quiescence - a member back after a restart, with nothing new to append, lets the group go quiet again (its progress stays in probe)", () => {
+  const { net, stopped, tick } = cluster();
+  net.elect("n1");
+  tick(HEARTBEAT_TICKS * 4);
+  assert.ok(quiet(net));
+  stopped.add("n3");
+  tick(1);
+  // The host failed to send to it while it was down.
+  net.node("n1").raw.reportUnreachable("n3");
+  assert.equal(net.node("n1").raw.status().progress?.n3?.state, "probe");
+  net.add("n3", net.node("n3").storage);
+  stopped.delete("n3");
+  tick(ELECTION_TICKS * 3);
+  assert.deepEqual(net.leaders(), ["n1"]);
+  assert.ok(quiet(net), "quiet again, although n3's progress is still in probe");
+});
