@@ -29,6 +29,8 @@ test("chaos campaign - kv, locks, queue, cache and backups stay correct under ev
     order: "cycle",
     quietMs: [500, 1500],
     faultMs: [1000, 4000],
+    // No client operation for 600 ms of every 3 s: the groups go quiet, and faults land on quiet groups too.
+    idleGaps: [3000, 600],
     keep: false,
     log: (l) => t.diagnostic(l),
   });

@@ -10,7 +10,7 @@ import { ChaosCluster } from "./cluster.ts";
 import { Nemesis, type FaultKind } from "./nemesis.ts";
 import { kvWorkload } from "./workloads/kv.ts";
 import { backupWorkload } from "./workloads/backup.ts";
-import { longestGapMs, sleep, type Workload, type WorkloadContext } from "./workloads/workload.ts";
+import { longestGapMs, setIdleGaps, sleep, type Workload, type WorkloadContext } from "./workloads/workload.ts";
 import { lockWorkload } from "./workloads/locks.ts";
 import { queueWorkload } from "./workloads/queue.ts";
 import { RegisterWorkload } from "./workloads/register.ts";
@@ -48,6 +48,8 @@ export interface CampaignOptions {
   readonly cacheWritePolicy?: "write-back" | "write-through";
   /** TLS on every port (mutual TLS between nodes, through the link proxies), JWT roles for the clients. */
   readonly tls?: boolean;
+  /** [periodMs, gapMs]: no client operation in the same gapMs of every periodMs (see setIdleGaps), so groups go quiet under faults too. */
+  readonly idleGaps?: readonly [number, number];
 }
 
 export interface WorkloadResult {
@@ -110,7 +112,8 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
   const rng = new Prng(o.seed);
   const disk = diskFaultSupport(o.faults.includes("disk"));
   const cacheSetup = o.workloads.includes("cache") ? `; cache store ${o.cacheStore ?? "embedded"}, ${o.cacheWritePolicy ?? "write-through"}` : "";
-  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, replication factor 3, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
+  const gaps = o.idleGaps ? `; idle ${o.idleGaps[1]} ms of every ${o.idleGaps[0]} ms` : "";
+  log(`chaos: seed ${o.seed}, ${o.nodes} nodes, replication factor 3, ${o.seconds} s of faults (${o.faults.join(",") || "none"}), workloads ${o.workloads.join(",")}${cacheSetup}${gaps}${o.tls ? "; TLS and roles" : ""}; folder ${dir}`);
   const redis = o.cacheStore === "redis" ? await startRedis({ appendfsync: "always" }) : null;
   const secured = o.tls ? await secureSetup(dir, o.nodes) : null;
   const cluster = await ChaosCluster.create(o.nodes, dir, {
@@ -135,6 +138,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     const ctx: WorkloadContext = { addrs: cluster.clientAddrs, rng: rng.fork(), dir, ...(secured && { auth: secured.auth }) };
     const admin = new DsyncClient({ nodes: cluster.clientAddrs, clientName: "chaos-admin", requestTimeoutMs: 5000, maxAttempts: 3, ...secured?.auth });
     adminClient = admin;
+    setIdleGaps(o.idleGaps ?? null);
     for (const w of workloads) await w.start(ctx);
     const t0 = performance.now();
     const faultEnd = t0 + o.seconds * 1000;
@@ -155,6 +159,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     // Recovery phase: the workloads keep running on a healed cluster.
     await sleep(5000);
     for (const w of workloads) await w.stop();
+    setIdleGaps(null);
     const stoppedAt = performance.now();
     await settle(cluster);
     const stuck = await movesFinished(admin);
@@ -182,6 +187,7 @@ export async function runCampaign(o: CampaignOptions): Promise<CampaignResult> {
     await writeFile(path.join(dir, "link-bytes.json"), JSON.stringify(cluster.linkBytes(), null, 1));
     return { ok, dir, faults: nemesis.counts(), problems, workloads: results, report };
   } finally {
+    setIdleGaps(null);
     await adminClient?.close();
     for (const w of workloads) await w.close().catch(() => {});
     await cluster.destroy();

@@ -1,7 +1,7 @@
 /**
  * `npm run chaos -- --workload kv|locks|queue|cache|all --seconds N --seed S --nodes 3|5
  *   [--faults kill,pause,partition,delay,disk,clock,restart,move] [--keep] [--dir D]
- *   [--cache-store embedded|redis] [--cache-write-policy write-back|write-through] [--tls]`
+ *   [--cache-store embedded|redis] [--cache-write-policy write-back|write-through] [--tls] [--idle-gaps]`
  *
  * Starts real dsyncd processes on loopback, drives the workloads, injects faults, heals, checks
  * the histories and prints a report. Exit status 1 on any violation, 2 on bad arguments.
@@ -38,15 +38,16 @@ const program = new Command("chaos")
   .addOption(new Option("--cache-store <store>", "the cache's backing store: embedded, or redis (a private redis-server, appendfsync always)").choices(["embedded", "redis"]).default("embedded"))
   .addOption(new Option("--cache-write-policy <policy>", "the nodes' CACHE_WRITE_POLICY").choices(["write-back", "write-through"]).default("write-through"))
   .option("--tls", "TLS on every port (mutual TLS between nodes), clients authenticated by a signed token with a role", false)
+  .option("--idle-gaps", "no client operation for 600 ms of every 3 s, so the Raft groups go quiet and faults also hit quiet groups", false)
   .option("--keep", "keep the run folder (history, timeline, logs) even when the run passes", false)
   .option("--dir <path>", "run folder (default: a new one under the temp folder)")
   .showHelpAfterError()
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 program.parse();
-const o = program.opts<{ workload: WorkloadName[]; seconds: number; seed?: number; nodes: string; faults: FaultKind[]; keep: boolean; tls: boolean; dir?: string; cacheStore: "embedded" | "redis"; cacheWritePolicy: "write-back" | "write-through" }>();
+const o = program.opts<{ workload: WorkloadName[]; seconds: number; seed?: number; nodes: string; faults: FaultKind[]; keep: boolean; tls: boolean; idleGaps: boolean; dir?: string; cacheStore: "embedded" | "redis"; cacheWritePolicy: "write-back" | "write-through" }>();
 const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
-const result = await runCampaign({ workloads: o.workload, seconds: o.seconds, seed, nodes: o.nodes === "5" ? 5 : 3, faults: o.faults, keep: o.keep, cacheStore: o.cacheStore, cacheWritePolicy: o.cacheWritePolicy, tls: o.tls, ...(o.dir !== undefined && { dir: o.dir }) });
+const result = await runCampaign({ workloads: o.workload, seconds: o.seconds, seed, nodes: o.nodes === "5" ? 5 : 3, faults: o.faults, keep: o.keep, cacheStore: o.cacheStore, cacheWritePolicy: o.cacheWritePolicy, tls: o.tls, ...(o.idleGaps && { idleGaps: [3000, 600] as const }), ...(o.dir !== undefined && { dir: o.dir }) });
 await cleanUp(result, o.keep);
 if (result.ok && !o.keep) process.stdout.write(`(run folder removed; --keep keeps it)\n`);
 process.exit(result.ok ? 0 : 1);

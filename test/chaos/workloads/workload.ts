@@ -65,7 +65,28 @@ export function longestGapMs(okTimes: readonly number[], fromMs: number, toMs: n
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Idle gaps (see setIdleGaps), or null. */
+let idleGaps: readonly [periodMs: number, gapMs: number] | null = null;
+
+/**
+ * From now on every logical process pauses in the same `gapMs` of every `periodMs` (harness
+ * clock), so the cluster sees no client operation then: its Raft groups go quiet, and faults
+ * also land on quiet groups. Null turns it off.
+ */
+export function setIdleGaps(gaps: readonly [periodMs: number, gapMs: number] | null): void {
+  idleGaps = gaps;
+}
+
 /** Runs `step` until `isStopped()`, as one sequential logical process. */
 export async function loop(isStopped: () => boolean, step: () => Promise<void>): Promise<void> {
-  while (!isStopped()) await step();
+  while (!isStopped()) {
+    if (idleGaps !== null) {
+      const phase = performance.now() % idleGaps[0];
+      if (phase < idleGaps[1]) {
+        await sleep(idleGaps[1] - phase);
+        continue;
+      }
+    }
+    await step();
+  }
 }
