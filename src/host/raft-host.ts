@@ -225,7 +225,7 @@ export class RaftHost {
     const ticks = Math.max(1, Math.round(this.#o.heartbeatIntervalMs / TICK_MS));
     if (beat % Math.round(1000 / TICK_MS) === 0) this.#peers = this.#groupPeers();
     if (beat % ticks !== Math.floor(ticks / 2)) return;
-    const before = performance.now() - this.#o.heartbeatIntervalMs;
+    const before = this.#now - this.#o.heartbeatIntervalMs;
     for (const id of this.#peers) if ((this.#sentAt.get(id) ?? -Infinity) < before) this.#sendRaft(id, []);
   }
 

@@ -44,12 +44,18 @@ export interface QuietView {
  * (learners too) holding the whole log, and every member's node live.
  */
 export function quiescable(v: QuietView, live: PeerLiveness): boolean {
-  if (!v.idle || !v.committedInTerm || v.committed !== v.lastIndex) return false;
+  if (!v.idle || !v.committedInTerm || v.committed !== v.lastIndex || !membersLive(v.prs, v.id, live)) return false;
   for (const [id, pr] of v.prs) {
     if (pr.match !== v.lastIndex) return false;
     // (Not "replicate" only: a member back from a restart with nothing new to append stays in
     // probe with its match at the end of the log, and that must not keep the group awake.)
-    if (id !== v.id && (pr.state === "snapshot" || !live(id))) return false;
+    if (id !== v.id && pr.state === "snapshot") return false;
   }
+  return true;
+}
+
+/** Whether the node of every member but `self` is live. */
+export function membersLive(prs: ReadonlyMap<NodeId, Progress>, self: NodeId, live: PeerLiveness): boolean {
+  for (const id of prs.keys()) if (id !== self && !live(id)) return false;
   return true;
 }

@@ -5,7 +5,7 @@ import { FollowerReplication } from "./follower-replication.ts";
 import { RaftLog } from "./log.ts";
 import { CAMPAIGN_TRANSFER_CONTEXT, makeMessage, type MessageInit } from "./message.ts";
 import { progressOf, reconcileProgress, type Progress } from "./progress.ts";
-import { QUIESCE_CONTEXT, QUIET_AFTER_ROUNDS, quiescable, type PeerLiveness } from "./quiescence.ts";
+import { QUIESCE_CONTEXT, QUIET_AFTER_ROUNDS, membersLive, quiescable, type PeerLiveness } from "./quiescence.ts";
 import { voteResult } from "./quorum.ts";
 import { LeaderReads } from "./read-index.ts";
 import { Replication } from "./replication.ts";
@@ -209,7 +209,7 @@ export class Raft {
       if (beat !== undefined) this.#heartbeatElapsed = beat % this.cfg.heartbeatTicks;
       if (this.#quiet) {
         // Quiet while every member's node is live; otherwise heartbeat again, so CheckQuorum judges.
-        if (live !== undefined && this.#allLive(live)) return false;
+        if (live !== undefined && membersLive(this.prs, this.id, live)) return false;
         this.#wakeLeader();
       }
       this.#tickHeartbeat();
@@ -223,11 +223,6 @@ export class Raft {
       this.#electionElapsed = this.cfg.electionTicks;
     }
     this.#tickElection();
-    return true;
-  }
-
-  #allLive(live: PeerLiveness): boolean {
-    for (const id of this.prs.keys()) if (id !== this.id && !live(id)) return false;
     return true;
   }
 
