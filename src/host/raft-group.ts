@@ -173,6 +173,11 @@ export class RaftGroup {
     return this.#role === Role.Leader;
   }
 
+  /** Whether the group is quiet here (see src/raft/quiescence.ts). */
+  get quiesced(): boolean {
+    return this.raw.quiesced;
+  }
+
   get leader(): NodeId | null {
     return this.#leader;
   }

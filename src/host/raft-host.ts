@@ -38,6 +38,9 @@ export class RaftHost {
   /** Groups retired in this process: the WAL's state as replayed at open is stale for them. */
   readonly #retired = new Set<GroupId>();
   #ticker: NodeJS.Timeout | null = null;
+  /** Whether the ticker runs slow: every group here is quiet (see #arm). */
+  #slow = false;
+  #closed = false;
   #lastTickAt = 0;
   /** Ticks since start: heartbeats fall on multiples of the heartbeat interval. */
   #beat = 0;
@@ -47,6 +50,7 @@ export class RaftHost {
   readonly #sentAt = new Map<NodeId, number>();
   /** The nodes this one shares a group with (refreshed every second). */
   #peers: NodeId[] = [];
+  #peersAt = -Infinity;
   /**
    * Node liveness for quiet groups (see src/raft/quiescence.ts): a peer is live while it was
    * heard from within an election timeout. Nodes send each other at least one RAFT batch per
@@ -118,7 +122,7 @@ export class RaftHost {
 
   start(): void {
     this.#lastTickAt = performance.now();
-    this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+    this.#arm(false);
   }
 
   /** A RAFT envelope from peer `from`. Bad batches are logged and dropped, never fatal. */
@@ -190,7 +194,8 @@ export class RaftHost {
   }
 
   async close(): Promise<void> {
-    if (this.#ticker) clearInterval(this.#ticker);
+    this.#closed = true;
+    if (this.#ticker) clearTimeout(this.#ticker);
     await Promise.all([...this.#groups.values()].map((g) => g.stop()));
     await this.wal.close();
   }
@@ -200,9 +205,15 @@ export class RaftHost {
     // timeouts stay in wall-clock time, but never fire a burst that would start an election
     // just because this process was paused.
     const now = performance.now();
-    const due = Math.min(3, Math.max(1, Math.floor((now - this.#lastTickAt) / TICK_MS)));
+    const elapsed = Math.max(1, Math.floor((now - this.#lastTickAt) / TICK_MS));
+    // A slow tick is one tick: only quiet groups (which count nothing) were expected to see it.
+    const due = this.#slow ? 1 : Math.min(3, elapsed);
     this.#lastTickAt = now;
     this.#now = now;
+    if (now - this.#peersAt >= 1000) {
+      this.#peers = this.#groupPeers();
+      this.#peersAt = now;
+    }
     for (let i = 0; i < due; i++) {
       // One beat for every group: the groups this node leads heartbeat in the same tick, so each
       // peer gets them in one write (and answers in one).
@@ -210,6 +221,36 @@ export class RaftHost {
       for (const g of this.#groups.values()) g.tick(beat, this.#live);
       this.#beatPeers(beat);
     }
+    // The beat keeps wall-clock time across a slow stretch (heartbeats stay aligned on it).
+    this.#beat += elapsed - due;
+    let quiet = this.#groups.size > 0;
+    for (const g of this.#groups.values()) quiet &&= g.quiesced;
+    this.#arm(quiet);
+  }
+
+  /**
+   * Ticks every TICK_MS while some group here is awake. Once all are quiet, nothing counts ticks:
+   * the next tick is due when a liveness beat is (one heartbeat interval) or when a live peer
+   * would stop being live, whichever comes first, so a dead peer is noticed exactly as early. A
+   * group woken meanwhile (a message, a proposal) gets the fast ticks back at that next tick:
+   * nothing it does in between needs them (it just heard from its leader, or it leads and its
+   * next heartbeat is an interval away anyway).
+   */
+  #arm(slow: boolean): void {
+    if (this.#closed) return;
+    if (slow) {
+      let next = this.#now + this.#o.heartbeatIntervalMs;
+      for (const id of this.#peers) {
+        const deadline = (this.#heardAt.get(id) ?? -Infinity) + this.#o.electionTimeoutMs;
+        if (deadline > this.#now && deadline < next) next = deadline;
+      }
+      if (this.#ticker) clearTimeout(this.#ticker);
+      this.#ticker = setTimeout(() => this.#tick(), Math.max(1, Math.ceil(next - this.#now)));
+    } else if (this.#slow || this.#ticker === null) {
+      // (After a slow tick its timeout has fired: nothing to clear.)
+      this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+    }
+    this.#slow = slow;
   }
 
   #sendRaft(to: NodeId, msgs: readonly Message[]): boolean {
@@ -218,14 +259,14 @@ export class RaftHost {
   }
 
   /**
-   * Mid-way through each heartbeat interval, an empty RAFT batch to every peer node sent nothing
-   * for a whole interval (all the groups between the two are quiet): its liveness beat.
+   * An empty RAFT batch, the pair's liveness beat, to every peer node sent nothing for about an
+   * interval (all the groups between the two are quiet): on slow ticks (about one per interval),
+   * and mid-way through each interval on fast ones (so it never doubles a heartbeat about to go).
    */
   #beatPeers(beat: number): void {
     const ticks = Math.max(1, Math.round(this.#o.heartbeatIntervalMs / TICK_MS));
-    if (beat % Math.round(1000 / TICK_MS) === 0) this.#peers = this.#groupPeers();
-    if (beat % ticks !== Math.floor(ticks / 2)) return;
-    const before = this.#now - this.#o.heartbeatIntervalMs;
+    if (!this.#slow && beat % ticks !== Math.floor(ticks / 2)) return;
+    const before = this.#now - (this.#slow ? this.#o.heartbeatIntervalMs / 2 : this.#o.heartbeatIntervalMs);
     for (const id of this.#peers) if ((this.#sentAt.get(id) ?? -Infinity) < before) this.#sendRaft(id, []);
   }
 

@@ -122,6 +122,11 @@ export class RawNode {
     this.#raft.step(this.#local(MessageType.Hup, undefined));
   }
 
+  /** Whether the group is quiet here (see quiescence.ts). */
+  get quiesced(): boolean {
+    return this.#raft.quiesced;
+  }
+
   /** Whether {@link ready} would return any work. */
   hasReady(): boolean {
     const r = this.#raft;
