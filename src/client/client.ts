@@ -90,6 +90,7 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
     let lastError: Error | null = null;
     // The first attempt whose outcome is unknown: the call's outcome, if no later attempt succeeds.
     let unknown: DsyncError | null = null;
+    let redirects = 0;
     for (let attempt = 0; attempt < this.#opts.maxAttempts; attempt++) {
       if (this.#closed) throw new ConnectionClosedError("client is closed");
       // Connected: no await before the request goes out (the common case on a hot path).
@@ -110,7 +111,10 @@ export class DsyncClient extends EventEmitter<ClientEvents> {
         if (unknown === null && err instanceof DsyncError && !hadNoEffect(err.code)) unknown = err;
         if (err instanceof NotLeaderError) {
           this.#redirect(err.leaderAddr);
-          if (err.leaderAddr === null) await this.#pause(attempt);
+          // One redirect is the usual case and goes at once; more mean the nodes do not agree on
+          // a leader yet (an election under way), and without a pause every attempt would be
+          // spent within milliseconds.
+          if (err.leaderAddr === null || ++redirects > 1) await this.#pause(attempt);
           continue;
         }
         // A queue's partition lives elsewhere: the queue client routes it (this connection stays).
