@@ -44,6 +44,14 @@ async function status(d: DaemonProcess): Promise<NodeStatus> {
   }
 }
 
+/** `d`'s STATUS once it names one of `nodes` as group 0's leader (leadership may be moving to its preferred node). */
+function statusWithLeader(d: DaemonProcess, nodes: readonly DaemonProcess[]): Promise<NodeStatus> {
+  return waitFor(async () => {
+    const s = await status(d).catch(() => null);
+    return s !== null && nodes.some((n) => n.spec.id === s.leader) ? s : null;
+  }, `${d.spec.id} to name a group 0 leader`, 30_000);
+}
+
 test("quiescence - quiet groups still notice a paused or killed leader, and go quiet again after", { timeout: 300_000 }, async () => {
   const cluster = await TestCluster.create(3);
   const nodes = cluster.nodes;
@@ -54,7 +62,7 @@ test("quiescence - quiet groups still notice a paused or killed leader, and go q
     await waitFor(() => allQuiet(nodes), "every group on every node to go quiet", 60_000);
 
     // 1. Pause the quiet leader of group 0: the others elect one of their own and take writes.
-    const first = await status(nodes[0]!);
+    const first = await statusWithLeader(nodes[0]!, nodes);
     const paused = nodes.find((d) => d.spec.id === first.leader)!;
     const others = nodes.filter((d) => d !== paused);
     await paused.kill("SIGSTOP");
@@ -84,7 +92,7 @@ test("quiescence - quiet groups still notice a paused or killed leader, and go q
 
     // 2. Quiet again, then kill the quiet leader: the two left elect one and take writes.
     await waitFor(() => allQuiet(nodes), "every group to go quiet again", 60_000);
-    const second = await status(nodes.find((d) => d !== paused)!);
+    const second = await statusWithLeader(nodes.find((d) => d !== paused)!, nodes);
     const killed = nodes.find((d) => d.spec.id === second.leader)!;
     await killed.kill("SIGKILL");
     const left = nodes.filter((d) => d !== killed);
