@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { DsyncClient, connect } from "../../src/client/index.ts";
 import { ErrorCode, Op, type NodeStatus } from "../../protocol/index.ts";
-import { ROOT, TestCluster } from "../helpers/daemon.ts";
+import { ROOT, TestCluster, waitFor } from "../helpers/daemon.ts";
 
 test("dsync admin drain - the drained node leads nothing, refuses new work, says so on /health, and the cluster goes on", async () => {
   const cluster = await TestCluster.create(3);
@@ -13,8 +13,14 @@ test("dsync admin drain - the drained node leads nothing, refuses new work, says
     const c = await connect({ nodes: cluster.clientAddrs });
     clients.push(c);
     await c.call(Op.KV_PUT, { key: "before", value: new Uint8Array([1]) });
-    // Drain group 0's leader: the case where a handover matters.
-    const leader = (await c.status()).leader!;
+    // Drain group 0's leader: the case where a handover matters. A fresh cluster may still be
+    // moving leaderships to their preferred nodes: take the leader once it has held for 2 s.
+    let seen: { leader: string | null; since: number } = { leader: null, since: 0 };
+    const leader = await waitFor(async () => {
+      const now = (await c.status()).leader;
+      if (now !== seen.leader) seen = { leader: now, since: Date.now() };
+      return now !== null && Date.now() - seen.since >= 2000 ? now : null;
+    }, "group 0's leader to hold for 2 s", 30_000, 100);
     const node = cluster.nodes.find((n) => n.spec.id === leader)!;
     const cli = spawnSync(path.join(ROOT, "bin/dsync"), ["--nodes", cluster.clientAddrs.join(","), "admin", "drain", leader], { encoding: "utf8", timeout: 60_000 });
     assert.equal(cli.status, 0, cli.stderr);
