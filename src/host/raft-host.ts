@@ -57,7 +57,7 @@ export class RaftHost {
    * heartbeat interval (an empty one when all their groups are quiet), so this is one beat per
    * pair of nodes, whatever the number of groups.
    */
-  readonly #live = (id: NodeId): boolean => this.#now - (this.#heardAt.get(id) ?? -Infinity) < this.#o.electionTimeoutMs;
+  readonly #live = (id: NodeId): boolean => this.#now < this.#liveUntil(id);
   /** The clock of the tick under way (the liveness of every group's peers is judged against it). */
   #now = 0;
 
@@ -241,7 +241,7 @@ export class RaftHost {
     if (slow) {
       let next = this.#now + this.#o.heartbeatIntervalMs;
       for (const id of this.#peers) {
-        const deadline = (this.#heardAt.get(id) ?? -Infinity) + this.#o.electionTimeoutMs;
+        const deadline = this.#liveUntil(id);
         if (deadline > this.#now && deadline < next) next = deadline;
       }
       if (this.#ticker) clearTimeout(this.#ticker);
@@ -251,6 +251,11 @@ export class RaftHost {
       this.#ticker = setInterval(() => this.#tick(), TICK_MS);
     }
     this.#slow = slow;
+  }
+
+  /** Until when peer `id` counts as live: an election timeout after it was last heard from. */
+  #liveUntil(id: NodeId): number {
+    return (this.#heardAt.get(id) ?? -Infinity) + this.#o.electionTimeoutMs;
   }
 
   #sendRaft(to: NodeId, msgs: readonly Message[]): boolean {
