@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CacheMachine, encodeCacheCommand, type CacheCommand } from "../../src/services/cache/machine/index.ts";
+import { CacheMachine, encodeCacheCommand, WIDS_MAX, type CacheCommand } from "../../src/services/cache/machine/index.ts";
 import { assertPure, tsFiles } from "../helpers/purity.ts";
 
 const v = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -50,6 +50,27 @@ test("cache machine - a resent write (same wid) changes nothing, even after a ne
   const copy = new CacheMachine();
   copy.restore(m.snapshot());
   assert.deepEqual(applyAll(copy, [{ op: "cache.set", key: "k", value: v("x"), expiresAt: 0, dirty: false, wid: "b-1" }], 4), [{ gen: 2, duplicate: true }]);
+});
+
+test("cache machine - past WIDS_MAX the oldest wid is forgotten first, in the same order after a snapshot", () => {
+  const m = new CacheMachine();
+  const flush = (wids: string[], index: number): void => {
+    m.apply({ index, term: 1, data: encodeCacheCommand({ op: "cache.flush", by: { node: "n1", term: 1 }, sets: [], wids, clean: false, dirty: false }) });
+  };
+  flush(Array.from({ length: WIDS_MAX }, (_, i) => `w${i}`), 1);
+  flush(["w0"], 2); // Noted again: keeps its place, as the first to go.
+  flush(["x0", "x1"], 3);
+  assert.equal(m.hasWid("w0"), false);
+  assert.equal(m.hasWid("w1"), false);
+  assert.equal(m.hasWid("w2"), true);
+  assert.equal(m.hasWid("x1"), true);
+  const copy = new CacheMachine();
+  copy.restore(m.snapshot());
+  for (const c of [m, copy]) {
+    c.apply({ index: 4, term: 1, data: encodeCacheCommand({ op: "cache.flush", by: { node: "n1", term: 1 }, sets: [], wids: ["y0"], clean: false, dirty: false }) });
+    assert.deepEqual([c.hasWid("w2"), c.hasWid("w3"), c.hasWid("y0")], [false, true, true]);
+  }
+  assert.deepEqual(copy.snapshot(), m.snapshot());
 });
 
 test("cache machine - purge drops clean values expired by the leader's stamp, never dirty ones", () => {

@@ -79,6 +79,12 @@ export class CacheMachine implements StateMachine {
   #dirty = 0;
   /** Applied write ids → the gen they wrote, oldest first. */
   #wids = new Map<string, number>();
+  /**
+   * The same ids in a ring, oldest at `#widHead` once full: evicting through the Map's own order
+   * needs an iterator per write, which skips every slot deleted since the Map last rehashed.
+   */
+  #widRing: string[] = [];
+  #widHead = 0;
   /** The home that may hold acknowledged writes not in this log yet (write-back), or null. */
   #dirtyBy: WriteBackOwner | null = null;
   /** Write-back terms whose unwritten writes were lost with their home (cache.lost applied). */
@@ -173,6 +179,8 @@ export class CacheMachine implements StateMachine {
     this.#data = new Map(img.entries.map(([k, value, expiresAt, gen, dirty]) => [k, { value: value === null ? null : copyBytes(value), expiresAt, gen, dirty }]));
     this.#dirty = img.entries.filter((r) => r[4]).length;
     this.#wids = new Map(img.wids);
+    this.#widRing = img.wids.map(([w]) => w);
+    this.#widHead = 0;
     this.#dirtyBy = img.dirtyBy ?? null;
     this.#lost = img.lost ?? 0;
   }
@@ -187,8 +195,18 @@ export class CacheMachine implements StateMachine {
   }
 
   #noteWid(wid: string, index: number): void {
+    if (this.#wids.has(wid)) {
+      this.#wids.set(wid, index); // Keeps its place in the order, as a Map does.
+      return;
+    }
     this.#wids.set(wid, index);
-    if (this.#wids.size > WIDS_MAX) this.#wids.delete(this.#wids.keys().next().value!);
+    if (this.#widRing.length < WIDS_MAX) {
+      this.#widRing.push(wid);
+      return;
+    }
+    this.#wids.delete(this.#widRing[this.#widHead]!);
+    this.#widRing[this.#widHead] = wid;
+    this.#widHead = (this.#widHead + 1) % WIDS_MAX;
   }
 
   #set(key: string, value: Uint8Array | null, expiresAt: number, gen: number, dirty: boolean): void {
