@@ -1,7 +1,5 @@
 import { InvalidArgumentError } from "./errors.ts";
 
-const utf8 = new TextEncoder();
-
 /** A plain MessagePack map decoded to an object. */
 export type Fields = Readonly<Record<string, unknown>>;
 
@@ -28,8 +26,8 @@ export function str(f: Fields, name: string, what: string, opts: { optional?: bo
   }
   if (typeof v !== "string") throw new InvalidArgumentError(`${what}: field "${name}" must be a string, got ${kindOf(v)}`);
   const maxBytes = opts.maxBytes ?? 1024;
-  // A UTF-16 code unit encodes to at most 3 UTF-8 bytes, so most strings skip the encode.
-  if (v.length * 3 > maxBytes && utf8.encode(v).length > maxBytes) {
+  // A UTF-16 code unit encodes to at most 3 UTF-8 bytes, so most strings skip the count.
+  if (v.length * 3 > maxBytes && utf8Length(v) > maxBytes) {
     throw new InvalidArgumentError(`${what}: field "${name}" is longer than ${maxBytes} bytes`);
   }
   return v;
@@ -83,4 +81,23 @@ export function kindOf(v: unknown): string {
   if (typeof v === "number") return Number.isInteger(v) ? "integer" : "float";
   if (typeof v === "bigint") return "integer (beyond 2^53)";
   return typeof v;
+}
+
+/**
+ * The UTF-8 length of `s`, counted without encoding it (an encode allocates, and ids a little over
+ * a third of their limit are checked on every request). A lone surrogate counts 3, as the encoder
+ * writes U+FFFD for it.
+ */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }

@@ -197,6 +197,10 @@ export class CacheHome {
   /** Writes `key` (null deletes): every copy dropped or expired, then committed (and, write-through, in Redis). */
   write(key: string, value: Uint8Array | null, expiresAt: number, wid: string): Promise<CacheSetResult> {
     const part = this.#partOf(key);
+    if (!this.#queue.busy(key)) {
+      const done = this.#writeNow(part, key, value, expiresAt, wid);
+      if (done !== null) return Promise.resolve(done);
+    }
     return this.#queue.run(key, async () => {
       const tenure = await this.#ready(part, key);
       await this.#dropCopies(key);
@@ -225,6 +229,20 @@ export class CacheHome {
       }
       return r;
     });
+  }
+
+  /**
+   * The common write-back case, done in this turn: nothing queued for the key, the tenure ready,
+   * no copy to drop and the write acknowledgeable at once. The same steps as the queued path, with
+   * nothing to wait for, so no other request for the key can come between them. Null: take the
+   * queued path.
+   */
+  #writeNow(part: CachePartition, key: string, value: Uint8Array | null, expiresAt: number, wid: string): CacheSetResult | null {
+    const t = this.#tenures.get(part.partition);
+    if (t?.wb == null || !t.takenOver || t.readyAt > monoNow() || this.#holders.has(key) || !t.wb.canAckNow) return null;
+    if (part.machine.hasWid(wid) || t.wb.holds(wid)) return { gen: 0, duplicate: true };
+    t.wb.take(key, value, expiresAt, wid);
+    return { gen: 0 };
   }
 
   /** Drops every copy of `key` cluster-wide (CACHE_INVALIDATE). */

@@ -259,7 +259,9 @@ export class CacheService implements Service {
    */
   async set(key: string, value: Uint8Array | null, expiresAt: number, wid: string = randomWid()): Promise<string> {
     return this.#withHome(key, false, async (home) => {
-      await this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt, wid });
+      // This node is home: no request to build and check again.
+      if (home === this.#self) await this.#home.write(key, value, expiresAt, wid);
+      else await this.#call(home, Op.CACHE_WRITE, { key, value, expiresAt, wid });
       return home;
     });
   }

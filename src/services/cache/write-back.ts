@@ -99,6 +99,23 @@ export class WriteBack {
    * the write may still reach the log (through the next home's handoff).
    */
   async add(key: string, value: Uint8Array | null, expiresAt: number, wid: string): Promise<void> {
+    this.take(key, value, expiresAt, wid);
+    while (!this.#mayAck()) {
+      if (this.#closed) throw stopped();
+      await new Promise<void>((r) => this.#waiters.push(r));
+    }
+  }
+
+  /** Whether a write taken now may be acknowledged at once (taking one does not change this). */
+  get canAckNow(): boolean {
+    return !this.#closed && this.#mayAck();
+  }
+
+  /**
+   * Takes a write without waiting: the caller acknowledges it only if {@link canAckNow} held.
+   * @throws CacheHomeUnavailableError when this home has stopped.
+   */
+  take(key: string, value: Uint8Array | null, expiresAt: number, wid: string): void {
     if (this.#closed) throw stopped();
     const now = monoNow();
     this.#pending.set(key, { value, expiresAt });
@@ -107,10 +124,6 @@ export class WriteBack {
     this.#pendingSince ??= now;
     this.#lastWriteAt = now;
     this.#kick();
-    while (!this.#mayAck()) {
-      if (this.#closed) throw stopped();
-      await new Promise<void>((r) => this.#waiters.push(r));
-    }
   }
 
   /**
