@@ -84,9 +84,8 @@ export function kindOf(v: unknown): string {
 }
 
 /**
- * The UTF-8 length of `s`, counted without encoding it (an encode allocates, and ids a little over
- * a third of their limit are checked on every request). A lone surrogate counts 3, as the encoder
- * writes U+FFFD for it.
+ * The UTF-8 length of `s`, counted without encoding it (an encode allocates, and names and ids
+ * are checked on every request). A lone surrogate counts 3, as the encoder writes U+FFFD for it.
  */
 export function utf8Length(s: string): number {
   let n = 0;

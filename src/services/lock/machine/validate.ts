@@ -1,4 +1,4 @@
-import { utf8Length } from "../../shared/utf8.ts";
+import { utf8Length } from "../../../../protocol/validate.ts";
 import type { LockMode } from "./types.ts";
 
 /** Longest resource name, in UTF-8 bytes. */

@@ -1,5 +1,5 @@
 import type { BackoffConfig, QueueConfig } from "./types.ts";
-import { utf8Length } from "../../shared/utf8.ts";
+import { utf8Length } from "../../../../protocol/validate.ts";
 
 /** Longest queue name (and consumer id, dedupId), in UTF-8 bytes. */
 export const NAME_BYTES_MAX = 256;
