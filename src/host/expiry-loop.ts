@@ -1,8 +1,14 @@
+import { performance } from "node:perf_hooks";
 import type { Logger } from "./logger.ts";
 import { wallNow } from "./wall-clock.ts";
 
-/** How often a leader looks for state past its deadline. */
+/**
+ * The longest a deadline that appears in applied state waits before a leader looks at it: after
+ * any apply, every loop is checked within this long.
+ */
 export const EXPIRY_CHECK_MS = 20;
+/** The longest the shared timer sleeps: bounds how late a deadline is seen if the wall clock jumps. */
+export const EXPIRY_SLEEP_MAX_MS = 1000;
 
 export interface ExpiryLoopOptions {
   /** Only the leader proposes expiry: it is the one clock the replicas follow. */
@@ -15,12 +21,44 @@ export interface ExpiryLoopOptions {
   readonly what: string;
 }
 
-/** Every started loop of this process: one timer checks them all (a timer each woke the process 50 times a second per partition). */
+/**
+ * Every started loop of this process shares one timer, set for the earliest deadline among the
+ * groups this node leads. Deadlines only appear or move earlier through applied entries, so an
+ * apply brings the next check to within EXPIRY_CHECK_MS; with nothing applied and nothing due,
+ * the process sleeps (polling every 20 ms woke an idle node 50 times a second).
+ */
 const running = new Set<ExpiryLoop>();
 let timer: NodeJS.Timeout | null = null;
+/** When the timer fires (performance.now() ms); Infinity when none is set. */
+let timerAt = Infinity;
+
+function checkWithin(ms: number): void {
+  if (running.size === 0) return;
+  const at = performance.now() + ms;
+  if (timer !== null) {
+    if (timerAt <= at) return;
+    clearTimeout(timer);
+  }
+  timerAt = at;
+  timer = setTimeout(checkAll, ms);
+  timer.unref();
+}
 
 function checkAll(): void {
-  for (const loop of running) loop.check();
+  timer = null;
+  timerAt = Infinity;
+  const now = wallNow();
+  let next = EXPIRY_SLEEP_MAX_MS;
+  for (const loop of running) {
+    const due = loop.check(now);
+    if (due !== null) next = Math.min(next, Math.max(1, due - now));
+  }
+  checkWithin(next);
+}
+
+/** Entries were applied in some group of this process: a deadline may have appeared. */
+export function expiryStateChanged(): void {
+  checkWithin(EXPIRY_CHECK_MS);
 }
 
 /**
@@ -34,31 +72,37 @@ export class ExpiryLoop {
 
   start(): void {
     running.add(this);
-    if (timer === null) {
-      timer = setInterval(checkAll, EXPIRY_CHECK_MS);
-      timer.unref();
-    }
+    checkWithin(EXPIRY_CHECK_MS);
   }
 
   stop(): void {
     running.delete(this);
     if (running.size === 0 && timer !== null) {
-      clearInterval(timer);
+      clearTimeout(timer);
       timer = null;
+      timerAt = Infinity;
     }
   }
 
-  /** One look at the deadline (the shared timer calls it every EXPIRY_CHECK_MS). */
-  check(): void {
-    if (this.#inFlight || !this.o.isLeader()) return;
+  /**
+   * One look at the deadline at wall time `now`: proposes `expire` if it has passed. Returns the
+   * deadline still to come, or null when there is none to wait for here (not leader, nothing
+   * due, or a proposal in flight, whose apply brings the next check).
+   */
+  check(now: number = wallNow()): number | null {
+    if (this.#inFlight || !this.o.isLeader()) return null;
     const deadline = this.o.nextDeadline();
-    if (deadline === null || deadline > wallNow()) return;
+    if (deadline === null) return null;
+    if (deadline > now) return deadline;
     this.#inFlight = true;
     this.o
       .expire()
       .catch((err: unknown) => this.o.log.debug({ err: (err as Error).message, what: this.o.what }, "expiry proposal failed; will retry"))
       .finally(() => {
         this.#inFlight = false;
+        // Applied: the apply already asked for a check. Failed: nothing will, so ask here.
+        checkWithin(EXPIRY_CHECK_MS);
       });
+    return null;
   }
 }

@@ -31,6 +31,7 @@ import type { StateMachine } from "./state-machine.ts";
 import type { Wal } from "../storage/wal.ts";
 import type { Logger } from "./logger.ts";
 import { ownBytes } from "../services/command-codec.ts";
+import { expiryStateChanged } from "./expiry-loop.ts";
 
 /** How a group hands its outgoing messages to the network. */
 export interface RaftSender {
@@ -464,6 +465,8 @@ export class RaftGroup {
   }
 
   #apply(rd: Ready): void {
+    // New state may hold a deadline sooner than the one the expiry timer waits for.
+    if (rd.committedEntries.length > 0 || rd.snapshot) expiryStateChanged();
     for (const e of rd.committedEntries) {
       if (e.index <= this.#applied) continue; // Covered by an installed snapshot.
       let result: unknown;
