@@ -390,13 +390,13 @@ export class RaftGroup {
     if (rd.entries.length > 0) records.push({ kind: "entries" as const, group: this.group, entries: rd.entries });
     if (rd.hardState) records.push({ kind: "hardState" as const, group: this.group, hardState: rd.hardState });
     if (records.length > 0) {
-      const written = this.#o.wal.append(records);
       // Only entries, term and vote must be durable before anything is announced (etcd's
-      // MustSync). A hard state that only moves the commit index is written in order but not
-      // waited for: lost in a crash, the commit index is learnt again from the leader, and
-      // not waiting keeps an fsync off the path of every acknowledged write.
+      // MustSync). A hard state that only moves the commit index is placed in order and written
+      // with the next durable batch, not waited for and not fsynced on its own: lost in a crash,
+      // the commit index is learnt again from the leader.
       const prev = this.#hardState;
       const mustSync = rd.entries.length > 0 || (rd.hardState !== undefined && (rd.hardState.term !== prev.term || rd.hardState.vote !== prev.vote));
+      const written = this.#o.wal.append(records, { durable: mustSync });
       if (mustSync) await written;
       else written.catch((err: unknown) => this.#storageFailed(err as Error));
     }

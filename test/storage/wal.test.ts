@@ -94,6 +94,33 @@ test("wal - appends made while an fsync is in flight go together in the next bat
   });
 });
 
+// Seen in a C=1 put's trace: a hard state that only moved the commit index had its own write and
+// fdatasync on every node, and the next entries queued behind it.
+test("wal - a non-durable append waits for the next durable batch, in order; close writes it", async () => {
+  await withDir(async (dir) => {
+    const wal = await Wal.open(dir, { fsync: true });
+    await wal.append([entriesRecord(1, 1, 2, 1)]);
+    const before = wal.stats();
+    let lazyDone = false;
+    const lazy = wal.append([{ kind: "hardState", group: 1, hardState: { term: 1, vote: "n1", commit: 2 } }], { durable: false }).then(() => (lazyDone = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(wal.stats().batches, before.batches, "a non-durable append was flushed on its own");
+    assert.equal(lazyDone, false);
+    await wal.append([entriesRecord(1, 3, 3, 1)]);
+    await lazy;
+    const after = wal.stats();
+    assert.equal(after.batches - before.batches, 1);
+    assert.equal(after.fsyncs - before.fsyncs, 1);
+    // Held at close: written then.
+    const last = wal.append([{ kind: "hardState", group: 1, hardState: { term: 1, vote: "n1", commit: 3 } }], { durable: false });
+    await Promise.all([wal.close(), last]);
+    const reopened = await Wal.open(dir);
+    assert.deepEqual(reopened.state(1).hardState, { term: 1, vote: "n1", commit: 3 });
+    assert.equal(reopened.state(1).entries.length, 3);
+    await reopened.close();
+  });
+});
+
 test("wal - segment rotation across several small segments", async () => {
   await withDir(async (dir) => {
     const wal = await Wal.open(dir, { segmentBytes: 512 });
