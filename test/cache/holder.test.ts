@@ -86,3 +86,28 @@ test("cache holder - copies used lately are renewed before their lease ends; one
     h.holder.stop();
   }
 });
+
+test("cache holder - a copy read once is renewed at most once; one read every lease keeps being renewed", async () => {
+  // A 1 s lease read every 100 ms: only a stall of half a second would let the hot copy lapse.
+  const h = harness(1000);
+  h.holder.start();
+  try {
+    const reads = [h.holder.get("once"), h.holder.get("hot")];
+    await sleep(5);
+    h.fetches[0]!.resolve(h.grant("o", 1));
+    h.fetches[1]!.resolve(h.grant("h", 2));
+    await Promise.all(reads);
+    h.setRenewAnswer(["once", "hot"]);
+    for (let i = 0; i < 30; i++) {
+      await sleep(100);
+      h.holder.hit("hot");
+    }
+    const count = (key: string): number => h.renewals.flat().filter(([k]) => k === key).length;
+    assert.ok(count("once") <= 1, `the copy read once was renewed ${count("once")} times`);
+    assert.ok(count("hot") >= 3, `the copy read every tenth of a lease was renewed only ${count("hot")} times in three leases`);
+    assert.ok(h.holder.hit("hot"), "the copy in use is still served locally");
+    assert.equal(h.holder.hit("once"), undefined, "the copy read once ran out");
+  } finally {
+    h.holder.stop();
+  }
+});
