@@ -362,6 +362,16 @@ export class RaftGroup {
     try {
       while (!this.#stopped && this.raw.hasReady()) {
         const rd = this.raw.ready();
+        if (this.#onlyCommits(rd)) {
+          // Nothing to make durable first: the answers to the clients go out before the
+          // followers hear of the new commit index (at C=1, ahead of two peer writes).
+          this.#noteSoftState(rd);
+          this.#apply(rd);
+          this.#send(rd.messages);
+          await this.#persist(rd);
+          this.raw.advance(rd);
+          continue;
+        }
         // A leader's appends and heartbeats may go out before its own fsync (Raft §10.2.1, as
         // etcd does): the leader counts its own entries toward commit only once persisted, so
         // its disk write and the followers' overlap. Everything else (votes, acks) reflects
@@ -382,6 +392,18 @@ export class RaftGroup {
       this.#processing = false;
     }
     if (!this.#stopped && this.raw.hasReady()) this.#schedule();
+  }
+
+  /**
+   * A Ready that only moves the commit index: no entries, snapshot, term or vote to persist, and
+   * no membership change to apply (those keep the usual order: persist, send, apply).
+   */
+  #onlyCommits(rd: Ready): boolean {
+    if (rd.entries.length > 0 || rd.snapshot || rd.committedEntries.length === 0) return false;
+    const hs = rd.hardState;
+    if (hs !== undefined && (hs.term !== this.#hardState.term || hs.vote !== this.#hardState.vote)) return false;
+    for (const e of rd.committedEntries) if (e.type === EntryType.ConfChange) return false;
+    return true;
   }
 
   async #persist(rd: Ready): Promise<void> {
