@@ -399,11 +399,19 @@ export class RaftGroup {
    * no membership change to apply (those keep the usual order: persist, send, apply).
    */
   #onlyCommits(rd: Ready): boolean {
-    if (rd.entries.length > 0 || rd.snapshot || rd.committedEntries.length === 0) return false;
-    const hs = rd.hardState;
-    if (hs !== undefined && (hs.term !== this.#hardState.term || hs.vote !== this.#hardState.vote)) return false;
+    if (rd.snapshot || rd.committedEntries.length === 0 || this.#mustSync(rd)) return false;
     for (const e of rd.committedEntries) if (e.type === EntryType.ConfChange) return false;
     return true;
+  }
+
+  /**
+   * Only entries, term and vote must be durable before anything is announced (etcd's MustSync).
+   * A hard state that only moves the commit index need not be: lost in a crash, the commit index
+   * is learnt again from the leader.
+   */
+  #mustSync(rd: Ready): boolean {
+    const hs = rd.hardState;
+    return rd.entries.length > 0 || (hs !== undefined && (hs.term !== this.#hardState.term || hs.vote !== this.#hardState.vote));
   }
 
   async #persist(rd: Ready): Promise<void> {
@@ -412,12 +420,9 @@ export class RaftGroup {
     if (rd.entries.length > 0) records.push({ kind: "entries" as const, group: this.group, entries: rd.entries });
     if (rd.hardState) records.push({ kind: "hardState" as const, group: this.group, hardState: rd.hardState });
     if (records.length > 0) {
-      // Only entries, term and vote must be durable before anything is announced (etcd's
-      // MustSync). A hard state that only moves the commit index is placed in order and written
-      // with the next durable batch, not waited for and not fsynced on its own: lost in a crash,
-      // the commit index is learnt again from the leader.
-      const prev = this.#hardState;
-      const mustSync = rd.entries.length > 0 || (rd.hardState !== undefined && (rd.hardState.term !== prev.term || rd.hardState.vote !== prev.vote));
+      // A record that need not be durable is placed in order and written with the next durable
+      // batch: not waited for, and not fsynced on its own.
+      const mustSync = this.#mustSync(rd);
       const written = this.#o.wal.append(records, { durable: mustSync });
       if (mustSync) await written;
       else written.catch((err: unknown) => this.#storageFailed(err as Error));
