@@ -8,7 +8,8 @@
  * Group commit. Every `append()` made in one event-loop turn joins one batch, flushed on
  * `setImmediate` as one write and one fdatasync. While a batch is in flight, new appends gather
  * in the next batch, which is sent the moment the ack arrives. At most one batch is in flight,
- * so a busy disk turns into bigger batches rather than a queue of fsyncs.
+ * so a busy disk turns into bigger batches rather than a queue of fsyncs. Records a crash may
+ * lose (`durable: false`) start no batch: they wait, in order, for the next one that is durable.
  *
  * Segments and garbage collection. When the current segment has reached `segmentBytes`, the next
  * record goes to a new segment, which starts with a checkpoint record: every group's latest hard
