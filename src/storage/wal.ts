@@ -466,7 +466,10 @@ export class Wal {
     return this.#pending;
   }
 
-  /** A promise that resolves when everything queued so far is durable. */
+  /**
+   * A promise that resolves when everything queued so far is durable. Not `durable`: it starts no
+   * flush, and resolves with the next batch that does.
+   */
   #barrier(appends = 0, durable = true): Promise<void> {
     const batch = this.#batch();
     batch.appends += appends;

@@ -238,8 +238,8 @@ export class CacheHome {
    * queued path.
    */
   #writeNow(part: CachePartition, key: string, value: Uint8Array | null, expiresAt: number, wid: string): CacheSetResult | null {
-    const t = this.#tenures.get(part.partition);
-    if (t?.wb == null || !t.takenOver || t.readyAt > monoNow() || this.#holders.has(key) || !t.wb.canAckNow) return null;
+    const t = this.#readyNow(part);
+    if (t?.wb == null || this.#holders.has(key) || !t.wb.canAckNow) return null;
     if (part.machine.hasWid(wid) || t.wb.holds(wid)) return { gen: 0, duplicate: true };
     t.wb.take(key, value, expiresAt, wid);
     return { gen: 0 };
@@ -265,6 +265,8 @@ export class CacheHome {
 
   /** Waits out the election fence; returns the tenure the request runs under. */
   async #ready(part: CachePartition, key: string): Promise<Tenure> {
+    const now = this.#readyNow(part);
+    if (now !== null) return now;
     const t = this.#tenures.get(part.partition);
     if (t === undefined || !part.group.isLeader) throw wrongHome(this.#o.self, key);
     const wait = t.readyAt - monoNow();
@@ -280,6 +282,12 @@ export class CacheHome {
     }
     this.#checkTenure(part, t, key);
     return t;
+  }
+
+  /** The tenure a request may run under with nothing to wait for (fence over, handoff done), or null. */
+  #readyNow(part: CachePartition): Tenure | null {
+    const t = this.#tenures.get(part.partition);
+    return t !== undefined && t.takenOver && t.readyAt <= monoNow() && part.group.isLeader ? t : null;
   }
 
   #writeBack(part: CachePartition, term: number): WriteBack | null {
