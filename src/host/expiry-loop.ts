@@ -1,4 +1,5 @@
 import { performance } from "node:perf_hooks";
+import { everyOnGrid } from "./grid.ts";
 import type { Logger } from "./logger.ts";
 import { wallNow } from "./wall-clock.ts";
 
@@ -7,7 +8,7 @@ import { wallNow } from "./wall-clock.ts";
  * any apply, every loop is checked within this long.
  */
 export const EXPIRY_CHECK_MS = 20;
-/** The longest the shared timer sleeps: bounds how late a deadline is seen if the wall clock jumps. */
+/** The period of the grid's look at every loop: bounds how late a deadline is seen if the wall clock jumps. */
 export const EXPIRY_SLEEP_MAX_MS = 1000;
 
 export interface ExpiryLoopOptions {
@@ -23,14 +24,18 @@ export interface ExpiryLoopOptions {
 
 /**
  * Every started loop of this process shares one timer, set for the earliest deadline among the
- * groups this node leads. Deadlines only appear or move earlier through applied entries, so an
- * apply brings the next check to within EXPIRY_CHECK_MS; with nothing applied and nothing due,
- * the process sleeps (polling every 20 ms woke an idle node 50 times a second).
+ * groups this node leads, and one look a second on the shared grid (with the node's other
+ * periodic work, so it costs no wake-up of its own). Deadlines only appear or move earlier
+ * through applied entries, so an apply brings the next check to within EXPIRY_CHECK_MS; with
+ * nothing applied and nothing due, the process sleeps (polling every 20 ms woke an idle node 50
+ * times a second).
  */
 const running = new Set<ExpiryLoop>();
 let timer: NodeJS.Timeout | null = null;
 /** When the timer fires (performance.now() ms); Infinity when none is set. */
 let timerAt = Infinity;
+/** Stops the once-a-second look. */
+let stopLooking: (() => void) | null = null;
 
 function checkWithin(ms: number): void {
   if (running.size === 0) return;
@@ -44,16 +49,23 @@ function checkWithin(ms: number): void {
   timer.unref();
 }
 
-function checkAll(): void {
+function clearTimer(): void {
+  if (timer !== null) clearTimeout(timer);
   timer = null;
   timerAt = Infinity;
+}
+
+function checkAll(): void {
+  clearTimer();
   const now = wallNow();
-  let next = EXPIRY_SLEEP_MAX_MS;
+  let next = Infinity;
   for (const loop of running) {
     const due = loop.check(now);
     if (due !== null) next = Math.min(next, Math.max(1, due - now));
   }
-  checkWithin(next);
+  // A deadline farther than a second is seen by the grid's look (which also bounds how late a
+  // deadline is seen if the wall clock jumps).
+  if (next < EXPIRY_SLEEP_MAX_MS) checkWithin(next);
 }
 
 /** Entries were applied in some group of this process: a deadline may have appeared. */
@@ -72,15 +84,16 @@ export class ExpiryLoop {
 
   start(): void {
     running.add(this);
+    stopLooking ??= everyOnGrid(EXPIRY_SLEEP_MAX_MS, checkAll);
     checkWithin(EXPIRY_CHECK_MS);
   }
 
   stop(): void {
     running.delete(this);
-    if (running.size === 0 && timer !== null) {
-      clearTimeout(timer);
-      timer = null;
-      timerAt = Infinity;
+    if (running.size === 0) {
+      clearTimer();
+      stopLooking?.();
+      stopLooking = null;
     }
   }
 

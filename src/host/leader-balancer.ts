@@ -1,3 +1,4 @@
+import { everyOnGrid } from "./grid.ts";
 import type { PeerLinks } from "../transport/peer-links.ts";
 import type { Logger } from "./logger.ts";
 import type { RaftGroup } from "./raft-group.ts";
@@ -21,7 +22,7 @@ export interface Preferred {
  */
 export class LeaderBalancer {
   readonly #leaderSince = new Map<number, number>();
-  #timer: NodeJS.Timeout | null = null;
+  #stop: (() => void) | null = null;
 
   constructor(
     readonly what: string,
@@ -32,12 +33,11 @@ export class LeaderBalancer {
   ) {}
 
   start(): void {
-    this.#timer = setInterval(() => this.#balance(), BALANCE_EVERY_MS);
-    this.#timer.unref();
+    this.#stop = everyOnGrid(BALANCE_EVERY_MS, () => this.#balance());
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#stop?.();
   }
 
   #balance(): void {

@@ -7,6 +7,7 @@ import type { Logger } from "./logger.ts";
 import type { NodeMetrics } from "./metrics.ts";
 import { parseRaftBatch } from "./raft-codec.ts";
 import { RaftGroup } from "./raft-group.ts";
+import { everyOnGrid, msToGrid } from "./grid.ts";
 
 /** Length of one Raft tick; election and heartbeat timeouts are whole numbers of ticks. */
 export const TICK_MS = 10;
@@ -37,7 +38,10 @@ export class RaftHost {
   readonly #groups = new Map<GroupId, RaftGroup>();
   /** Groups retired in this process: the WAL's state as replayed at open is stale for them. */
   readonly #retired = new Set<GroupId>();
+  /** The fast ticks' interval, or (slow) the timeout of a peer's liveness deadline before the next beat. */
   #ticker: NodeJS.Timeout | null = null;
+  /** Stops the slow ticks, which run on the shared grid (see #arm). */
+  #stopGrid: (() => void) | null = null;
   /** Whether the ticker runs slow: every group here is quiet (see #arm). */
   #slow = false;
   #closed = false;
@@ -196,6 +200,7 @@ export class RaftHost {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#ticker) clearTimeout(this.#ticker);
+    this.#stopGrid?.();
     await Promise.all([...this.#groups.values()].map((g) => g.stop()));
     await this.wal.close();
   }
@@ -230,25 +235,34 @@ export class RaftHost {
 
   /**
    * Ticks every TICK_MS while some group here is awake. Once all are quiet, nothing counts ticks:
-   * the next tick is due when a liveness beat is (one heartbeat interval) or when a live peer
-   * would stop being live, whichever comes first, so a dead peer is noticed exactly as early. A
-   * group woken meanwhile (a message, a proposal) gets the fast ticks back at that next tick:
-   * nothing it does in between needs them (it just heard from its leader, or it leads and its
-   * next heartbeat is an interval away anyway).
+   * the next tick is due when a liveness beat is (one heartbeat interval, on the shared grid so
+   * it runs in the same turn as the node's other periodic work, and in phase with the peers'
+   * beats) or when a live peer would stop being live, whichever comes first, so a dead peer is
+   * noticed exactly as early. A group woken meanwhile (a message, a proposal) gets the fast ticks
+   * back at that next tick: nothing it does in between needs them (it just heard from its
+   * leader, or it leads and its next heartbeat is an interval away anyway).
    */
   #arm(slow: boolean): void {
     if (this.#closed) return;
     if (slow) {
-      let next = this.#now + this.#o.heartbeatIntervalMs;
+      if (this.#ticker) clearTimeout(this.#ticker);
+      this.#ticker = null;
+      this.#stopGrid ??= everyOnGrid(this.#o.heartbeatIntervalMs, () => this.#tick());
+      const beatAt = this.#now + msToGrid(this.#o.heartbeatIntervalMs, this.#now);
+      let next = Infinity;
       for (const id of this.#peers) {
         const deadline = this.#liveUntil(id);
-        if (deadline > this.#now && deadline < next) next = deadline;
+        if (deadline > this.#now && deadline < beatAt) next = Math.min(next, deadline);
       }
-      if (this.#ticker) clearTimeout(this.#ticker);
-      this.#ticker = setTimeout(() => this.#tick(), Math.max(1, Math.ceil(next - this.#now)));
-    } else if (this.#slow || this.#ticker === null) {
-      // (After a slow tick its timeout has fired: nothing to clear.)
-      this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+      if (next !== Infinity) this.#ticker = setTimeout(() => this.#tick(), Math.max(1, Math.ceil(next - this.#now)));
+    } else {
+      this.#stopGrid?.();
+      this.#stopGrid = null;
+      if (this.#slow || this.#ticker === null) {
+        // (A slow tick may leave a liveness timeout set.)
+        if (this.#ticker) clearTimeout(this.#ticker);
+        this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+      }
     }
     this.#slow = slow;
   }

@@ -1,3 +1,4 @@
+import { everyOnGrid } from "../../host/grid.ts";
 import { monoNow } from "./lease.ts";
 import { LineStore, type EvictionPolicy, type Line } from "./machine/index.ts";
 import type { ReadGrant } from "./home.ts";
@@ -44,7 +45,7 @@ export class CacheHolder {
   readonly #o: CacheHolderOptions;
   readonly lines: LineStore;
   readonly #pending = new Map<string, PendingMiss>();
-  #renewTimer: NodeJS.Timeout | null = null;
+  #stopRenewing: (() => void) | null = null;
   #renewing = false;
 
   constructor(o: CacheHolderOptions) {
@@ -53,12 +54,11 @@ export class CacheHolder {
   }
 
   start(): void {
-    this.#renewTimer = setInterval(() => void this.#renewSoon(), Math.max(10, Math.floor(this.#o.leaseMs / 4)));
-    this.#renewTimer.unref();
+    this.#stopRenewing = everyOnGrid(Math.max(10, Math.floor(this.#o.leaseMs / 4)), () => void this.#renewSoon());
   }
 
   stop(): void {
-    if (this.#renewTimer) clearInterval(this.#renewTimer);
+    this.#stopRenewing?.();
   }
 
   /** The live copy of `key`, counted as a use; expired copies are dropped. */

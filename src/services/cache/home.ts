@@ -1,3 +1,4 @@
+import { everyOnGrid } from "../../host/grid.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CacheHomeUnavailableError, DsyncError, ErrorCode, Op } from "../../../protocol/index.ts";
 import type { Logger } from "../../host/logger.ts";
@@ -67,7 +68,7 @@ export class CacheHome {
   readonly #barriers = new Map<number, Promise<void>>();
   #flushTimer: NodeJS.Timeout | null = null;
   #flushing = false;
-  #purgeTimer: NodeJS.Timeout | null = null;
+  #stopPurging: (() => void) | null = null;
   /** Versions Redis confirmed, waiting to be recorded in their partition's log. */
   readonly #stored = new Map<number, [string, number][]>();
   /** Write-back: what this node held when a term of leading a partition ended, for the next home ("partition:term"). */
@@ -78,12 +79,11 @@ export class CacheHome {
   }
 
   start(): void {
-    this.#purgeTimer = setInterval(() => this.#purge(), PURGE_EVERY_MS);
-    this.#purgeTimer.unref();
+    this.#stopPurging = everyOnGrid(PURGE_EVERY_MS, () => this.#purge());
   }
 
   stop(): void {
-    if (this.#purgeTimer) clearInterval(this.#purgeTimer);
+    this.#stopPurging?.();
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
   }

@@ -1,3 +1,4 @@
+import { everyOnGrid } from "../../host/grid.ts";
 import { Op } from "../../../protocol/index.ts";
 import { ConfChangeType, inConf } from "../../raft/index.ts";
 import type { Logger } from "../../host/logger.ts";
@@ -47,7 +48,7 @@ export interface MemberCheckReply {
  * once it is leaving and holds nothing.
  */
 export class NodeLifecycle {
-  #timer: NodeJS.Timeout | null = null;
+  #stop: (() => void) | null = null;
   #busy = false;
   /** When each node was last seen connected (from this node, while it led group 0). */
   readonly #seen = new Map<string, number>();
@@ -64,12 +65,11 @@ export class NodeLifecycle {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.#tick(), CHECK_EVERY_MS);
-    this.#timer.unref();
+    this.#stop = everyOnGrid(CHECK_EVERY_MS, () => void this.#tick());
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#stop?.();
   }
 
   async #tick(): Promise<void> {

@@ -1,3 +1,4 @@
+import { everyOnGrid } from "../../host/grid.ts";
 import { ConfChangeType, inConf } from "../../raft/index.ts";
 import type { Logger } from "../../host/logger.ts";
 import type { Proposer } from "../../host/proposer.ts";
@@ -33,7 +34,7 @@ const CHANGE_TIMEOUT_MS = 10_000;
  * the partition has its new replica and has dropped the old one (as this node's replicas see it).
  */
 export class MoveDriver {
-  #timer: NodeJS.Timeout | null = null;
+  #stop: (() => void) | null = null;
   #busy = false;
   readonly #lastProgress = new Map<number, number>();
 
@@ -49,12 +50,11 @@ export class MoveDriver {
   ) {}
 
   start(): void {
-    this.#timer = setInterval(() => void this.#tick(), STEP_EVERY_MS);
-    this.#timer.unref();
+    this.#stop = everyOnGrid(STEP_EVERY_MS, () => void this.#tick());
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#stop?.();
   }
 
   async #tick(): Promise<void> {

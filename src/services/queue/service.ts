@@ -1,3 +1,4 @@
+import { everyOnGrid } from "../../host/grid.ts";
 import { randomBytes } from "node:crypto";
 import {
   DsyncError,
@@ -111,7 +112,7 @@ export class QueueService implements Service {
   readonly #bootId = randomBytes(4).toString("hex");
   #connSeq = 0;
   #subSeq = 0;
-  #safety: NodeJS.Timeout | null = null;
+  #stopSafety: (() => void) | null = null;
 
   constructor(
     readonly partitions: QueuePartitions,
@@ -142,10 +143,9 @@ export class QueueService implements Service {
   start(): void {
     this.partitions.startBalancer();
     this.space?.start();
-    this.#safety = setInterval(() => {
+    this.#stopSafety = everyOnGrid(PUMP_SAFETY_MS, () => {
       for (const s of this.#subs.values()) void this.#pump(s);
-    }, PUMP_SAFETY_MS);
-    this.#safety.unref();
+    });
   }
 
   /** A replica opened here: starts its leader-side expiry (a no-op while this node follows). */
@@ -179,7 +179,7 @@ export class QueueService implements Service {
     this.partitions.stop();
     this.space?.stop();
     for (const l of this.#expiry.values()) l.stop();
-    if (this.#safety) clearInterval(this.#safety);
+    this.#stopSafety?.();
   }
 
   refreshGauges(): void {

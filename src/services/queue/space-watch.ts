@@ -1,3 +1,4 @@
+import { everyOnGrid } from "../../host/grid.ts";
 import { Gauge, type Registry } from "prom-client";
 import { DsyncError, ErrorCode } from "../../../protocol/index.ts";
 import type { Logger } from "../../host/logger.ts";
@@ -29,7 +30,7 @@ export interface SpaceWatchOptions {
  * operator (or the consumers) can free space; the alarm clears below 90% of the budget.
  */
 export class SpaceWatch {
-  #timer: NodeJS.Timeout | null = null;
+  #stop: (() => void) | null = null;
   #busy = false;
   readonly #bytes: Gauge;
   readonly #alarm: Gauge;
@@ -42,12 +43,11 @@ export class SpaceWatch {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.#check(), CHECK_EVERY_MS);
-    this.#timer.unref();
+    this.#stop = everyOnGrid(CHECK_EVERY_MS, () => void this.#check());
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#stop?.();
   }
 
   refreshGauges(): void {
