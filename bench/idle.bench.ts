@@ -1,6 +1,7 @@
 /**
  * Idle cost: a 3-node dsync cluster with its default partitions and no client, beside a 3-member
- * etcd cluster, both fsync on. After a settling period, each process's CPU time (from
+ * etcd cluster, both fsync on, and beside the floor under both: three bare Node processes that only
+ * send each other a small frame every 50 ms (bench/lib/beat-floor.ts). After a settling period, each process's CPU time (from
  * /proc/<pid>/stat) is sampled over a window and reported as % of one core, with its RSS.
  * Then dsync's loaded memory: `--fill-mib` MiB of queue payload (256 KiB messages, over 12
  * queues so every partition gets some) is enqueued and left unconsumed, and each node's RSS is
@@ -14,6 +15,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DsyncClient } from "../src/client/client.ts";
 import { QueueClient } from "../src/client/queues.ts";
+import { startBeatFloor } from "./lib/beat-floor.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { EtcdCluster, etcdAvailable, etcdVersion } from "./lib/etcd-cluster.ts";
 import { exitIfInterrupted, fsyncProbe, loadavg, machineLine, machineMeta, printReport } from "./lib/machine.ts";
@@ -113,6 +115,14 @@ try {
 } finally {
   await dsync.destroy();
 }
+// The floor: what three bare Node processes pay to beat each other at dsync's default interval.
+const FLOOR_INTERVAL_MS = 50;
+const floor = await startBeatFloor(FLOOR_INTERVAL_MS);
+try {
+  rows.push(...(await measure(`node beat floor (${FLOOR_INTERVAL_MS} ms)`, floor.pids)));
+} finally {
+  await floor.stop();
+}
 let etcdNote = "";
 if (etcdAvailable()) {
   const etcd = await EtcdCluster.start(3);
@@ -136,7 +146,8 @@ report += markdownTable(
 );
 const per = (sys: string): number[] => rows.filter((r) => r.system.startsWith(sys)).map((r) => r.cpuPercent);
 const worst = Math.max(...per("dsync"));
-report += `\n\ndsync: the busiest node used ${fmt(worst, 2)}% of a core (target: ≤ 1% per node)\n\n`;
+const floorWorst = Math.max(...per("node beat floor"));
+report += `\n\ndsync: the busiest node used ${fmt(worst, 2)}% of a core (target: ≤ 1% per node); three bare Node processes that only beat each other every ${FLOOR_INTERVAL_MS} ms used up to ${fmt(floorWorst, 2)}%\n\n`;
 if (loaded.length > 0) {
   const payloadMiB = (Math.ceil((fillMiB * 1024 * 1024) / MESSAGE_BYTES) * MESSAGE_BYTES) / (1024 * 1024);
   report += `## dsync with ${fmt(payloadMiB, 0)} MiB of unconsumed queue payload (256 KiB messages; each node stores all of it)\n\n`;
