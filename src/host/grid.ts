@@ -32,8 +32,11 @@ export function msToGrid(periodMs: number, now: number = performance.now()): num
   return periodMs - ((performance.timeOrigin + now) % periodMs);
 }
 
-/** The next grid instant of `periodMs` (process clock) at least SLACK_MS after `now`. */
-function nextInstant(periodMs: number, now: number): number {
+/**
+ * The next grid instant of `periodMs` (process clock) at least SLACK_MS after `now`: when a job of
+ * that period registered or run at `now` fires next.
+ */
+export function nextGridInstant(periodMs: number, now: number): number {
   let d = msToGrid(periodMs, now);
   if (d < SLACK_MS) d += periodMs;
   return now + d;
@@ -45,7 +48,7 @@ function nextInstant(periodMs: number, now: number): number {
  */
 export function everyOnGrid(periodMs: number, fn: () => void): () => void {
   if (!(periodMs > 0)) throw new RangeError(`grid period must be > 0 ms (got ${periodMs})`);
-  const job: Job = { periodMs, fn, at: nextInstant(periodMs, performance.now()) };
+  const job: Job = { periodMs, fn, at: nextGridInstant(periodMs, performance.now()) };
   jobs.add(job);
   arm();
   return () => {
@@ -75,7 +78,7 @@ function fire(): void {
   const due: Job[] = [];
   for (const j of jobs) {
     if (j.at > now + SLACK_MS) continue;
-    j.at = nextInstant(j.periodMs, now);
+    j.at = nextGridInstant(j.periodMs, now);
     due.push(j);
   }
   arm();

@@ -7,7 +7,7 @@ import type { Logger } from "./logger.ts";
 import type { NodeMetrics } from "./metrics.ts";
 import { parseRaftBatch } from "./raft-codec.ts";
 import { RaftGroup } from "./raft-group.ts";
-import { everyOnGrid, msToGrid } from "./grid.ts";
+import { everyOnGrid, nextGridInstant } from "./grid.ts";
 
 /** Length of one Raft tick; election and heartbeat timeouts are whole numbers of ticks. */
 export const TICK_MS = 10;
@@ -248,7 +248,8 @@ export class RaftHost {
       if (this.#ticker) clearTimeout(this.#ticker);
       this.#ticker = null;
       this.#stopGrid ??= everyOnGrid(this.#o.heartbeatIntervalMs, () => this.#tick());
-      const beatAt = this.#now + msToGrid(this.#o.heartbeatIntervalMs, this.#now);
+      // The grid's own rule for the next beat (a deadline before it gets a timeout of its own).
+      const beatAt = nextGridInstant(this.#o.heartbeatIntervalMs, this.#now);
       let next = Infinity;
       for (const id of this.#peers) {
         const deadline = this.#liveUntil(id);
