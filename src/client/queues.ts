@@ -115,6 +115,11 @@ export class QueueClient {
     this.#routeToLeader = opts.routeToLeader ?? true;
   }
 
+  /** Whether requests (and subscriptions) go to the queue's partition leader. */
+  get routeToLeader(): boolean {
+    return this.#routeToLeader;
+  }
+
   /** The connection requests for `queue` go to. */
   clientFor(queue: string): DsyncClient {
     const addr = this.#routes.get(queue);
@@ -318,19 +323,36 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
 
   async #subscribe(): Promise<void> {
     for (let hop = 0; ; hop++) {
+      let r: QueueSubscribeReply;
       try {
-        const r = (await this.#client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as QueueSubscribeReply;
-        this.#id = r.subscriptionId;
-        return;
+        r = (await this.#client.call(Op.QUEUE_SUBSCRIBE, { queue: this.queue, prefetch: this.opts.prefetch, visibilityMs: this.opts.visibilityMs }, { idempotent: true })) as QueueSubscribeReply;
       } catch (err) {
         if (!(err instanceof MovedError) || err.leaderAddr === null || hop >= MOVED_HOPS_MAX) throw err;
         // Deliveries come from a node holding the partition: move this subscription's connection there.
-        this.#detach();
-        this.#client = this.queues.client.sibling(err.leaderAddr);
-        this.#client.moveTo(err.leaderAddr);
-        this.#attach();
+        this.#move(err.leaderAddr);
+        continue;
       }
+      this.#id = r.subscriptionId;
+      const leaderAddr = r.leaderAddr ?? null;
+      if (!this.queues.routeToLeader || leaderAddr === null || leaderAddr === this.#client.connectedTo || hop >= MOVED_HOPS_MAX) return;
+      // Subscribed on a node that does not lead the partition (say, after a failover): the leader
+      // serves deliveries without a forwarding hop. Deliveries that came first are handled as usual
+      // (the node sends them before its unsubscribe reply).
+      try {
+        await this.#client.call(Op.QUEUE_UNSUBSCRIBE, { subscriptionId: r.subscriptionId }, { idempotent: true });
+      } catch {
+        return; // still subscribed here, which works (a hop more); a dropped connection resubscribes
+      }
+      this.#move(leaderAddr);
     }
+  }
+
+  /** Moves this subscription's connection to the node at `addr`. */
+  #move(addr: string): void {
+    this.#detach();
+    this.#client = this.queues.client.sibling(addr);
+    this.#client.moveTo(addr);
+    this.#attach();
   }
 
   /**
@@ -359,9 +381,12 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
 
   #deliver(env: Envelope): void {
     if (env.type === Op.QUEUE_SUBSCRIPTION_ENDED) {
-      // The partition moved off that node: subscribe again (a redirect leads to a node holding it).
-      const ended = (env.body as { subscriptionId?: unknown } | null)?.subscriptionId;
-      if (ended === this.#id && !this.#closed) void this.#resubscribe();
+      // The partition or its leadership moved off that node: subscribe again, at the leader it
+      // names when there is one (otherwise a redirect leads to a node holding the partition).
+      const ended = env.body as { subscriptionId?: unknown; leaderAddr?: unknown } | null;
+      if (ended?.subscriptionId !== this.#id || this.#closed) return;
+      if (this.queues.routeToLeader && typeof ended.leaderAddr === "string" && ended.leaderAddr !== this.#client.connectedTo) this.#move(ended.leaderAddr);
+      void this.#resubscribe();
       return;
     }
     if (env.type !== Op.QUEUE_DELIVERY || this.#id === null) return;

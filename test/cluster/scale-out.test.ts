@@ -76,7 +76,7 @@ test("scale out - 6 nodes, 3 replicas per partition, leaders spread; a 7th node 
   const cluster = await TestCluster.create(6);
   const admin = new DsyncClient({ nodes: cluster.clientAddrs.slice(1), requestTimeoutMs: 10_000, maxAttempts: 20 });
   const dir = await mkdtemp(path.join(os.tmpdir(), "dsync-scale-"));
-  const load = new QueueWorkload({ producers: 3, consumers: 3, queues: 8, sendAttempts: 5 });
+  const load = new QueueWorkload({ producers: 3, consumers: 3, subscribers: 2, queues: 8, sendAttempts: 5 });
   const monitor = new ShardMonitor(admin);
   try {
     await waitFor(async () => (await shardsOf(admin)).partitions.every((p) => p.leader !== null && p.state === "ok"), "every partition to have a leader", 90_000);

@@ -85,8 +85,15 @@ interface Subscription {
   /** Receipts delivered and not yet acked or nacked, with when their visibility ends (local clock). */
   readonly outstanding: Map<string, number>;
   busy: boolean;
+  /** Ending: no new consume starts; it closes once the one in flight has been delivered. */
+  ending: boolean;
+  /** Called when the pump goes idle (an ending subscription waits for it). */
+  readonly onIdle: (() => void)[];
   closed: boolean;
 }
+
+/** Why a node ended a subscription (QUEUE_SUBSCRIPTION_ENDED): the partition or its leadership moved. */
+type EndReason = "moved" | "leader-moved";
 
 /**
  * The queue service's node side. Requests name a queue; the queue's partition (a Raft group)
@@ -168,11 +175,20 @@ export class QueueService implements Service {
   onPartitionClose(part: Partition): void {
     this.#expiry.get(part.partition)?.stop();
     this.#expiry.delete(part.partition);
-    for (const s of [...this.#subs.values()]) {
-      if (s.part !== part) continue;
-      this.#closeSub(s);
-      s.conn.send({ type: Op.QUEUE_SUBSCRIPTION_ENDED, id: 0, body: { subscriptionId: s.id, queue: s.queue, reason: "moved" } });
-    }
+    for (const s of [...this.#subs.values()]) if (s.part === part) void this.#endSub(s, "moved");
+  }
+
+  /**
+   * Subscriptions follow their partition's leader: once another node is known to lead it, those
+   * held here end with a leader-moved push naming it. Deliveries from here would cost a forwarding
+   * hop per consume, and a consume could never share the log entry of the enqueue that fills it.
+   */
+  onRoleChange(group: number, leader: boolean): void {
+    if (leader) return;
+    const part = this.partitions.all().find((p) => p.group.group === group);
+    const now = part?.group.leader ?? null;
+    if (part === undefined || now === null || now === this.nodeId) return;
+    for (const s of [...this.#subs.values()]) if (s.part === part) void this.#endSub(s, "leader-moved");
   }
 
   stop(): void {
@@ -195,7 +211,9 @@ export class QueueService implements Service {
       const messages = f.messages.map((m, i) => enqueueMessage(m, i));
       const part = this.partitions.partitionFor(queue);
       this.space?.checkWrite("QUEUE_ENQUEUE");
-      const r = ok(await this.#submit(part, { op: "enqueue", queue, messages }), "enqueued");
+      const pending = this.#submit(part, { op: "enqueue", queue, messages });
+      if (messages.some((m) => !m.delayMs)) this.#joinEnqueue(part, queue);
+      const r = ok(await pending, "enqueued");
       this.#metrics.enqueued(queue, r.ids.length - r.duplicates.filter(Boolean).length);
       return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates, ...this.#leaderHint(part) };
     });
@@ -251,7 +269,7 @@ export class QueueService implements Service {
       const visibilityMs = int(f, "visibilityMs", "QUEUE_SUBSCRIBE", { optional: true, min: 1, max: DELIVERY_VISIBILITY_MS_MAX }) ?? null;
       const part = this.partitions.partitionFor(queue);
       const consumer = this.#consumer(ctx, part);
-      const sub: Subscription = { id: ++this.#subSeq, conn: ctx.conn, consumer, queue, part, prefetch, visibilityMs, outstanding: new Map(), busy: false, closed: false };
+      const sub: Subscription = { id: ++this.#subSeq, conn: ctx.conn, consumer, queue, part, prefetch, visibilityMs, outstanding: new Map(), busy: false, ending: false, onIdle: [], closed: false };
       this.#subs.set(sub.id, sub);
       consumer.subscriptions.add(sub);
       let set = this.#subsByQueue.get(queue);
@@ -261,11 +279,12 @@ export class QueueService implements Service {
       setImmediate(() => void this.#pump(sub));
       return { subscriptionId: sub.id, queue, prefetch, partition: part.partition, ...this.#leaderHint(part) };
     });
-    router.register(Op.QUEUE_UNSUBSCRIBE, (body): QueueUnsubscribeReply => {
+    router.register(Op.QUEUE_UNSUBSCRIBE, async (body): Promise<QueueUnsubscribeReply> => {
       const f = asFields(body, "QUEUE_UNSUBSCRIBE");
       const id = int(f, "subscriptionId", "QUEUE_UNSUBSCRIBE", { min: 1 });
       const sub = this.#subs.get(id);
-      if (sub) this.#closeSub(sub);
+      // Messages of a consume in flight reach the client before this reply, not after it.
+      if (sub) await this.#endSub(sub, null);
       return { subscriptionId: id, closed: sub !== undefined };
     });
     router.register(Op.QUEUE_STATS, async (body): Promise<QueueStatsReply> => {
@@ -448,6 +467,19 @@ export class QueueService implements Service {
     }
   }
 
+  /**
+   * Ends a subscription once its consume in flight (if any) has been delivered, so no message
+   * is left in flight to a subscription the client no longer has. `reason` null: no push (the
+   * client asked).
+   */
+  async #endSub(s: Subscription, reason: EndReason | null): Promise<void> {
+    s.ending = true;
+    if (s.busy) await new Promise<void>((r) => s.onIdle.push(r));
+    if (s.closed) return;
+    this.#closeSub(s);
+    if (reason !== null) s.conn.send({ type: Op.QUEUE_SUBSCRIPTION_ENDED, id: 0, body: { subscriptionId: s.id, queue: s.queue, reason, ...this.#leaderHint(s.part) } });
+  }
+
   #closeSub(s: Subscription): void {
     s.closed = true;
     this.#subs.delete(s.id);
@@ -470,15 +502,38 @@ export class QueueService implements Service {
     for (const s of touched) void this.#pump(s);
   }
 
-  /** Delivers to a subscription while it has credit and the queue has visible messages. */
-  async #pump(s: Subscription): Promise<void> {
-    if (s.busy || s.closed) return;
+  /**
+   * Consumers waiting on `queue` here put their consume into the log entry of the enqueue just
+   * submitted: the message meets a waiting consumer in one commit instead of two in a row. Long
+   * polls are woken (their consume is submitted in a microtask, before the batch flushes) and idle
+   * subscriptions of the partition pumped at once.
+   */
+  #joinEnqueue(part: Partition, queue: string): void {
+    const ws = this.#waiters.get(queue);
+    if (ws) {
+      this.#waiters.delete(queue);
+      for (const w of ws) w();
+    }
+    const subs = this.#subsByQueue.get(queue);
+    if (subs) for (const s of subs) if (s.part === part) void this.#pump(s, true);
+  }
+
+  /**
+   * Delivers to a subscription while it has credit and the queue has visible messages. `joined`:
+   * an enqueue of its queue is in this turn's batch, so the first consume goes without looking.
+   */
+  async #pump(s: Subscription, joined = false): Promise<void> {
+    if (s.busy || s.closed || s.ending) return;
     s.busy = true;
     try {
-      while (!s.closed && !s.conn.isClosed) {
+      for (let first = true; !s.closed && !s.ending && !s.conn.isClosed; first = false) {
         this.#forgetExpired(s);
         const credit = s.prefetch - s.outstanding.size;
         if (credit <= 0) return;
+        // Nothing visible in this replica: no consume is proposed (an empty one costs a commit).
+        // Whatever makes a message visible is an entry whose apply pumps again (onEvent); a
+        // snapshot installed here is caught by the safety net.
+        if (!(first && joined) && !s.part.machine.hasVisible(s.queue)) return;
         const gen = this.#gen.get(s.queue) ?? 0;
         const r = ok(await this.#submit(s.part, { op: "consume", queue: s.queue, consumerId: s.consumer.id, max: credit, visibilityMs: s.visibilityMs }), "messages");
         if (r.messages.length > 0) {
@@ -503,6 +558,7 @@ export class QueueService implements Service {
       this.log.debug({ subscription: s.id, queue: s.queue, err: (err as Error).message }, "subscription delivery failed; retrying");
     } finally {
       s.busy = false;
+      for (const r of s.onIdle.splice(0)) r();
     }
   }
 

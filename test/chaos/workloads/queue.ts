@@ -1,11 +1,13 @@
 /**
  * Queues: producers enqueue numbered messages (each with a dedupId, resent after an unknown
  * outcome), consumers long-poll and ack (now and then they leave one unacked, so visibility
- * timeouts redeliver it); after the heal a final drain takes what is left. Checked: no
+ * timeouts redeliver it), subscribers take pushed deliveries (now and then a handler fails, so the
+ * message is nacked and retried; a subscription follows its partition's leader); after the heal a
+ * final drain takes what is left. Checked: no
  * acknowledged enqueue lost, no phantom, FIFO first deliveries, no redelivery after a confirmed
  * ack, duplicates counted.
  */
-import { QueueClient, type DsyncClient } from "../../../src/client/index.ts";
+import { QueueClient, type DsyncClient, type Subscription } from "../../../src/client/index.ts";
 import { checkQueue, formatQueue, type AckRecord, type DeliveryRecord, type EnqueueRecord } from "../checkers/queue.ts";
 import { outcomeOf, type Outcome } from "../history.ts";
 import { loop, nodeClient, sleep, type CheckReport, type Workload, type WorkloadContext } from "./workload.ts";
@@ -15,6 +17,8 @@ const text = new TextDecoder();
 export interface QueueWorkloadOptions {
   readonly producers: number;
   readonly consumers: number;
+  /** Push subscriptions, spread over the queues. */
+  readonly subscribers: number;
   readonly queues: number;
   /** Attempts per message before it is recorded with its last outcome. */
   readonly sendAttempts: number;
@@ -106,6 +110,36 @@ export class QueueWorkload implements Workload {
         ),
       );
     }
+    for (let s = 0; s < this.o.subscribers; s++) {
+      const q = this.#client(ctx, this.o.consumers + 1 + s, `queue-subscriber-${s}`);
+      this.#loops.push(this.#subscriber(q, queues[s % queues.length]!, `s${s}`, ctx.rng.fork()));
+    }
+  }
+
+  /**
+   * A push subscription held until the workload stops. Its deliveries count from when it was
+   * first asked for (the consume behind a push is made by the node, at a time the client does not
+   * see), and its acks, sent by the subscription itself, are not recorded.
+   */
+  async #subscriber(q: QueueClient, queue: string, consumer: string, rng: WorkloadContext["rng"]): Promise<void> {
+    const sinceMs = performance.now();
+    let sub: Subscription | null = null;
+    while (!this.#stopped && sub === null) {
+      try {
+        sub = await q.subscribe(queue, { prefetch: 8, visibilityMs: 3000 }, (m) => {
+          this.#deliveries.push({ queue, consumer, body: text.decode(m.payload), deliveryCount: m.deliveryCount, consumeInvokeMs: sinceMs, receivedMs: performance.now() });
+          this.#count("ok");
+          // Now and then a handler fails: the message is nacked and comes back after its backoff.
+          if (rng.float() < 0.05) throw new Error("chaos: the handler failed");
+        });
+        sub.on("error", () => {}); // failed acks and nacks: visibility timeouts bring those messages back
+      } catch (err) {
+        this.#count(outcomeOf(err));
+        await sleep(200);
+      }
+    }
+    while (!this.#stopped) await sleep(100);
+    await sub?.close().catch(() => {});
   }
 
   /** One consume and the acks of what it got; returns how many messages came. */
@@ -203,5 +237,5 @@ export class QueueWorkload implements Workload {
 }
 
 export function queueWorkload(): QueueWorkload {
-  return new QueueWorkload({ producers: 3, consumers: 3, queues: 2, sendAttempts: 5 });
+  return new QueueWorkload({ producers: 3, consumers: 3, subscribers: 2, queues: 2, sendAttempts: 5 });
 }

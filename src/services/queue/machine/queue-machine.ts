@@ -163,6 +163,16 @@ export class QueueMachine implements StateMachine {
     return [...this.#st.dlqs.keys()].sort();
   }
 
+  /**
+   * Whether a consume applied now would find a message of `queue`: one is ready and visible by the
+   * partition clock. A message whose delay ends later is not counted: its wake-up applies as an
+   * entry and raises a `visible` event then.
+   */
+  hasVisible(queue: string): boolean {
+    const m = this.#st.queues.get(queue)?.ready.peek();
+    return m !== undefined && m.visibleAt <= this.#st.clock;
+  }
+
   stats(queue: string): QueueStats {
     return statsOf(this.#st.queues.get(queue));
   }

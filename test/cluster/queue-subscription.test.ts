@@ -1,0 +1,118 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DsyncClient } from "../../src/client/client.ts";
+import { QueueClient } from "../../src/client/queues.ts";
+import { TestCluster, waitFor } from "../helpers/daemon.ts";
+
+const text = (b: Uint8Array): string => Buffer.from(b).toString();
+
+function clientFor(nodes: string[]): DsyncClient {
+  return new DsyncClient({ nodes, preferLeader: false, requestTimeoutMs: 3000, maxAttempts: 30, backoff: { baseMs: 50, maxMs: 500, factor: 2 } });
+}
+
+/** Queue log entries proposed (or forwarded) and the commands they carried, summed over the nodes. */
+async function queueEntries(cluster: TestCluster): Promise<{ entries: number; commands: number }> {
+  let entries = 0;
+  let commands = 0;
+  for (const n of cluster.nodes) {
+    const t = await (await fetch(`${n.httpUrl}/metrics`)).text();
+    entries += Number(/^dsync_queue_log_entries_total(?:\{[^}]*\})? (\S+)$/m.exec(t)?.[1] ?? "0");
+    commands += Number(/^dsync_queue_commands_total(?:\{[^}]*\})? (\S+)$/m.exec(t)?.[1] ?? "0");
+  }
+  return { entries, commands };
+}
+
+/** The partition's leader once it has stayed the same for `quietMs` (the leader balancer is done). */
+async function settledLeader(q: QueueClient, queue: string, quietMs = 1500): Promise<string> {
+  let last: string | null = null;
+  let since = Date.now();
+  return waitFor(
+    async () => {
+      const leader = (await q.stats(queue).catch(() => null))?.leader ?? null;
+      if (leader !== last) [last, since] = [leader, Date.now()];
+      return leader !== null && Date.now() - since >= quietMs ? leader : null;
+    },
+    `${queue}'s partition leader to settle`,
+    30_000,
+    100,
+  );
+}
+
+test("queue cluster - a message meets a waiting subscription in the enqueue's own log entry; an idle subscription proposes nothing", { timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.create(3);
+  const client = clientFor(cluster.clientAddrs);
+  const q = new QueueClient(client);
+  try {
+    const Q = "join";
+    await settledLeader(q, Q);
+    const got: string[] = [];
+    const sub = await q.subscribe(Q, { prefetch: 8 }, (m) => {
+      got.push(text(m.payload));
+    });
+    await q.enqueue(Q, "warm-up");
+    await waitFor(async () => (await q.stats(Q)).stats.acked === 1, "the warm-up message acked");
+    assert.equal(sub.client.connectedTo, q.clientFor(Q).connectedTo, "the subscription and the producer are on the partition leader");
+
+    const idle = await queueEntries(cluster);
+    await new Promise((r) => setTimeout(r, 1600)); // three turns of the pump's 500 ms safety net
+    assert.deepEqual(await queueEntries(cluster), idle, "an idle subscription proposed no empty consume");
+
+    await q.enqueue(Q, "joined");
+    await waitFor(async () => (await q.stats(Q)).stats.acked === 2, "the second message acked");
+    const after = await queueEntries(cluster);
+    // enqueue + consume in one entry, then the ack in its own: 3 commands in 2 entries (3 in 3 before).
+    assert.deepEqual({ entries: after.entries - idle.entries, commands: after.commands - idle.commands }, { entries: 2, commands: 3 });
+    assert.deepEqual(got, ["warm-up", "joined"]);
+    await sub.close();
+  } finally {
+    await client.close();
+    await cluster.destroy();
+  }
+});
+
+test("queue cluster - a subscription follows its partition's leader when leadership moves, and loses nothing", { timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.create(3);
+  const client = clientFor(cluster.clientAddrs);
+  const q = new QueueClient(client);
+  try {
+    const Q = "follow";
+    const first = await settledLeader(q, Q);
+    const got = new Set<string>();
+    const sub = await q.subscribe(Q, { prefetch: 8 }, (m) => {
+      got.add(text(m.payload));
+    });
+    const paused = cluster.nodes.find((n) => n.spec.id === first)!;
+    assert.equal(sub.client.connectedTo, paused.clientAddr, "subscribed at the leader");
+
+    // The leader pauses past the election timeout; another node takes the partition over.
+    const others = cluster.nodes.filter((n) => n !== paused);
+    const watcher = new QueueClient(clientFor(others.map((n) => n.clientAddr)), { routeToLeader: false });
+    await paused.kill("SIGSTOP");
+    let next: string;
+    try {
+      next = await waitFor(async () => {
+        const leader = (await watcher.stats(Q).catch(() => null))?.leader ?? null;
+        return leader !== null && leader !== first ? leader : null;
+      }, "another leader while the first is paused", 30_000, 50);
+    } finally {
+      await paused.kill("SIGCONT");
+    }
+    const nextAddr = cluster.nodes.find((n) => n.spec.id === next)!.clientAddr;
+    // The resumed node learns of the new leader and ends its subscription with a leader-moved push
+    // naming it; the client subscribes there. (The balancer may later hand the partition back.)
+    await waitFor(() => sub.client.connectedTo === nextAddr, `the subscription to move to ${next}`, 30_000, 10);
+
+    const sent = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    for (const m of sent) await q.enqueue(Q, m);
+    await waitFor(() => sent.every((m) => got.has(m)), "every message enqueued after the move delivered", 30_000);
+    await waitFor(async () => {
+      const s = (await q.stats(Q)).stats;
+      return s.acked === 20 && s.depth === 0 && s.inFlight === 0;
+    }, "every message acked, none left in flight", 30_000);
+    await sub.close();
+    await watcher.client.close();
+  } finally {
+    await client.close();
+    await cluster.destroy();
+  }
+});
