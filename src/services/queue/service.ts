@@ -61,9 +61,21 @@ const LIST_PEER_TIMEOUT_MS = 5000;
 
 type Ok<K extends string> = Extract<QueueResult, { ok: true; kind: K }>;
 
+interface Waiter {
+  resolve(r: QueueResult): void;
+  reject(e: Error): void;
+}
+
+/**
+ * One turn's commands for a partition. Consumes go after every other command of the turn, so
+ * they see all the turn's enqueues (and acks) in the same entry: commands of one turn are
+ * concurrent, so any order among them is one the clients could have seen.
+ */
 interface PendingBatch {
   readonly cmds: UnstampedQueueCommand[];
-  readonly waiters: { resolve(r: QueueResult): void; reject(e: Error): void }[];
+  readonly waiters: Waiter[];
+  readonly consumes: UnstampedQueueCommand[];
+  readonly consumeWaiters: Waiter[];
   bytes: number;
 }
 
@@ -385,13 +397,13 @@ export class QueueService implements Service {
     return new Promise((resolve, reject) => {
       const bytes = cmd.op === "enqueue" ? cmd.messages.reduce((n, m) => n + m.payload.length, 0) : 64;
       let b = this.#batches.get(part.partition);
-      if (b && (b.cmds.length >= BATCH_MAX || b.bytes + bytes > BATCH_BYTES_MAX)) {
+      if (b && (b.cmds.length + b.consumes.length >= BATCH_MAX || b.bytes + bytes > BATCH_BYTES_MAX)) {
         this.#batches.delete(part.partition);
         void this.#flush(part, b);
         b = undefined;
       }
       if (!b) {
-        const fresh: PendingBatch = { cmds: [], waiters: [], bytes: 0 };
+        const fresh: PendingBatch = { cmds: [], waiters: [], consumes: [], consumeWaiters: [], bytes: 0 };
         this.#batches.set(part.partition, fresh);
         setImmediate(() => {
           if (this.#batches.get(part.partition) !== fresh) return;
@@ -400,26 +412,29 @@ export class QueueService implements Service {
         });
         b = fresh;
       }
-      b.cmds.push(cmd);
-      b.waiters.push({ resolve, reject });
+      const consume = cmd.op === "consume";
+      (consume ? b.consumes : b.cmds).push(cmd);
+      (consume ? b.consumeWaiters : b.waiters).push({ resolve, reject });
       b.bytes += bytes;
     });
   }
 
   async #flush(part: Partition, b: PendingBatch): Promise<void> {
-    this.#metrics.entry(b.cmds.length);
+    const cmds = [...b.cmds, ...b.consumes];
+    const waiters = [...b.waiters, ...b.consumeWaiters];
+    this.#metrics.entry(cmds.length);
     try {
-      const single = b.cmds.length === 1;
-      const r = await this.#proposeRetrying(part, single ? b.cmds[0]! : { op: "batch", cmds: b.cmds });
-      if (single) return b.waiters[0]!.resolve(r);
-      if (!r.ok || r.kind !== "batch" || r.results.length !== b.waiters.length) {
+      const single = cmds.length === 1;
+      const r = await this.#proposeRetrying(part, single ? cmds[0]! : { op: "batch", cmds });
+      if (single) return waiters[0]!.resolve(r);
+      if (!r.ok || r.kind !== "batch" || r.results.length !== waiters.length) {
         const err = new DsyncError(ErrorCode.INTERNAL, `queue partition ${part.partition} answered a batch with ${JSON.stringify(r).slice(0, 200)}`);
-        for (const w of b.waiters) w.reject(err);
+        for (const w of waiters) w.reject(err);
         return;
       }
-      b.waiters.forEach((w, i) => w.resolve(r.results[i]!));
+      waiters.forEach((w, i) => w.resolve(r.results[i]!));
     } catch (err) {
-      for (const w of b.waiters) w.reject(err as Error);
+      for (const w of waiters) w.reject(err as Error);
     }
   }
 
