@@ -116,3 +116,42 @@ test("queue cluster - a subscription follows its partition's leader when leaders
     await cluster.destroy();
   }
 });
+
+test("queue cluster - unsubscribing while the subscription's delivery is still being committed: the message reaches the handler and is acked, not left in flight", { timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.create(3);
+  const client = clientFor(cluster.clientAddrs);
+  const q = new QueueClient(client);
+  try {
+    const Q = "unsubscribe";
+    const leader = await settledLeader(q, Q);
+    const got: string[] = [];
+    // A visibility timeout far past the test: only an ack can settle the message in time.
+    const sub = await q.subscribe(Q, { prefetch: 8, visibilityMs: 120_000 }, (m) => {
+      got.push(text(m.payload));
+    });
+    const followers = cluster.nodes.filter((n) => n.spec.id !== leader);
+    // With both followers paused, the entry holding the enqueue and the subscription's consume
+    // cannot commit: the unsubscribe arrives while that consume is in flight.
+    for (const f of followers) await f.kill("SIGSTOP");
+    let enqueued: Promise<unknown>;
+    let closed: Promise<void>;
+    try {
+      enqueued = q.enqueue(Q, "in flight");
+      await new Promise((r) => setTimeout(r, 30));
+      closed = sub.close();
+      await new Promise((r) => setTimeout(r, 30));
+    } finally {
+      for (const f of followers) await f.kill("SIGCONT");
+    }
+    await enqueued;
+    await closed;
+    assert.deepEqual(got, ["in flight"], "the delivery reached the handler before close() returned");
+    await waitFor(async () => {
+      const s = (await q.stats(Q)).stats;
+      return s.acked === 1 && s.inFlight === 0;
+    }, "the message acked, nothing in flight", 30_000);
+  } finally {
+    await client.close();
+    await cluster.destroy();
+  }
+});
