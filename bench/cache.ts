@@ -92,6 +92,7 @@ const cluster = await DsyncCluster.start(3, { REDIS_URL: redis.url, CACHE_CAPACI
 onInterrupt(() => cluster.destroy());
 // A fresh cluster moves partition leaders to their preferred nodes in its first seconds, and each
 // new home waits out its election fence: measuring then would time the start, not the cache.
+process.stderr.write(`${await cluster.settleLeaders()}\n`);
 await new Promise((r) => setTimeout(r, settleSeconds * 1000));
 await warmUp();
 const rows: Row[] = [];

@@ -141,7 +141,7 @@ const startSystems = async (): Promise<void> => {
       dsyncPlacement = dsync.lastPlacement;
       if (systems.includes("dsync")) peers.set("dsync", dsync.subscribe);
       if (systems.includes("dsync-poll")) peers.set("dsync-poll", dsync.poll);
-      process.stderr.write(`started dsync (pids ${cluster.pids.join(", ")})\n`);
+      process.stderr.write(`started dsync (pids ${cluster.pids.join(", ")}); ${await cluster.settleLeaders()}\n`);
     } catch (err) {
       for (const s of systems) if (s.startsWith("dsync")) failed.set(s, `cluster did not start: ${describeError(err)}`);
     }

@@ -9,6 +9,8 @@ import os from "node:os";
 import path from "node:path";
 import { Child, ROOT, freePorts, removeTempDir, trackTempDir, waitFor } from "./proc.ts";
 import { loopbackNodeEnv } from "../../scripts/lib/node-env.ts";
+import { Op, type AdminShardsReply } from "../../protocol/index.ts";
+import { DsyncClient } from "../../src/client/client.ts";
 
 /** Environment variables dsyncd reads; stripped from the inherited env so the bench sets them all. */
 const DSYNC_ENV = [
@@ -108,6 +110,35 @@ export class DsyncCluster {
         }),
     );
     return new DsyncCluster(nodes, specs, dir);
+  }
+
+  /**
+   * Waits until every queue partition, and its cache partition, is led by the node the shard map
+   * prefers. A fresh cluster elects leaders where chance puts them and then hands them over, one
+   * group a second per node: a cell measured meanwhile times the hand-overs, not the service.
+   * Returns what it saw: how long it took, or which partitions still had another leader when
+   * `timeoutMs` ran out (the run goes on; the report says so).
+   */
+  async settleLeaders(timeoutMs = 30_000): Promise<string> {
+    const client = new DsyncClient({ nodes: this.clientAddrs, requestTimeoutMs: 2000 });
+    const started = performance.now();
+    let off: string[] = ["no answer yet"];
+    try {
+      while (performance.now() - started < timeoutMs) {
+        const r = (await client.call(Op.ADMIN_SHARDS, {}, { idempotent: true }).catch(() => null)) as AdminShardsReply | null;
+        if (r !== null) {
+          off = r.partitions.flatMap((p) => [
+            ...(p.leader === p.preferredLeader ? [] : [`queue partition ${p.partition} (${p.leader ?? "no leader"}, not ${p.preferredLeader})`]),
+            ...(p.cache === null || p.cache.leader === p.preferredLeader ? [] : [`cache partition ${p.partition} (${p.cache.leader ?? "no leader"}, not ${p.preferredLeader})`]),
+          ]);
+          if (off.length === 0) return `partition leaders settled on their preferred nodes after ${((performance.now() - started) / 1000).toFixed(1)} s`;
+        }
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      return `partition leaders not all settled after ${timeoutMs / 1000} s: ${off.join(", ")}`;
+    } finally {
+      await client.close();
+    }
   }
 
   /**
