@@ -261,6 +261,8 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   readonly #onPush = (env: Envelope): void => this.#deliver(env);
   readonly #onDisconnect = (): void => void this.#resubscribe();
   #resubscribing = false;
+  /** A subscribe (with its moves) is under way: it ends subscribed at the leader it learns. */
+  #subscribing = false;
 
   #client: DsyncClient;
 
@@ -322,6 +324,15 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
   }
 
   async #subscribe(): Promise<void> {
+    this.#subscribing = true;
+    try {
+      await this.#subscribeMoving();
+    } finally {
+      this.#subscribing = false;
+    }
+  }
+
+  async #subscribeMoving(): Promise<void> {
     for (let hop = 0; ; hop++) {
       let r: QueueSubscribeReply;
       try {
@@ -383,8 +394,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     if (env.type === Op.QUEUE_SUBSCRIPTION_ENDED) {
       // The partition or its leadership moved off that node: subscribe again, at the leader it
       // names when there is one (otherwise a redirect leads to a node holding the partition).
+      // A subscribe under way moves on by itself; starting another would leave one orphaned.
       const ended = env.body as { subscriptionId?: unknown; leaderAddr?: unknown } | null;
-      if (ended?.subscriptionId !== this.#id || this.#closed) return;
+      if (ended?.subscriptionId !== this.#id || this.#closed || this.#subscribing) return;
       if (this.queues.routeToLeader && typeof ended.leaderAddr === "string" && ended.leaderAddr !== this.#client.connectedTo) this.#move(ended.leaderAddr);
       void this.#resubscribe();
       return;
