@@ -150,11 +150,7 @@ export class QueueService implements Service {
   /** A machine event from partition `partition` of this node's replica. */
   onEvent(_partition: number, e: QueueEvent): void {
     this.#gen.set(e.queue, (this.#gen.get(e.queue) ?? 0) + 1);
-    const ws = this.#waiters.get(e.queue);
-    if (ws) {
-      this.#waiters.delete(e.queue);
-      for (const w of ws) w();
-    }
+    this.#wakeLongPolls(e.queue);
     const subs = this.#subsByQueue.get(e.queue);
     if (subs) for (const s of subs) void this.#pump(s);
   }
@@ -524,11 +520,7 @@ export class QueueService implements Service {
    * subscriptions of the partition pumped at once.
    */
   #joinEnqueue(part: Partition, queue: string): void {
-    const ws = this.#waiters.get(queue);
-    if (ws) {
-      this.#waiters.delete(queue);
-      for (const w of ws) w();
-    }
+    this.#wakeLongPolls(queue);
     const subs = this.#subsByQueue.get(queue);
     if (subs) for (const s of subs) if (s.part === part) void this.#pump(s, true);
   }
@@ -586,6 +578,14 @@ export class QueueService implements Service {
       s.outstanding.delete(r);
       this.#receiptSub.delete(r);
     }
+  }
+
+  /** Wakes the long polls waiting on `queue`: each consumes again. */
+  #wakeLongPolls(queue: string): void {
+    const ws = this.#waiters.get(queue);
+    if (!ws) return;
+    this.#waiters.delete(queue);
+    for (const w of ws) w();
   }
 
   #waitVisible(queue: string, ms: number): Promise<void> {
