@@ -148,11 +148,11 @@ export class QueueService implements Service {
   }
 
   /** A machine event from partition `partition` of this node's replica. */
-  onEvent(_partition: number, e: QueueEvent): void {
+  onEvent(partition: number, e: QueueEvent): void {
     this.#gen.set(e.queue, (this.#gen.get(e.queue) ?? 0) + 1);
     this.#wakeLongPolls(e.queue);
-    const subs = this.#subsByQueue.get(e.queue);
-    if (subs) for (const s of subs) void this.#pump(s);
+    const part = this.partitions.get(partition);
+    if (part) this.#pumpSubs(part, e.queue, part.machine.depth(e.queue), false);
   }
 
   start(): void {
@@ -220,7 +220,8 @@ export class QueueService implements Service {
       const part = this.partitions.partitionFor(queue);
       this.space?.checkWrite("QUEUE_ENQUEUE");
       const pending = this.#submit(part, { op: "enqueue", queue, messages });
-      if (messages.some((m) => !m.delayMs)) this.#joinEnqueue(part, queue);
+      const now = messages.filter((m) => !m.delayMs).length;
+      if (now > 0) this.#joinEnqueue(part, queue, now);
       const r = ok(await pending, "enqueued");
       this.#metrics.enqueued(queue, r.ids.length - r.duplicates.filter(Boolean).length);
       return { queue, partition: part.partition, ids: r.ids, duplicates: r.duplicates, ...this.#leaderHint(part) };
@@ -519,10 +520,31 @@ export class QueueService implements Service {
    * polls are woken (their consume is submitted in a microtask, before the batch flushes) and idle
    * subscriptions of the partition pumped at once.
    */
-  #joinEnqueue(part: Partition, queue: string): void {
+  #joinEnqueue(part: Partition, queue: string, messages: number): void {
     this.#wakeLongPolls(queue);
+    this.#pumpSubs(part, queue, part.machine.depth(queue) + messages, true);
+  }
+
+  /**
+   * Pumps idle subscriptions of `queue` until their credit covers `messages` (an upper bound of
+   * what waits): one consume per batch of work instead of one per subscription, most of them
+   * empty, in an entry every replica applies. Each one picked goes to the back of the line, so the
+   * work goes round. A subscription whose consume comes back full pumps on by itself.
+   */
+  #pumpSubs(part: Partition, queue: string, messages: number, joined: boolean): void {
     const subs = this.#subsByQueue.get(queue);
-    if (subs) for (const s of subs) if (s.part === part) void this.#pump(s, true);
+    if (!subs) return;
+    let left = messages;
+    for (const s of [...subs]) {
+      if (left <= 0) return;
+      if (s.busy || s.ending || s.closed || s.part !== part) continue;
+      const credit = s.prefetch - s.outstanding.size;
+      if (credit <= 0) continue;
+      left -= credit;
+      subs.delete(s);
+      subs.add(s);
+      void this.#pump(s, joined);
+    }
   }
 
   /**

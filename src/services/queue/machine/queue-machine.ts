@@ -173,6 +173,11 @@ export class QueueMachine implements StateMachine {
     return m !== undefined && m.visibleAt <= this.#st.clock;
   }
 
+  /** Messages of `queue` waiting: visible now or delayed (the stats' depth, without building them). */
+  depth(queue: string): number {
+    return this.#st.queues.get(queue)?.ready.size ?? 0;
+  }
+
   stats(queue: string): QueueStats {
     return statsOf(this.#st.queues.get(queue));
   }
