@@ -123,7 +123,8 @@ export class QueueService implements Service {
   readonly #subs = new Map<number, Subscription>();
   readonly #subsByQueue = new Map<string, Set<Subscription>>();
   readonly #receiptSub = new Map<string, Subscription>();
-  readonly #waiters = new Map<string, Set<() => void>>();
+  /** Long polls waiting per queue, in arrival order: how to wake each, and how many it takes. */
+  readonly #waiters = new Map<string, Map<() => void, number>>();
   /** Per queue, a counter bumped on each visible event: a consume that found nothing compares it. */
   readonly #gen = new Map<string, number>();
   readonly #expiry = new Map<number, ExpiryLoop>();
@@ -150,9 +151,10 @@ export class QueueService implements Service {
   /** A machine event from partition `partition` of this node's replica. */
   onEvent(partition: number, e: QueueEvent): void {
     this.#gen.set(e.queue, (this.#gen.get(e.queue) ?? 0) + 1);
-    this.#wakeLongPolls(e.queue);
     const part = this.partitions.get(partition);
-    if (part) this.#pumpSubs(part, e.queue, part.machine.depth(e.queue), false);
+    const waiting = part?.machine.depth(e.queue) ?? Infinity;
+    this.#wakeLongPolls(e.queue, waiting);
+    if (part) this.#pumpSubs(part, e.queue, waiting, false);
   }
 
   start(): void {
@@ -245,7 +247,9 @@ export class QueueService implements Service {
           this.#metrics.delivered(queue, r.messages);
           return { queue, messages: r.messages, ...this.#leaderHint(part) };
         }
-        if ((this.#gen.get(queue) ?? 0) === gen) await this.#waitVisible(queue, left);
+        if ((this.#gen.get(queue) ?? 0) === gen) await this.#waitVisible(queue, left, max);
+        // The client left while this waited: taking messages now would hold them for nobody.
+        if (ctx.conn.isClosed) return { queue, messages: [], ...this.#leaderHint(part) };
       }
     });
     router.register(Op.QUEUE_ACK, async (body): Promise<QueueAckReply> => {
@@ -521,8 +525,9 @@ export class QueueService implements Service {
    * subscriptions of the partition pumped at once.
    */
   #joinEnqueue(part: Partition, queue: string, messages: number): void {
-    this.#wakeLongPolls(queue);
-    this.#pumpSubs(part, queue, part.machine.depth(queue) + messages, true);
+    const waiting = part.machine.depth(queue) + messages;
+    this.#wakeLongPolls(queue, waiting);
+    this.#pumpSubs(part, queue, waiting, true);
   }
 
   /**
@@ -602,27 +607,39 @@ export class QueueService implements Service {
     }
   }
 
-  /** Wakes the long polls waiting on `queue`: each consumes again. */
-  #wakeLongPolls(queue: string): void {
+  /**
+   * Wakes the long polls waiting on `queue`, oldest first, until what they take covers `messages`
+   * (an upper bound of what waits); each woken one consumes again. The others keep waiting.
+   */
+  #wakeLongPolls(queue: string, messages: number): void {
     const ws = this.#waiters.get(queue);
     if (!ws) return;
-    this.#waiters.delete(queue);
-    for (const w of ws) w();
+    let left = messages;
+    for (const [wake, max] of ws) {
+      if (left <= 0) break;
+      left -= max;
+      ws.delete(wake);
+      wake();
+    }
+    if (ws.size === 0) this.#waiters.delete(queue);
   }
 
-  #waitVisible(queue: string, ms: number): Promise<void> {
+  /** Resolves when a long poll for up to `max` messages of `queue` is woken, or after `ms`. */
+  #waitVisible(queue: string, ms: number, max: number): Promise<void> {
     return new Promise((resolve) => {
-      let set = this.#waiters.get(queue);
-      if (!set) this.#waiters.set(queue, (set = new Set()));
+      let waiting = this.#waiters.get(queue);
+      if (!waiting) this.#waiters.set(queue, (waiting = new Map()));
       const wake = (): void => {
         clearTimeout(timer);
         resolve();
       };
       const timer = setTimeout(() => {
-        this.#waiters.get(queue)?.delete(wake);
+        const ws = this.#waiters.get(queue);
+        ws?.delete(wake);
+        if (ws?.size === 0) this.#waiters.delete(queue);
         resolve();
       }, ms);
-      set.add(wake);
+      waiting.set(wake, max);
     });
   }
 }

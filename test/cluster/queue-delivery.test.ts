@@ -196,3 +196,30 @@ test("queue cluster - unsubscribing while the subscription's delivery is still b
     await cluster.destroy();
   }
 });
+
+test("queue cluster - a long poll whose client went away takes nothing: the next message goes to a live consumer at once", { timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.create(3);
+  const client = clientFor(cluster.clientAddrs);
+  const q = new QueueClient(client);
+  const gone = clientFor(cluster.clientAddrs);
+  try {
+    const Q = "gone";
+    await settledLeader(q, Q);
+    const leaving = new QueueClient(gone);
+    await leaving.locate(Q);
+    // Waits at the partition leader, holding what it takes for a minute; then its client leaves.
+    const abandoned = leaving.consume(Q, { max: 1, waitMs: 30_000, visibilityMs: 60_000 }).catch(() => []);
+    await new Promise((r) => setTimeout(r, 500));
+    await gone.close();
+    await abandoned;
+    await new Promise((r) => setTimeout(r, 300));
+    await q.enqueue(Q, "for the living");
+    const got = await q.consume(Q, { max: 1, waitMs: 10_000 });
+    assert.deepEqual(got.map((m) => text(m.payload)), ["for the living"], "not taken by the abandoned long poll (it would be in flight for a minute)");
+    await q.ack(Q, got.map((m) => m.receipt));
+  } finally {
+    await gone.close();
+    await client.close();
+    await cluster.destroy();
+  }
+});
