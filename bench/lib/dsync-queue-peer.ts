@@ -11,7 +11,7 @@
  * partition's leader, as a user's client would; the report says where they went.
  */
 import { DsyncClient } from "../../src/client/client.ts";
-import { QueueClient, type DeliveredMessage } from "../../src/client/queues.ts";
+import { QueueClient, type DeliveredMessage, type Subscription } from "../../src/client/queues.ts";
 import type { DsyncCluster } from "./dsync-cluster.ts";
 import { sleep } from "./proc.ts";
 import { decodeStamp, encodeStamp, withinMs, type DeliverySink, type QueueCell, type QueuePeer, type Stamp } from "./queue-workload.ts";
@@ -58,19 +58,26 @@ export function dsyncQueuePeers(cluster: DsyncCluster, opts: DsyncQueueOptions):
         const producers = producerConns.map((cn) => new QueueClient(cn));
         const consumers = consumerConns.map((cn) => new QueueClient(cn));
         const { partition, leader } = await producers[0]!.stats(queue);
-        // Where the queue's partition was led, and which node each QueueClient's requests went
-        // to in the end (it routes them to the partition leader once a reply names it).
+        const subs: Subscription[] = [];
+        // Where the queue's partition was led, and which node each producer's requests and each
+        // consumer's deliveries came from in the end (requests go to the partition leader once a
+        // reply names it; a subscription follows the leader by itself).
         placementNow = () => {
-          const on = new Map<string, number>();
-          for (const q of [...producers, ...consumers]) {
-            const id = q.clientFor(queue).serverInfo?.nodeId ?? "not connected";
-            on.set(id, (on.get(id) ?? 0) + 1);
-          }
-          return `queue partition ${partition} led by ${leader ?? "?"} at the start; requests of the ${conns.length} QueueClients went to ${[...on].map(([id, n]) => `${id} × ${n}`).join(", ")}`;
+          const count = (ids: (string | undefined)[]): string => {
+            const on = new Map<string, number>();
+            for (const id of ids) on.set(id ?? "not connected", (on.get(id ?? "not connected") ?? 0) + 1);
+            return [...on].map(([id, n]) => `${id} × ${n}`).join(", ");
+          };
+          const consumed = mode === "subscribe" ? `subscriptions on ${count(subs.map((sub) => sub.client.serverInfo?.nodeId))}` : `consumers' requests to ${count(consumers.map((q) => q.clientFor(queue).serverInfo?.nodeId))}`;
+          return `queue partition ${partition} led by ${leader ?? "?"} at the start; producers' requests to ${count(producers.map((q) => q.clientFor(queue).serverInfo?.nodeId))}; ${consumed}`;
         };
         for (let k = 0; k < c; k++) {
           const q = consumers[Math.floor(k / opts.perConnection)]!;
-          stops.push(mode === "subscribe" ? await subscribeConsumer(q, queue, sink, opts.prefetch) : pollConsumer(q, queue, sink, opts.prefetch));
+          if (mode === "subscribe") {
+            const sub = await subscribeConsumer(q, queue, sink, opts.prefetch);
+            subs.push(sub);
+            stops.push(() => sub.close());
+          } else stops.push(pollConsumer(q, queue, sink, opts.prefetch));
         }
         return {
           async enqueue(s: Stamp): Promise<void> {
@@ -96,14 +103,14 @@ export function dsyncQueuePeers(cluster: DsyncCluster, opts: DsyncQueueOptions):
  * batched ACK per event-loop turn). The client does not report when that ack is done, so the
  * message counts as acked when the handler returns.
  */
-async function subscribeConsumer(q: QueueClient, queue: string, sink: DeliverySink, prefetch: number): Promise<() => Promise<void>> {
+async function subscribeConsumer(q: QueueClient, queue: string, sink: DeliverySink, prefetch: number): Promise<Subscription> {
   const sub = await q.subscribe(queue, { prefetch, visibilityMs: VISIBILITY_MS }, (m: DeliveredMessage) => {
     const s = decodeStamp(m.payload);
     sink.delivered(s);
     sink.acked(s);
   });
   sub.on("error", (err) => sink.failed(err));
-  return () => sub.close();
+  return sub;
 }
 
 /** A long-poll loop: consume up to `max`, record each delivery, ack them in one call. */
