@@ -43,6 +43,12 @@ export class NodeMetrics {
   readonly raftSnapshotIndex = new Gauge({ name: "dsync_raft_snapshot_index", help: "Index of the last snapshot, per group.", labelNames: ["group"] as const, registers: [this.registry] });
   readonly raftLeaderChanges = new Counter({ name: "dsync_raft_leader_changes_total", help: "Times this node saw the group's leader change.", labelNames: ["group"] as const, registers: [this.registry] });
   readonly walFsyncs = new Gauge({ name: "dsync_wal_fsyncs", help: "fdatasync calls of the write-ahead log since start.", registers: [this.registry] });
+  readonly walBatches = new Gauge({ name: "dsync_wal_batches", help: "Write-ahead log batches (one write and one fdatasync each) since start.", registers: [this.registry] });
+  readonly walInlineBatches = new Gauge({
+    name: "dsync_wal_inline_batches",
+    help: "Of those, batches the main thread wrote itself (small, and the WAL worker idle) since start.",
+    registers: [this.registry],
+  });
   readonly walBytes = new Gauge({ name: "dsync_wal_bytes", help: "Bytes of write-ahead log on disk.", registers: [this.registry] });
   readonly walSegments = new Gauge({ name: "dsync_wal_segments", help: "Write-ahead log segment files on disk.", registers: [this.registry] });
   readonly walLastFsyncSeconds = new Gauge({ name: "dsync_wal_last_fsync_seconds", help: "Duration of the most recent fdatasync.", registers: [this.registry] });

@@ -192,6 +192,8 @@ export class RaftHost {
     }
     const w = this.wal.stats();
     m.walFsyncs.set(w.fsyncs);
+    m.walBatches.set(w.batches);
+    m.walInlineBatches.set(w.inlineBatches);
     m.walBytes.set(w.bytes);
     m.walSegments.set(w.segments);
     m.walLastFsyncSeconds.set(w.lastFsyncMs / 1000);

@@ -1,11 +1,11 @@
 /**
- * Disk-fault failpoints for tests: make the WAL worker's write or fdatasync fail with a real
- * errno-style Error, so the production error path (worker error → WAL failed → node fail-stop)
+ * Disk-fault failpoints for tests: make the WAL's segment write or fdatasync fail with a real
+ * errno-style Error, so the production error path (write error → WAL failed → node fail-stop)
  * runs exactly as it would on a dying disk.
  *
  * Off unless `DSYNC_FAILPOINTS` is set. The variable is parsed once, at module load; the worker
  * receives the parsed config in its `workerData` (explicitly, rather than relying on worker_threads
- * copying `process.env`, so tests can inject a config per WAL). With no failpoint the worker's
+ * copying `process.env`, so tests can inject a config per WAL). With no failpoint the writer's
  * hot path pays one `null` comparison per syscall.
  *
  * Syntax: comma-separated items, each either
@@ -119,20 +119,26 @@ export function syscallError(error: FailpointError, syscall: string, path: strin
 }
 
 /**
- * The armed state of one failpoint in the worker. `shouldFail()` is called once per real call of
+ * The armed state of one failpoint in the segment writer. `shouldFail()` is called once per real call of
  * the point and counts successful calls for `after:N`.
  */
 export class ArmedFailpoint {
   readonly error: FailpointError;
   readonly #trigger: FailpointTrigger;
   readonly #openedAt: number;
-  #calls = 0;
+  #calls: number;
   #tripped = false;
 
-  constructor(fp: Failpoint, openedAt: number) {
+  /** `calls`: successful calls already counted (the state carried over from the other thread). */
+  constructor(fp: Failpoint, openedAt: number, calls = 0) {
     this.error = fp.error;
     this.#trigger = fp.trigger;
     this.#openedAt = openedAt;
+    this.#calls = calls;
+  }
+
+  get calls(): number {
+    return this.#calls;
   }
 
   shouldFail(now: number): boolean {
@@ -146,7 +152,7 @@ export class ArmedFailpoint {
 }
 
 /** The armed failpoint for `point`, or null (the common case) when the config has none. */
-export function armFailpoint(config: FailpointConfig, point: FailpointName, openedAt: number): ArmedFailpoint | null {
+export function armFailpoint(config: FailpointConfig, point: FailpointName, openedAt: number, calls = 0): ArmedFailpoint | null {
   const fp = config.faults.find((f) => f.point === point);
-  return fp === undefined ? null : new ArmedFailpoint(fp, openedAt);
+  return fp === undefined ? null : new ArmedFailpoint(fp, openedAt, calls);
 }

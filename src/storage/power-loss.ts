@@ -1,7 +1,7 @@
 /**
  * A power-loss model for tests. SIGKILL never loses data the process wrote: it is in the page
  * cache and reaches the disk anyway. A power cut loses whatever was not fsynced. To model that,
- * the WAL worker (only with the `record-synced` failpoint) records after every fdatasync how many
+ * the WAL's segment writer (only with the `record-synced` failpoint) records after every fdatasync how many
  * bytes of each segment are known durable, and {@link simulatePowerLoss}, run by a test harness
  * between a SIGKILL and the restart, cuts every segment back to that.
  *
@@ -14,7 +14,7 @@
  *    marker is appended to the WAL only after that. An image is therefore durable before anything
  *    can refer to it; an image whose marker is cut away here is unreferenced and removed at open;
  *    `.tmp` images are removed at open whatever their content.
- *  - Segment creations and deletions are directory-fsynced by the worker before the record changes.
+ *  - Segment creations and deletions are directory-fsynced by the writer before the record changes.
  *    A segment newer than every recorded one was created after the last record and is removed.
  *  - The record file itself is not fsynced: it is harness metadata, and SIGKILL does not lose it.
  *  - Real power loss may leave garbage rather than a clean cut; recovery's torn-tail tests cover that.
@@ -33,15 +33,21 @@ interface SyncedRecord {
   readonly segments: Record<string, number>;
 }
 
-/** Worker side: the durable offsets, rewritten atomically (temp + rename) after every change. */
+/** Writer side: the durable offsets, rewritten atomically (temp + rename) after every change. */
 export class SyncedRecorder {
   readonly #file: string;
   readonly #tmp: string;
-  readonly #segments = new Map<string, number>();
+  readonly #segments: Map<string, number>;
 
-  constructor(dir: string) {
+  /** `segments`: the record so far (it travels between threads with the segment writer). */
+  constructor(dir: string, segments: Readonly<Record<string, number>> = {}) {
     this.#file = join(dir, SYNCED_FILE);
     this.#tmp = `${this.#file}.tmp`;
+    this.#segments = new Map(Object.entries(segments));
+  }
+
+  segments(): Record<string, number> {
+    return Object.fromEntries(this.#segments);
   }
 
   set(segment: string, durableBytes: number): void {

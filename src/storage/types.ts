@@ -74,7 +74,7 @@ export interface WalStats {
   readonly segments: number;
   /** Bytes in those segment files, including writes not yet acknowledged. */
   readonly bytes: number;
-  /** fdatasync calls issued by the worker. */
+  /** fdatasync calls issued (by the worker or the main thread). */
   readonly fsyncs: number;
   /** Duration of the most recent fdatasync in milliseconds (0 before the first). */
   readonly lastFsyncMs: number;
@@ -82,4 +82,6 @@ export interface WalStats {
   readonly appendsBatched: number;
   /** Batches (one write + one fsync each, two writes when a batch rotates) flushed so far. */
   readonly batches: number;
+  /** Of those, the ones the main thread wrote itself because the worker was idle and the batch small. */
+  readonly inlineBatches: number;
 }

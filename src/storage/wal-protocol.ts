@@ -4,6 +4,7 @@
  */
 
 import type { FailpointConfig } from "./failpoints.ts";
+import type { WriterState } from "./segment-writer.ts";
 
 /** `workerData` of the worker: where to write, whether to fdatasync, and test-only failpoints. */
 export interface WorkerInit {
@@ -31,17 +32,17 @@ export type WorkerOp =
 
 /** Main thread → worker. */
 export type ToWorker =
-  /** Run `ops`, fdatasync once at the end, reply `ack` (or `error`) with `seq`. */
-  | { readonly type: "batch"; readonly seq: number; readonly ops: readonly WorkerOp[] }
+  /** Run `ops` from writer `state`, fdatasync once at the end, reply `ack` (or `error`) with `seq`. */
+  | { readonly type: "batch"; readonly seq: number; readonly ops: readonly WorkerOp[]; readonly state: WriterState }
   /** fdatasync, close the segment, reply `closed` and exit. */
-  | { readonly type: "close" };
+  | { readonly type: "close"; readonly state: WriterState };
 
 /** Worker → main thread. */
 export type FromWorker =
-  /** The segment is open; batches may be sent. */
-  | { readonly type: "ready" }
-  /** Batch `seq` is durable. `fsyncs` were issued for it, the last taking `lastFsyncMs`. */
-  | { readonly type: "ack"; readonly seq: number; readonly fsyncs: number; readonly lastFsyncMs: number }
+  /** The segment is open; batches may be sent. `state` is the writer's, for the next batch. */
+  | { readonly type: "ready"; readonly state: WriterState }
+  /** Batch `seq` is durable; `state` is the writer's after it. */
+  | { readonly type: "ack"; readonly seq: number; readonly state: WriterState }
   /**
    * Batch `seq` (or start-up, seq -1) failed; the worker processes nothing more. The fields of the
    * fs error (code 'EIO', syscall 'fdatasync'…) and the file it was about.

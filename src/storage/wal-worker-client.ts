@@ -6,6 +6,7 @@
 import { Worker } from "node:worker_threads";
 import { WalIoError } from "./errors.ts";
 import type { FromWorker, WorkerInit } from "./wal-protocol.ts";
+import type { WriterState } from "./segment-writer.ts";
 
 function sourceWorker(init: WorkerInit): Worker {
   const url = new URL("./wal-worker.ts", import.meta.url).href;
@@ -14,8 +15,8 @@ function sourceWorker(init: WorkerInit): Worker {
   return new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
 }
 
-/** Starts the fsync worker and waits for its `ready` (explicit handshake, no sleep). */
-export function startWorker(init: WorkerInit): Promise<Worker> {
+/** Starts the fsync worker and waits for its `ready` (explicit handshake, no sleep): the worker and the writer's state. */
+export function startWorker(init: WorkerInit): Promise<{ worker: Worker; state: WriterState }> {
   // Compiled (dist/, plain node): the worker is JavaScript next to this file.
   const compiled = import.meta.url.endsWith(".js");
   // From source the worker is TypeScript. On Node 20, loader hooks registered by `--import tsx`
@@ -31,7 +32,7 @@ export function startWorker(init: WorkerInit): Promise<Worker> {
     const onMessage = (msg: FromWorker) => {
       cleanup();
       if (msg.type === "ready") {
-        resolve(worker);
+        resolve({ worker, state: msg.state });
       } else {
         void worker.terminate();
         reject(new WalIoError(`WAL worker failed to start: ${msg.type === "error" ? msg.message : msg.type}`));
@@ -51,7 +52,7 @@ export function startWorker(init: WorkerInit): Promise<Worker> {
   });
 }
 
-/** The WAL failure a worker's `error` report stands for. */
+/** The WAL failure an `error` report (from the worker, or the main thread's own batch) stands for. */
 export function workerWriteError(msg: Extract<FromWorker, { type: "error" }>): WalIoError {
   // Rebuilt as node's fs errors look (code 'EIO', syscall, path), so callers can tell EIO
   // from ENOSPC and name the file; fd-based syscalls carry no path, the worker adds it.

@@ -43,7 +43,7 @@ test("observability - /health and /metrics answer, and the metrics parse", { tim
     const text = await res.text();
     const families = parsePrometheusTextFormat(text) as Family[];
     const byName = new Map(families.map((f) => [f.name, f]));
-    for (const name of ["dsync_client_connections", "dsync_frames_total", "dsync_bytes_total", "dsync_request_duration_seconds", "dsync_errors_total", "nodejs_eventloop_lag_seconds", "dsync_raft_term", "dsync_raft_commit_index", "dsync_wal_fsyncs"]) {
+    for (const name of ["dsync_client_connections", "dsync_frames_total", "dsync_bytes_total", "dsync_request_duration_seconds", "dsync_errors_total", "nodejs_eventloop_lag_seconds", "dsync_raft_term", "dsync_raft_commit_index", "dsync_wal_fsyncs", "dsync_wal_batches", "dsync_wal_inline_batches"]) {
       assert.ok(byName.has(name), `metric ${name} is exported`);
     }
     const latency = byName.get("dsync_request_duration_seconds")!;

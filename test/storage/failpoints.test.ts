@@ -81,165 +81,189 @@ test("failpoints - dsyncd refuses an invalid DSYNC_FAILPOINTS at startup; a vali
   });
 });
 
-test("failpoints - EIO on fdatasync: the append rejects with the EIO error, nothing after it is acknowledged, the acknowledged records survive", async () => {
-  await withDir(async (dir) => {
-    const events: string[] = [];
-    const failures: WalIoError[] = [];
-    // Successful fdatasyncs: the open's checkpoint, A, B; the fourth (C's batch) fails.
-    const wal = await Wal.open(dir, {
-      failpoints: parseFailpoints("wal-fsync=eio@after:3"),
-      onFailure: (e) => {
-        events.push("onFailure");
-        failures.push(e);
-      },
+// Every fault runs twice: with small batches written by the main thread while the worker is idle
+// (the default), and with every batch on the worker.
+for (const inlineWrites of [true, false]) {
+  const where = inlineWrites ? "main thread when idle" : "worker only";
+
+  test(`failpoints - EIO on fdatasync: the append rejects with the EIO error, nothing after it is acknowledged, the acknowledged records survive (${where})`, async () => {
+    await withDir(async (dir) => {
+      const events: string[] = [];
+      const failures: WalIoError[] = [];
+      // Successful fdatasyncs: the open's checkpoint, A, B; the fourth (C's batch) fails.
+      const wal = await Wal.open(dir, {
+        failpoints: parseFailpoints("wal-fsync=eio@after:3"),
+        onFailure: (e) => {
+          events.push("onFailure");
+          failures.push(e);
+        },
+      });
+      const a = entriesRecord(1, 1, 3, 1);
+      const b: WalRecord = { kind: "hardState", group: 1, hardState: { term: 1, vote: "n1", commit: 2 } };
+      await wal.append([a]);
+      await wal.append([b]);
+      const c = wal.append([entriesRecord(1, 4, 4, 1)]);
+      const cSameBatch = wal.append([entriesRecord(2, 1, 1, 1)]);
+      c.catch(() => events.push("rejected"));
+      const err = await c.then(() => assert.fail("C was acknowledged"), (e: unknown) => e);
+      const cause = ioCause(err);
+      assert.equal(cause.code, "EIO");
+      assert.equal(cause.syscall, "fdatasync");
+      assert.equal(cause.path, join(dir, segmentFileName(1)));
+      assert.match((err as Error).message, /EIO: i\/o error, fdatasync/);
+      await assert.rejects(cSameBatch, (e: unknown) => e === err);
+      // Fail-stop inside the WAL: every later call gets the same error, nothing is acknowledged.
+      await assert.rejects(wal.append([entriesRecord(3, 1, 1, 1)]), (e: unknown) => e === err);
+      await assert.rejects(wal.compact(), (e: unknown) => e === err);
+      assert.equal(failures.length, 1);
+      assert.equal(failures[0], err);
+      assert.deepEqual(events, ["onFailure", "rejected"], "the failure handler runs before any waiter hears of it");
+      await wal.close();
+      assert.equal(wal.stats().fsyncs, 3);
+
+      const reopened = await assertHolds(dir, [a, b]);
+      await reopened.close();
     });
-    const a = entriesRecord(1, 1, 3, 1);
-    const b: WalRecord = { kind: "hardState", group: 1, hardState: { term: 1, vote: "n1", commit: 2 } };
-    await wal.append([a]);
-    await wal.append([b]);
-    const c = wal.append([entriesRecord(1, 4, 4, 1)]);
-    const cSameBatch = wal.append([entriesRecord(2, 1, 1, 1)]);
-    c.catch(() => events.push("rejected"));
-    const err = await c.then(() => assert.fail("C was acknowledged"), (e: unknown) => e);
-    const cause = ioCause(err);
-    assert.equal(cause.code, "EIO");
-    assert.equal(cause.syscall, "fdatasync");
-    assert.equal(cause.path, join(dir, segmentFileName(1)));
-    assert.match((err as Error).message, /EIO: i\/o error, fdatasync/);
-    await assert.rejects(cSameBatch, (e: unknown) => e === err);
-    // Fail-stop inside the WAL: every later call gets the same error, nothing is acknowledged.
-    await assert.rejects(wal.append([entriesRecord(3, 1, 1, 1)]), (e: unknown) => e === err);
-    await assert.rejects(wal.compact(), (e: unknown) => e === err);
-    assert.equal(failures.length, 1);
-    assert.equal(failures[0], err);
-    assert.deepEqual(events, ["onFailure", "rejected"], "the failure handler runs before any waiter hears of it");
-    await wal.close();
-    assert.equal(wal.stats().fsyncs, 3);
-
-    const reopened = await assertHolds(dir, [a, b]);
-    await reopened.close();
   });
-});
 
-test("failpoints - ENOSPC on write: the append rejects, and the half-written batch is a torn tail that recovery cuts", async () => {
-  await withDir(async (dir) => {
-    // Writes: the open's checkpoint, A; B's write takes half its bytes, then ENOSPC.
-    const wal = await Wal.open(dir, { fsync: false, failpoints: parseFailpoints("wal-append=enospc@after:2") });
-    const a = entriesRecord(1, 1, 2, 1, 100);
-    await wal.append([a]);
-    const sizeAcked = (await stat(join(dir, segmentFileName(1)))).size;
-    const err = await wal.append([entriesRecord(1, 3, 3, 1, 1000)]).then(() => assert.fail("B was acknowledged"), (e: unknown) => e);
-    const cause = ioCause(err);
-    assert.equal(cause.code, "ENOSPC");
-    assert.equal(cause.syscall, "write");
-    await assert.rejects(wal.append([entriesRecord(1, 3, 3, 1)]), (e: unknown) => e === err);
-    await wal.close();
-    const torn = (await stat(join(dir, segmentFileName(1)))).size - sizeAcked;
-    assert.ok(torn > 500, `half of B's frame was written (${torn} bytes)`);
-    assert.ok(!(await readdir(dir)).includes(SYNCED_FILE), "no durability record without record-synced");
+  test(`failpoints - ENOSPC on write: the append rejects, and the half-written batch is a torn tail that recovery cuts (${where})`, async () => {
+    await withDir(async (dir) => {
+      // Writes: the open's checkpoint, A; B's write takes half its bytes, then ENOSPC.
+      const wal = await Wal.open(dir, { inlineWrites, fsync: false, failpoints: parseFailpoints("wal-append=enospc@after:2") });
+      const a = entriesRecord(1, 1, 2, 1, 100);
+      await wal.append([a]);
+      const sizeAcked = (await stat(join(dir, segmentFileName(1)))).size;
+      const err = await wal.append([entriesRecord(1, 3, 3, 1, 1000)]).then(() => assert.fail("B was acknowledged"), (e: unknown) => e);
+      const cause = ioCause(err);
+      assert.equal(cause.code, "ENOSPC");
+      assert.equal(cause.syscall, "write");
+      await assert.rejects(wal.append([entriesRecord(1, 3, 3, 1)]), (e: unknown) => e === err);
+      await wal.close();
+      const torn = (await stat(join(dir, segmentFileName(1)))).size - sizeAcked;
+      assert.ok(torn > 500, `half of B's frame was written (${torn} bytes)`);
+      assert.ok(!(await readdir(dir)).includes(SYNCED_FILE), "no durability record without record-synced");
 
-    const reopened = await assertHolds(dir, [a]);
-    assert.deepEqual(reopened.recovery, { truncatedBytes: torn, segment: segmentFileName(1) });
-    assert.deepEqual(reopened.state(1).entries.map((e) => e.index), [1, 2], "B is gone");
-    await reopened.close();
+      const reopened = await assertHolds(dir, [a]);
+      assert.deepEqual(reopened.recovery, { truncatedBytes: torn, segment: segmentFileName(1) });
+      assert.deepEqual(reopened.state(1).entries.map((e) => e.index), [1, 2], "B is gone");
+      await reopened.close();
+    });
   });
-});
 
-test("failpoints - after-ms: appends succeed until T ms after the open, then fail for good", async () => {
-  await withDir(async (dir) => {
-    // T counts from the worker's start, inside open: at least 300 ms after t0.
-    const t0 = Date.now();
-    const wal = await Wal.open(dir, { fsync: false, failpoints: parseFailpoints("wal-fsync=eio@after-ms:300") });
-    let acked = 0;
-    let failedAt = -1;
-    for (let i = 1; i <= 200 && Date.now() - t0 < 5000; i++) {
-      const ok = await wal.append([entriesRecord(1, i, i, 1)]).then(() => true, (e: unknown) => (assert.equal(ioCause(e).code, "EIO"), false));
-      if (!ok) {
-        failedAt = Date.now() - t0;
-        break;
+  test(`failpoints - after-ms: appends succeed until T ms after the open, then fail for good (${where})`, async () => {
+    await withDir(async (dir) => {
+      // T counts from the worker's start, inside open: at least 300 ms after t0.
+      const t0 = Date.now();
+      const wal = await Wal.open(dir, { inlineWrites, fsync: false, failpoints: parseFailpoints("wal-fsync=eio@after-ms:300") });
+      let acked = 0;
+      let failedAt = -1;
+      for (let i = 1; i <= 200 && Date.now() - t0 < 5000; i++) {
+        const ok = await wal.append([entriesRecord(1, i, i, 1)]).then(() => true, (e: unknown) => (assert.equal(ioCause(e).code, "EIO"), false));
+        if (!ok) {
+          failedAt = Date.now() - t0;
+          break;
+        }
+        acked++;
+        await new Promise((r) => setTimeout(r, 20));
       }
-      acked++;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await wal.close();
-    assert.ok(failedAt >= 300, `failed ${failedAt} ms after the open`);
-    assert.ok(acked >= 3, `${acked} appends acknowledged before`);
-    const reopened = await Wal.open(dir, { failpoints: NO_FAILPOINTS });
-    assert.ok(reopened.state(1).entries.length >= acked);
-    await reopened.close();
+      await wal.close();
+      assert.ok(failedAt >= 300, `failed ${failedAt} ms after the open`);
+      assert.ok(acked >= 3, `${acked} appends acknowledged before`);
+      const reopened = await Wal.open(dir, { failpoints: NO_FAILPOINTS });
+      assert.ok(reopened.state(1).entries.length >= acked);
+      await reopened.close();
+    });
   });
-});
 
-test("power loss - simulatePowerLoss cuts exactly the bytes written after the last fdatasync; recovery opens cleanly with every acknowledged record", async (t) => {
-  await withDir(async (dir) => {
-    // fdatasyncs: the open's checkpoint, A, B, C succeed; D is written but its fsync fails, so
-    // its bytes are in the file (page cache) yet not durable: what a power cut loses.
-    const wal = await Wal.open(dir, { failpoints: parseFailpoints("wal-fsync=eio@after:4,record-synced") });
-    const acked: WalRecord[] = [entriesRecord(1, 1, 5, 1, 64), { kind: "hardState", group: 1, hardState: { term: 1, vote: "n1", commit: 5 } }, entriesRecord(2, 1, 2, 1, 64)];
-    for (const r of acked) await wal.append([r]);
-    const segment = join(dir, segmentFileName(1));
-    const durable = (await stat(segment)).size;
-    const record = JSON.parse(await readFile(join(dir, SYNCED_FILE), "utf8")) as { segments: Record<string, number> };
-    assert.deepEqual(record.segments, { [segmentFileName(1)]: durable });
-    await assert.rejects(wal.append([entriesRecord(1, 6, 9, 1, 64)]), WalIoError);
-    await wal.close();
-    const written = (await stat(segment)).size;
-    assert.ok(written > durable);
+  test(`power loss - simulatePowerLoss cuts exactly the bytes written after the last fdatasync; recovery opens cleanly with every acknowledged record (${where})`, async (t) => {
+    await withDir(async (dir) => {
+      // fdatasyncs: the open's checkpoint, A, B, C succeed; D is written but its fsync fails, so
+      // its bytes are in the file (page cache) yet not durable: what a power cut loses.
+      const wal = await Wal.open(dir, { inlineWrites, failpoints: parseFailpoints("wal-fsync=eio@after:4,record-synced") });
+      const acked: WalRecord[] = [entriesRecord(1, 1, 5, 1, 64), { kind: "hardState", group: 1, hardState: { term: 1, vote: "n1", commit: 5 } }, entriesRecord(2, 1, 2, 1, 64)];
+      for (const r of acked) await wal.append([r]);
+      const segment = join(dir, segmentFileName(1));
+      const durable = (await stat(segment)).size;
+      const record = JSON.parse(await readFile(join(dir, SYNCED_FILE), "utf8")) as { segments: Record<string, number> };
+      assert.deepEqual(record.segments, { [segmentFileName(1)]: durable });
+      await assert.rejects(wal.append([entriesRecord(1, 6, 9, 1, 64)]), WalIoError);
+      await wal.close();
+      const written = (await stat(segment)).size;
+      assert.ok(written > durable);
 
-    const report = await simulatePowerLoss(dir);
-    t.diagnostic(`power loss cut ${report.truncatedBytes} bytes: ${JSON.stringify(report.files)}`);
-    assert.equal(report.truncatedBytes, written - durable);
-    assert.deepEqual(report.files, [{ file: segmentFileName(1), bytesBefore: written, bytesAfter: durable, removed: false }]);
-    assert.equal((await stat(segment)).size, durable);
-    assert.ok(!(await readdir(dir)).includes(SYNCED_FILE), "the record is consumed");
+      const report = await simulatePowerLoss(dir);
+      t.diagnostic(`power loss cut ${report.truncatedBytes} bytes: ${JSON.stringify(report.files)}`);
+      assert.equal(report.truncatedBytes, written - durable);
+      assert.deepEqual(report.files, [{ file: segmentFileName(1), bytesBefore: written, bytesAfter: durable, removed: false }]);
+      assert.equal((await stat(segment)).size, durable);
+      assert.ok(!(await readdir(dir)).includes(SYNCED_FILE), "the record is consumed");
 
-    const reopened = await assertHolds(dir, acked);
-    assert.deepEqual(reopened.recovery, { truncatedBytes: 0, segment: null }, "cut on a record boundary: no torn tail");
-    assert.deepEqual(reopened.state(1).entries.map((e) => e.index), [1, 2, 3, 4, 5], "D is gone");
-    await reopened.close();
+      const reopened = await assertHolds(dir, acked);
+      assert.deepEqual(reopened.recovery, { truncatedBytes: 0, segment: null }, "cut on a record boundary: no torn tail");
+      assert.deepEqual(reopened.state(1).entries.map((e) => e.index), [1, 2, 3, 4, 5], "D is gone");
+      await reopened.close();
+    });
   });
-});
 
-test("power loss - across rotation and segment GC: the record follows every segment, a segment newer than the record is removed", async (t) => {
+  test(`power loss - across rotation and segment GC: the record follows every segment, a segment newer than the record is removed (${where})`, async (t) => {
+    await withDir(async (dir) => {
+      const opts = { inlineWrites, segmentBytes: 512, failpoints: parseFailpoints("record-synced") };
+      const wal = await Wal.open(dir, opts);
+      const acked: WalRecord[] = [];
+      for (let i = 1; i <= 60; i++) {
+        const r = entriesRecord(1, i, i, 1, 32);
+        acked.push(r);
+        await wal.append([r]);
+      }
+      // A snapshot at 40 lets GC delete the segments holding only entries up to 40.
+      await wal.saveSnapshot(1, meta(40, 1), new Uint8Array([1, 2, 3]));
+      acked.push({ kind: "snapshot", group: 1, meta: meta(40, 1) });
+      await wal.compact();
+      await wal.close();
+      const segments = (await readdir(dir)).filter((f) => f.endsWith(".log")).sort();
+      assert.ok(segments[0] !== segmentFileName(1), `GC removed the oldest segments (left: ${segments.join(", ")})`);
+      const record = JSON.parse(await readFile(join(dir, SYNCED_FILE), "utf8")) as { segments: Record<string, number> };
+      const last = segments.at(-1)!;
+      assert.ok(Object.keys(record.segments).every((s) => segments.includes(s)), "deleted segments left the record");
+      assert.equal(record.segments[last], (await stat(join(dir, last))).size, "close synced the current segment in full");
+
+      // As a SIGKILL would leave it: unsynced bytes at the end of the current segment, and the
+      // next segment created (with a checkpoint's worth of bytes) before the record caught up.
+      await appendFile(join(dir, last), new Uint8Array(100).fill(7));
+      const nextId = Number(last.slice(4, 20)) + 1;
+      await writeFile(join(dir, segmentFileName(nextId)), new Uint8Array(60).fill(9));
+      const report = await simulatePowerLoss(dir);
+      t.diagnostic(`power loss cut ${report.truncatedBytes} bytes: ${JSON.stringify(report.files)}`);
+      assert.equal(report.truncatedBytes, 160);
+      assert.deepEqual(report.files.filter((f) => f.bytesBefore !== f.bytesAfter).map((f) => [f.file, f.removed]), [
+        [last, false],
+        [segmentFileName(nextId), true],
+      ]);
+
+      const reopened = await assertHolds(dir, acked, opts);
+      assert.deepEqual(reopened.recovery, { truncatedBytes: 0, segment: null });
+      assert.equal(reopened.state(1).snapshotMeta?.index, 40);
+      assert.equal(reopened.state(1).entries.at(-1)?.index, 60);
+      assert.deepEqual([...(reopened.loadSnapshot(1)?.data ?? [])], [1, 2, 3]);
+      await reopened.close();
+    });
+  });
+}
+
+// The writer's state (fault counters here) travels with each batch between the threads: the
+// failpoint trips at the sixth sync overall, not at the sixth of either thread.
+test("failpoints - a failpoint counts calls across batches run by the main thread and by the worker", async () => {
   await withDir(async (dir) => {
-    const opts = { segmentBytes: 512, failpoints: parseFailpoints("record-synced") };
-    const wal = await Wal.open(dir, opts);
-    const acked: WalRecord[] = [];
-    for (let i = 1; i <= 60; i++) {
-      const r = entriesRecord(1, i, i, 1, 32);
-      acked.push(r);
-      await wal.append([r]);
-    }
-    // A snapshot at 40 lets GC delete the segments holding only entries up to 40.
-    await wal.saveSnapshot(1, meta(40, 1), new Uint8Array([1, 2, 3]));
-    acked.push({ kind: "snapshot", group: 1, meta: meta(40, 1) });
-    await wal.compact();
+    const wal = await Wal.open(dir, { fsync: false, failpoints: parseFailpoints("wal-fsync=eio@after:5") });
+    const big = 80 * 1024; // over the main thread's batch limit: the worker runs it
+    const records = [entriesRecord(1, 1, 1, 1, 16), entriesRecord(1, 2, 2, 1, big), entriesRecord(1, 3, 3, 1, 16), entriesRecord(1, 4, 4, 1, big)];
+    for (const r of records) await wal.append([r]);
+    const s = wal.stats();
+    assert.deepEqual([s.batches, s.inlineBatches], [5, 3], "the open's checkpoint and the small records on the main thread, the big ones on the worker");
+    const err = await wal.append([entriesRecord(1, 5, 5, 1, 16)]).then(() => assert.fail("the sixth sync was acknowledged"), (e: unknown) => e);
+    assert.equal(ioCause(err).syscall, "fdatasync");
     await wal.close();
-    const segments = (await readdir(dir)).filter((f) => f.endsWith(".log")).sort();
-    assert.ok(segments[0] !== segmentFileName(1), `GC removed the oldest segments (left: ${segments.join(", ")})`);
-    const record = JSON.parse(await readFile(join(dir, SYNCED_FILE), "utf8")) as { segments: Record<string, number> };
-    const last = segments.at(-1)!;
-    assert.ok(Object.keys(record.segments).every((s) => segments.includes(s)), "deleted segments left the record");
-    assert.equal(record.segments[last], (await stat(join(dir, last))).size, "close synced the current segment in full");
-
-    // As a SIGKILL would leave it: unsynced bytes at the end of the current segment, and the
-    // next segment created (with a checkpoint's worth of bytes) before the record caught up.
-    await appendFile(join(dir, last), new Uint8Array(100).fill(7));
-    const nextId = Number(last.slice(4, 20)) + 1;
-    await writeFile(join(dir, segmentFileName(nextId)), new Uint8Array(60).fill(9));
-    const report = await simulatePowerLoss(dir);
-    t.diagnostic(`power loss cut ${report.truncatedBytes} bytes: ${JSON.stringify(report.files)}`);
-    assert.equal(report.truncatedBytes, 160);
-    assert.deepEqual(report.files.filter((f) => f.bytesBefore !== f.bytesAfter).map((f) => [f.file, f.removed]), [
-      [last, false],
-      [segmentFileName(nextId), true],
-    ]);
-
-    const reopened = await assertHolds(dir, acked, opts);
-    assert.deepEqual(reopened.recovery, { truncatedBytes: 0, segment: null });
-    assert.equal(reopened.state(1).snapshotMeta?.index, 40);
-    assert.equal(reopened.state(1).entries.at(-1)?.index, 60);
-    assert.deepEqual([...(reopened.loadSnapshot(1)?.data ?? [])], [1, 2, 3]);
+    const reopened = await assertHolds(dir, records);
     await reopened.close();
   });
 });
