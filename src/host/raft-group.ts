@@ -32,6 +32,7 @@ import type { Wal } from "../storage/wal.ts";
 import type { Logger } from "./logger.ts";
 import { ownBytes } from "../services/command-codec.ts";
 import { expiryStateChanged } from "./expiry-loop.ts";
+import { COMMIT_NOTICE_DELAY_MS, CommitNotices } from "./commit-notices.ts";
 
 /** How a group hands its outgoing messages to the network. */
 export interface RaftSender {
@@ -63,6 +64,8 @@ export interface RaftGroupOptions {
   readonly catchUpEntries: number;
   /** Seed of the election-timeout jitter. */
   readonly seed: number;
+  /** How long a leader's commit notice may wait for an append to carry it (see commit-notices.ts); 0: never. */
+  readonly commitNoticeDelayMs?: number;
   /** Called after a membership change is applied. */
   readonly onConfChange?: (cc: ConfChange, conf: ConfState) => void;
   /** Called on every role or leader change. */
@@ -105,6 +108,7 @@ export class RaftGroup {
   readonly #waiters = new Map<number, Waiter>();
   readonly #reads = new Map<string, ReadWaiter>();
   readonly #readyIndexed: ReadWaiter[] = [];
+  readonly #notices: CommitNotices;
   #applied: number;
   #snapshotIndex: number;
   #scheduled = false;
@@ -121,6 +125,7 @@ export class RaftGroup {
 
   private constructor(o: RaftGroupOptions, storage: MemoryStorage, applied: number) {
     this.#o = o;
+    this.#notices = new CommitNotices(o.commitNoticeDelayMs ?? COMMIT_NOTICE_DELAY_MS, (to, msgs) => this.#sendTo(to, msgs));
     this.group = o.group;
     this.storage = storage;
     this.#applied = applied;
@@ -308,6 +313,7 @@ export class RaftGroup {
    */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#notices.stop();
     this.#failAll(new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down"));
     await this.#iteration;
   }
@@ -463,11 +469,13 @@ export class RaftGroup {
       if (list) list.push(m);
       else byPeer.set(m.to, [m]);
     }
-    for (const [to, msgs] of byPeer) {
-      if (!this.#o.sender.send(to, msgs)) {
-        this.raw.reportUnreachable(to);
-        if (msgs.some((m) => m.snapshot !== undefined)) this.raw.reportSnapshot(to, false);
-      }
+    for (const [to, msgs] of byPeer) if (!this.#notices.hold(to, msgs)) this.#sendTo(to, msgs);
+  }
+
+  #sendTo(to: NodeId, msgs: Message[]): void {
+    if (!this.#o.sender.send(to, msgs)) {
+      this.raw.reportUnreachable(to);
+      if (msgs.some((m) => m.snapshot !== undefined)) this.raw.reportSnapshot(to, false);
     }
   }
 

@@ -20,6 +20,8 @@ export interface RaftHostOptions {
   readonly electionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
   readonly snapshotThreshold: number;
+  /** See RaftGroupOptions.commitNoticeDelayMs (default: COMMIT_NOTICE_DELAY_MS). */
+  readonly commitNoticeDelayMs?: number;
   readonly peers: PeerLinks;
   readonly log: Logger;
   readonly onConfChange?: (group: GroupId, cc: ConfChange, conf: ConfState) => void;
@@ -99,6 +101,7 @@ export class RaftHost {
       snapshotThreshold: this.#o.snapshotThreshold,
       catchUpEntries: Math.min(1000, Math.max(10, Math.floor(this.#o.snapshotThreshold / 2))),
       seed: seedOf(this.#o.nodeId, group),
+      commitNoticeDelayMs: this.#o.commitNoticeDelayMs,
       onConfChange: (cc, conf) => this.#o.onConfChange?.(group, cc, conf),
       onRoleChange: (role, leader, term) => this.#o.onRoleChange?.(group, role, leader, term),
       onFatal: this.#o.onFatal,

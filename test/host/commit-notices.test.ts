@@ -1,0 +1,121 @@
+/**
+ * A leader's commit notices (appends with no entries, sent only to move a follower's commit
+ * index) wait a few milliseconds for the next append to carry them. Seen in a C=1 put's trace:
+ * half the leader's peer writes and their answers were such notices.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { CommitNotices } from "../../src/host/commit-notices.ts";
+import { RaftHost } from "../../src/host/raft-host.ts";
+import { createLogger } from "../../src/host/logger.ts";
+import { makeMessage } from "../../src/raft/message.ts";
+import { MessageType, type Message, type NodeId } from "../../src/raft/index.ts";
+import type { PeerLinks } from "../../src/transport/peer-links.ts";
+import { removeDir, tempDir } from "../storage/wal-fixtures.ts";
+import { waitFor } from "../helpers/daemon.ts";
+
+const notice = (to: NodeId, commit: number): Message => makeMessage({ type: MessageType.App, group: 1, from: "n1", to, term: 2, index: 7, commit });
+const append = (to: NodeId): Message =>
+  makeMessage({ type: MessageType.App, group: 1, from: "n1", to, term: 2, index: 7, commit: 8, entries: [{ term: 2, index: 8, type: 0, data: new Uint8Array(1) }] });
+
+test("commit notices - a lone notice is held and sent when the delay ends; an append to the same peer replaces it; other messages pass", async () => {
+  const sent: [NodeId, Message[]][] = [];
+  const notices = new CommitNotices(20, (to, msgs) => sent.push([to, msgs]));
+  assert.equal(notices.hold("n2", [notice("n2", 7)]), true);
+  assert.equal(notices.hold("n2", [notice("n2", 8)]), true, "a newer notice replaces the held one");
+  assert.equal(notices.hold("n3", [notice("n3", 7)]), true);
+  assert.equal(notices.hold("n3", [append("n3")]), false, "an append goes out at once");
+  const beat = makeMessage({ type: MessageType.Heartbeat, group: 1, from: "n1", to: "n2", term: 2, commit: 8 });
+  assert.equal(notices.hold("n2", [beat]), false, "a heartbeat goes out at once and leaves the notice held");
+  assert.equal(notices.hold("n4", [notice("n4", 8), { ...beat, to: "n4" }]), false, "only a lone notice is held");
+  await waitFor(() => (sent.length > 0 ? true : null), "the held notice", 5000);
+  // One timer flushes everything held: n3's notice, replaced by its append, is not sent.
+  assert.deepEqual(sent, [["n2", [notice("n2", 8)]]]);
+
+  const off = new CommitNotices(0, () => assert.fail("nothing is held with delay 0"));
+  assert.equal(off.hold("n2", [notice("n2", 7)]), false);
+  const stopped = new CommitNotices(10, () => assert.fail("a stopped group sends nothing"));
+  stopped.hold("n2", [notice("n2", 7)]);
+  stopped.stop();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
+
+class Counter {
+  n = 0;
+  apply(): unknown {
+    return ++this.n;
+  }
+  snapshot(): Uint8Array {
+    return Uint8Array.of(this.n & 0xff);
+  }
+  restore(data: Uint8Array): void {
+    this.n = data[0] ?? 0;
+  }
+}
+
+/** Three hosts in this process, linked by a loopback that records every message sent. */
+async function withCluster(commitNoticeDelayMs: number, fn: (c: { leader: RaftHost; all: RaftHost[]; sent: Message[] }) => Promise<void>): Promise<void> {
+  const ids = ["n1", "n2", "n3"];
+  const hosts = new Map<NodeId, RaftHost>();
+  const sent: Message[] = [];
+  const dirs: string[] = [];
+  try {
+    for (const id of ids) {
+      const links = {
+        send: (to: NodeId, type: number, body: { msgs: Message[] }) => {
+          sent.push(...body.msgs);
+          setImmediate(() => hosts.get(to)?.onPeerMessage(id, { type, id: 0, body }));
+          return true;
+        },
+      } as unknown as PeerLinks;
+      const dir = await tempDir();
+      dirs.push(dir);
+      const host = await RaftHost.open({
+        nodeId: id,
+        dataDir: dir,
+        fsync: false,
+        voters: ids,
+        electionTimeoutMs: 300,
+        heartbeatIntervalMs: 50,
+        snapshotThreshold: 100_000,
+        commitNoticeDelayMs,
+        peers: links,
+        log: createLogger(id, "silent"),
+      });
+      hosts.set(id, host);
+      await host.addGroup(1, new Counter());
+    }
+    for (const h of hosts.values()) h.start();
+    const leader = await waitFor(() => [...hosts.values()].find((h) => h.group(1)?.isLeader) ?? null, "a leader", 10_000);
+    await fn({ leader, all: [...hosts.values()], sent });
+  } finally {
+    for (const h of hosts.values()) await h.close();
+    for (const d of dirs) await removeDir(d);
+  }
+}
+
+const emptyAppends = (sent: readonly Message[], from: NodeId): number => sent.filter((m) => m.from === from && m.type === MessageType.App && m.entries.length === 0).length;
+
+async function sequentialWrites(leader: RaftHost, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await leader.group(1)!.propose(Uint8Array.of(i), 5000);
+}
+
+test("commit notices - sequential writes: without a delay every commit costs a notice per follower; with one, the next append carries it and followers still learn every commit", { timeout: 60_000 }, async () => {
+  await withCluster(0, async ({ leader, sent }) => {
+    const before = emptyAppends(sent, leader.group(1)!.raw.status().id);
+    await sequentialWrites(leader, 40);
+    const notices = emptyAppends(sent, leader.group(1)!.raw.status().id) - before;
+    assert.ok(notices >= 40, `${notices} commit notices for 40 writes with no delay`);
+  });
+  // A delay far beyond the test: no notice is sent while writes follow one another, and only
+  // heartbeats (which carry the commit index too) bring the followers the last one.
+  await withCluster(600_000, async ({ leader, all, sent }) => {
+    const id = leader.group(1)!.raw.status().id;
+    const before = emptyAppends(sent, id);
+    await sequentialWrites(leader, 40);
+    assert.equal(emptyAppends(sent, id) - before, 0, "a commit notice was sent although the next append carried it");
+    const commit = leader.group(1)!.raw.status().commit;
+    for (const h of all) await waitFor(() => (h.group(1)!.raw.status().commit >= commit ? true : null), `${h.group(1)!.raw.status().id} learns commit ${commit}`, 10_000);
+  });
+});
+
