@@ -10,9 +10,12 @@
  * alternating runs: C=1 213 → 270 puts/s (4 runs each), C=16 3,466 → 3,427 (5 runs: no change).
  *
  * Safe because a follower's commit index is advisory: it only decides when the follower applies.
- * Nothing in dsync waits on a follower's apply (linearizable reads go through the leader's
- * ReadIndex; follower reads are explicitly stale), heartbeats carry the commit index too, and a
- * leader goes quiet only after a heartbeat round every follower answered.
+ * Heartbeats carry the commit index too, and a leader goes quiet only after a heartbeat round
+ * every follower answered. What a follower's apply does at once is push events to its own
+ * clients: a lock grant to a waiter whose session is bound there must not wait, so a service
+ * that applies an event for a client not connected to the leader asks for its notices to go now
+ * (`RaftGroup.notifyFollowersNow`). KV watch events on a follower may come up to the delay later.
+ * Linearizable reads go through the leader's ReadIndex; follower reads are explicitly stale.
  */
 import { MessageType, type Message, type NodeId } from "../raft/index.ts";
 
@@ -41,6 +44,12 @@ export class CommitNotices {
     // An append carries the leader's commit index as of now: at least as new as a held one.
     if (this.#held.has(to) && msgs.some((m) => m.type === MessageType.App)) this.#held.delete(to);
     return false;
+  }
+
+  /** Sends what is held now. */
+  flush(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#flush();
   }
 
   /** Drops what is held (the group stopped). */

@@ -109,6 +109,8 @@ export class RaftGroup {
   readonly #reads = new Map<string, ReadWaiter>();
   readonly #readyIndexed: ReadWaiter[] = [];
   readonly #notices: CommitNotices;
+  /** Set by notifyFollowersNow during an apply; cleared by the next send. */
+  #urgentNotices = false;
   #applied: number;
   #snapshotIndex: number;
   #scheduled = false;
@@ -388,6 +390,7 @@ export class RaftGroup {
         this.#send(early.length === 0 ? rd.messages : rd.messages.filter((m) => !isLeaderBroadcast(m)));
         this.#noteSoftState(rd);
         this.#apply(rd);
+        if (this.#urgentNotices) this.#send([]); // Its messages went out before the apply.
         this.raw.advance(rd);
         if (this.#stopped) break; // A stop came during the fsync: no snapshot on a closing WAL.
         await this.#maybeSnapshot();
@@ -462,6 +465,9 @@ export class RaftGroup {
   }
 
   #send(messages: readonly Message[]): void {
+    const urgent = this.#urgentNotices;
+    this.#urgentNotices = false;
+    if (urgent) this.#notices.flush();
     if (messages.length === 0) return;
     const byPeer = new Map<NodeId, Message[]>();
     for (const m of messages) {
@@ -469,7 +475,15 @@ export class RaftGroup {
       if (list) list.push(m);
       else byPeer.set(m.to, [m]);
     }
-    for (const [to, msgs] of byPeer) if (!this.#notices.hold(to, msgs)) this.#sendTo(to, msgs);
+    for (const [to, msgs] of byPeer) if (urgent || !this.#notices.hold(to, msgs)) this.#sendTo(to, msgs);
+  }
+
+  /**
+   * Called while an entry applies: a follower must learn of this commit at once (it will push
+   * something to a client of its own), so no commit notice of this Ready waits for the next append.
+   */
+  notifyFollowersNow(): void {
+    this.#urgentNotices = true;
   }
 
   #sendTo(to: NodeId, msgs: Message[]): void {

@@ -42,7 +42,10 @@ test("commit notices - a lone notice is held and sent when the delay ends; an ap
 
 class Counter {
   n = 0;
-  apply(): unknown {
+  /** Called for an entry whose first byte is 255: a follower must hear of its commit at once. */
+  urgent: (() => void) | null = null;
+  apply(entry: { data: Uint8Array }): unknown {
+    if (entry.data[0] === 255) this.urgent?.();
     return ++this.n;
   }
   snapshot(): Uint8Array {
@@ -84,7 +87,9 @@ async function withCluster(commitNoticeDelayMs: number, fn: (c: { leader: RaftHo
         log: createLogger(id, "silent"),
       });
       hosts.set(id, host);
-      await host.addGroup(1, new Counter());
+      const counter = new Counter();
+      const group = await host.addGroup(1, counter);
+      counter.urgent = () => group.notifyFollowersNow();
     }
     for (const h of hosts.values()) h.start();
     const leader = await waitFor(() => [...hosts.values()].find((h) => h.group(1)?.isLeader) ?? null, "a leader", 10_000);
@@ -126,3 +131,14 @@ test("commit notices - sequential writes: without a delay every commit costs a n
   });
 });
 
+
+test("commit notices - an entry whose apply asks for it (a lock grant for a waiter on another node) tells the followers at once", { timeout: 60_000 }, async () => {
+  await withCluster(600_000, async ({ leader, sent }) => {
+    const id = leader.group(1)!.raw.status().id;
+    await sequentialWrites(leader, 3);
+    const before = noticeFrames(sent, id);
+    await leader.group(1)!.propose(Uint8Array.of(255), 5000);
+    // The notices go out in the turn the entry applies on the leader, before the write resolves.
+    assert.equal(noticeFrames(sent, id) - before, 2, "one notice to each follower, at once");
+  });
+});

@@ -89,7 +89,12 @@ export class LockService implements Service {
       this.#waitStarted.delete(e.waitId);
     }
     const conns = this.#bound.get(e.sessionId);
-    if (!conns) return;
+    if (!conns) {
+      // Bound on another node (or nowhere): that replica pushes it when it applies, so the
+      // followers must hear of this commit now, not with the next append (see commit-notices.ts).
+      this.proposer.host.group(0)?.notifyFollowersNow();
+      return;
+    }
     for (const c of conns) c.send({ type: Op.LOCK_EVENT, id: 0, body: e });
     this.#pushes.labels(e.kind).inc(conns.size);
   }
