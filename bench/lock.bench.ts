@@ -388,7 +388,7 @@ try {
       const cluster = await DsyncCluster.start(3);
       destroyers.push(() => cluster.destroy());
       started.set("dsync", dsyncPeer(cluster));
-      process.stderr.write(`started dsync (pids ${cluster.pids.join(", ")}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      process.stderr.write(`started dsync (pids ${cluster.pids.join(", ")}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${await cluster.settleLeaders()}\n`);
     } catch (err) {
       failed.set("dsync", `cluster did not start: ${(err as Error).message}`);
       process.stderr.write(`dsync: cluster did not start: ${(err as Error).message}\n`);

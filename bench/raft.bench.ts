@@ -122,6 +122,8 @@ async function startEtcd(): Promise<Peer> {
 
 async function startDsync(): Promise<Peer> {
   const cluster = await DsyncCluster.start(3);
+  // Measure the steady state: a fresh cluster hands partition leaders over for a few seconds.
+  process.stderr.write(`${await cluster.settleLeaders()}\n`);
   const op = dsyncOpName === "put" ? Op.KV_PUT : Op.PING;
   return {
     name: "dsync",
