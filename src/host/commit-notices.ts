@@ -14,8 +14,10 @@
  * every follower answered. What a follower's apply does at once is push events to its own
  * clients: a lock grant to a waiter whose session is bound there must not wait, so a service
  * that applies an event for a client not connected to the leader asks for its notices to go now
- * (`RaftGroup.notifyFollowersNow`). KV watch events on a follower may come up to the delay later.
- * Linearizable reads go through the leader's ReadIndex; follower reads are explicitly stale.
+ * (`RaftGroup.notifyFollowersNow`). Queue subscriptions follow their partition's leader and cache
+ * invalidations travel as messages from the key's home, so neither waits on a follower's apply.
+ * Linearizable reads go through the leader's ReadIndex; a stale read at a follower may lag by up
+ * to the delay more than before.
  */
 import { MessageType, type Message, type NodeId } from "../raft/index.ts";
 
