@@ -9,7 +9,8 @@
  * hot path pays one `null` comparison per syscall.
  *
  * Syntax: comma-separated items, each either
- *   `<point>=<error>[@<trigger>]`  point: wal-append | wal-fsync   error: eio | enospc
+ *   `<point>=<error>[@<trigger>]`  point: wal-append | wal-fsync   error: eio | enospc | stall
+ *                                  (stall: the call succeeds, STALL_MS late: a stalling disk)
  *                                  trigger: after:N (fail from the (N+1)th call of that point on),
  *                                           after-ms:T (fail calls made T ms or more after the WAL's
  *                                           worker started, i.e. the WAL opened), none (fail the
@@ -22,7 +23,10 @@
 /** Where a fault is injected: the segment write, or the segment fdatasync. */
 export type FailpointName = "wal-append" | "wal-fsync";
 /** Which errno the failing call reports. */
-export type FailpointError = "eio" | "enospc";
+export type FailpointError = "eio" | "enospc" | "stall";
+
+/** How late a `stall` failpoint makes each call it hits. */
+export const STALL_MS = 100;
 
 export type FailpointTrigger =
   | { readonly kind: "immediately" }
@@ -50,9 +54,9 @@ export class FailpointConfigError extends Error {
   readonly retryable = false;
 }
 
-const SYNTAX = 'expected comma-separated "wal-append|wal-fsync=eio|enospc[@after:N|@after-ms:T]" or "record-synced"';
+const SYNTAX = 'expected comma-separated "wal-append|wal-fsync=eio|enospc|stall[@after:N|@after-ms:T]" or "record-synced"';
 const POINTS: readonly string[] = ["wal-append", "wal-fsync"];
-const ERRORS: readonly string[] = ["eio", "enospc"];
+const ERRORS: readonly string[] = ["eio", "enospc", "stall"];
 
 /**
  * Parses a `DSYNC_FAILPOINTS` value; undefined or blank means no failpoints.
@@ -106,14 +110,19 @@ export function envFailpoints(): FailpointConfig {
   return FROM_ENV;
 }
 
-const ERRNO: Record<FailpointError, { code: string; errno: number; text: string }> = {
+const ERRNO: Record<Exclude<FailpointError, "stall">, { code: string; errno: number; text: string }> = {
   // Negative errno values, as node's fs errors carry them (Linux numbering).
   eio: { code: "EIO", errno: -5, text: "i/o error" },
   enospc: { code: "ENOSPC", errno: -28, text: "no space left on device" },
 };
 
+/** Blocks the calling thread for STALL_MS, as a stalling disk blocks a write or fdatasync. */
+export function stall(): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, STALL_MS);
+}
+
 /** An Error shaped like the one node's fs throws for a failed syscall. */
-export function syscallError(error: FailpointError, syscall: string, path: string): NodeJS.ErrnoException {
+export function syscallError(error: Exclude<FailpointError, "stall">, syscall: string, path: string): NodeJS.ErrnoException {
   const e = ERRNO[error];
   return Object.assign(new Error(`${e.code}: ${e.text}, ${syscall} '${path}' (failpoint)`), { errno: e.errno, code: e.code, syscall, path });
 }

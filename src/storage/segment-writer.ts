@@ -17,7 +17,7 @@ import { performance } from "node:perf_hooks";
 import { ok as assert } from "node:assert";
 import type { FromWorker, WorkerInit, WorkerOp } from "./wal-protocol.ts";
 import { fsyncDirSync, segmentFileName } from "./segment-files.ts";
-import { armFailpoint, syscallError, type ArmedFailpoint } from "./failpoints.ts";
+import { armFailpoint, stall, syscallError, type ArmedFailpoint } from "./failpoints.ts";
 import { SyncedRecorder } from "./power-loss.ts";
 
 /** The segment writer between batches: plain data, so it crosses between threads. */
@@ -128,10 +128,15 @@ export class SegmentWriter {
   #writeAll(buf: Uint8Array): void {
     this.activeFile = this.#segmentFile;
     let offset = 0;
-    if (this.#appendFault !== null && this.#appendFault.shouldFail(Date.now())) {
-      // A full disk typically takes part of a write before refusing the rest: leave a torn tail.
-      if (this.#appendFault.error === "enospc") this.#segmentBytes += writeSync(this.#fd, buf, 0, buf.length >> 1);
-      throw syscallError(this.#appendFault.error, "write", this.activeFile);
+    const fault = this.#appendFault;
+    if (fault !== null && fault.shouldFail(Date.now())) {
+      if (fault.error === "stall") {
+        stall();
+      } else {
+        // A full disk typically takes part of a write before refusing the rest: leave a torn tail.
+        if (fault.error === "enospc") this.#segmentBytes += writeSync(this.#fd, buf, 0, buf.length >> 1);
+        throw syscallError(fault.error, "write", this.activeFile);
+      }
     }
     while (offset < buf.length) offset += writeSync(this.#fd, buf, offset, buf.length - offset);
     this.#segmentBytes += buf.length;
@@ -142,7 +147,11 @@ export class SegmentWriter {
     if (!this.#dirty) return;
     this.activeFile = this.#segmentFile;
     // Consulted even with fsync off, at the point where the fdatasync would be, so tests can run fast.
-    if (this.#fsyncFault !== null && this.#fsyncFault.shouldFail(Date.now())) throw syscallError(this.#fsyncFault.error, "fdatasync", this.activeFile);
+    const fault = this.#fsyncFault;
+    if (fault !== null && fault.shouldFail(Date.now())) {
+      if (fault.error === "stall") stall();
+      else throw syscallError(fault.error, "fdatasync", this.activeFile);
+    }
     if (this.#init.fsync) {
       const t0 = performance.now();
       fdatasyncSync(this.#fd);

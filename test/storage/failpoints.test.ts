@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Wal } from "../../src/storage/wal.ts";
 import { WalIoError } from "../../src/storage/errors.ts";
-import { FailpointConfigError, NO_FAILPOINTS, parseFailpoints } from "../../src/storage/failpoints.ts";
+import { FailpointConfigError, NO_FAILPOINTS, STALL_MS, parseFailpoints } from "../../src/storage/failpoints.ts";
 import { SYNCED_FILE, simulatePowerLoss } from "../../src/storage/power-loss.ts";
 import { segmentFileName } from "../../src/storage/segment-files.ts";
 import type { WalRecord } from "../../src/storage/types.ts";
@@ -47,6 +47,7 @@ test("failpoints - parse: the documented syntax, and a clear error naming the ba
   assert.deepEqual(parseFailpoints(undefined), NO_FAILPOINTS);
   assert.deepEqual(parseFailpoints(" "), NO_FAILPOINTS);
   assert.deepEqual(parseFailpoints("wal-fsync=eio@after-ms:2000"), { faults: [{ point: "wal-fsync", error: "eio", trigger: { kind: "afterMs", ms: 2000 } }], recordSynced: false });
+  assert.deepEqual(parseFailpoints("wal-fsync=stall"), { faults: [{ point: "wal-fsync", error: "stall", trigger: { kind: "immediately" } }], recordSynced: false });
   assert.deepEqual(parseFailpoints("wal-append=enospc@after:50, record-synced"), {
     faults: [{ point: "wal-append", error: "enospc", trigger: { kind: "afterCalls", calls: 50 } }],
     recordSynced: true,
@@ -262,6 +263,30 @@ test("failpoints - a failpoint counts calls across batches run by the main threa
     assert.deepEqual([s.batches, s.inlineBatches], [5, 3], "the open's checkpoint and the small records on the main thread, the big ones on the worker");
     const err = await wal.append([entriesRecord(1, 5, 5, 1, 16)]).then(() => assert.fail("the sixth sync was acknowledged"), (e: unknown) => e);
     assert.equal(ioCause(err).syscall, "fdatasync");
+    await wal.close();
+    const reopened = await assertHolds(dir, records);
+    await reopened.close();
+  });
+});
+
+// A stalling disk must not hold the event loop (heartbeats, every client) for long: after a batch
+// the main thread ran took over 25 ms, the next batches go to the worker.
+test("failpoints - stall: after a slow batch on the main thread, the next ones go to the worker and the event loop stays free", async () => {
+  await withDir(async (dir) => {
+    // Syncs: the open's checkpoint, A and B are fast; from C on each takes STALL_MS longer.
+    const wal = await Wal.open(dir, { fsync: false, failpoints: parseFailpoints("wal-fsync=stall@after:3") });
+    const records = Array.from({ length: 6 }, (_, i) => entriesRecord(1, i + 1, i + 1, 1, 16));
+    for (const r of records.slice(0, 3)) await wal.append([r]);
+    assert.deepEqual([wal.stats().batches, wal.stats().inlineBatches], [4, 4], "the checkpoint, A, B and C (which stalled) on the main thread");
+    for (const r of records.slice(3)) {
+      let fired = false;
+      setTimeout(() => (fired = true), 10);
+      const t0 = performance.now();
+      await wal.append([r]);
+      assert.ok(performance.now() - t0 >= STALL_MS - 1, "the append waited for its stalled sync");
+      assert.equal(fired, true, "a 10 ms timer fired while the sync stalled: the event loop was free");
+    }
+    assert.deepEqual([wal.stats().batches, wal.stats().inlineBatches], [7, 4], "D, E and F on the worker");
     await wal.close();
     const reopened = await assertHolds(dir, records);
     await reopened.close();
