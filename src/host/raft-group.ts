@@ -372,7 +372,7 @@ export class RaftGroup {
         const rd = this.raw.ready();
         if (this.#onlyCommits(rd)) {
           // Nothing to make durable first: the answers to the clients go out before the
-          // followers hear of the new commit index (at C=1, ahead of two peer writes).
+          // followers hear of the new commit index (whose notices then usually ride the next append).
           this.#noteSoftState(rd);
           this.#apply(rd);
           this.#send(rd.messages);
