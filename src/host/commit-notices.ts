@@ -34,6 +34,11 @@ export class CommitNotices {
     private readonly send: (to: NodeId, msgs: Message[]) => void,
   ) {}
 
+  /** Notices waiting now. */
+  get held(): number {
+    return this.#held.size;
+  }
+
   /** Whether `msgs`, all for `to`, were taken to be sent later (a lone commit notice). */
   hold(to: NodeId, msgs: readonly Message[]): boolean {
     if (this.delayMs <= 0) return false;

@@ -486,6 +486,11 @@ export class RaftGroup {
     this.#urgentNotices = true;
   }
 
+  /** Commit notices waiting for an append to carry them (see commit-notices.ts). */
+  get commitNoticesHeld(): number {
+    return this.#notices.held;
+  }
+
   #sendTo(to: NodeId, msgs: Message[]): void {
     if (!this.#o.sender.send(to, msgs)) {
       this.raw.reportUnreachable(to);
