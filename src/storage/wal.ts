@@ -95,7 +95,11 @@ interface Batch {
   durable: boolean;
 }
 
-/** The biggest batch the main thread writes itself: bigger ones cost more than the wake-ups saved. */
+/**
+ * The biggest batch the main thread writes itself. Bigger ones (a 256 KiB queue message, a busy
+ * moment's group commit) would hold the event loop while their bytes are copied and synced; the
+ * worker takes them, and the two wake-ups matter little next to such a write.
+ */
 const INLINE_BYTES_MAX = 64 * 1024;
 /**
  * A batch the main thread ran that took longer than this (a stalling or failing disk) sends the
