@@ -100,7 +100,9 @@ test("scale out - 6 nodes, 3 replicas per partition, leaders spread; a 7th node 
     const cache = new CacheClient(admin);
     const cached = Array.from({ length: 60 }, (_, i) => [`ck${i}`, `value ${i}`] as const);
     for (const [k, v] of cached) await cache.set(k, v);
-    assert.ok(first.partitions.every((p) => p.cache !== null), "every partition has a cache partition beside it");
+    // The shard map gathers each node's groups over the peer links (a short timeout per peer, so
+    // a loaded node can be missing from one view): ask until one view has all of them.
+    await waitFor(async () => (await shardsOf(admin)).partitions.every((p) => p.cache !== null), "every partition to have a cache partition beside it", 30_000);
 
     const ctx = { addrs: cluster.clientAddrs, rng: new Prng(16), dir };
     await load.start(ctx);
