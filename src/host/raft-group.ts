@@ -33,6 +33,7 @@ import type { Logger } from "./logger.ts";
 import { ownBytes } from "../services/command-codec.ts";
 import { expiryStateChanged } from "./expiry-loop.ts";
 import { COMMIT_NOTICE_DELAY_MS, CommitNotices } from "./commit-notices.ts";
+import { ReadLease, type LeaseRound } from "./read-lease.ts";
 
 /** How a group hands its outgoing messages to the network. */
 export interface RaftSender {
@@ -66,6 +67,11 @@ export interface RaftGroupOptions {
   readonly seed: number;
   /** How long a leader's commit notice may wait for an append to carry it (see commit-notices.ts); 0: never. */
   readonly commitNoticeDelayMs?: number;
+  /**
+   * How long a quorum's answer to a read round proves this node still leads (see read-lease.ts);
+   * reads within it need no round of their own. 0 or absent: every read takes a round.
+   */
+  readonly leaseReadMs?: number;
   /** Called after a membership change is applied. */
   readonly onConfChange?: (cc: ConfChange, conf: ConfState) => void;
   /** Called on every role or leader change. */
@@ -86,6 +92,8 @@ interface Waiter {
 
 interface ReadWaiter {
   index: number;
+  /** Set on a leader's own rounds: a quorum's answer extends the read lease. */
+  lease?: LeaseRound;
   resolve(): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -107,6 +115,9 @@ export class RaftGroup {
   readonly #o: RaftGroupOptions;
   readonly #waiters = new Map<number, Waiter>();
   readonly #reads = new Map<string, ReadWaiter>();
+  readonly #lease: ReadLease;
+  /** A round to extend the lease is under way. */
+  #leaseRenewing = false;
   readonly #readyIndexed: ReadWaiter[] = [];
   readonly #notices: CommitNotices;
   /** Set by notifyFollowersNow during an apply; cleared by the next send. */
@@ -127,6 +138,7 @@ export class RaftGroup {
 
   private constructor(o: RaftGroupOptions, storage: MemoryStorage, applied: number) {
     this.#o = o;
+    this.#lease = new ReadLease(o.leaseReadMs ?? 0);
     this.#notices = new CommitNotices(o.commitNoticeDelayMs ?? COMMIT_NOTICE_DELAY_MS, (to, msgs) => this.#sendTo(to, msgs));
     this.group = o.group;
     this.storage = storage;
@@ -143,6 +155,7 @@ export class RaftGroup {
       applied,
       preVote: true,
       checkQuorum: true,
+      holdVotesAtStart: true,
     });
   }
 
@@ -263,7 +276,29 @@ export class RaftGroup {
    */
   readBarrier(timeoutMs: number): Promise<void> {
     this.#checkRunning();
+    if (this.raw.leaseUsable) {
+      const now = performance.now();
+      const { term, commit } = this.raw.termAndCommit;
+      const left = this.#lease.remaining(term, now);
+      if (left > 0) {
+        // Renewed ahead of time, so a steady stream of reads never waits for a round.
+        if (left < this.#lease.durationMs / 2 && !this.#leaseRenewing) {
+          this.#leaseRenewing = true;
+          void this.#readRound(timeoutMs)
+            .catch(() => {})
+            .finally(() => (this.#leaseRenewing = false));
+        }
+        if (commit <= this.#applied) return Promise.resolve();
+        return this.#waitApplied(commit, timeoutMs);
+      }
+    }
+    return this.#readRound(timeoutMs);
+  }
+
+  /** ReadIndex: a heartbeat round a quorum answers, then the commit index it fixed is applied. */
+  #readRound(timeoutMs: number): Promise<void> {
     const context = `${this.#o.nodeId}/${++this.#readSeq}`;
+    const lease = this.raw.leaseUsable && this.#lease.durationMs > 0 ? this.#lease.begin(this.raw.termAndCommit.term, performance.now()) : undefined;
     if (!this.raw.readIndex(context)) return Promise.reject(new NotLeaderError(null, null));
     this.#schedule();
     return new Promise((resolve, reject) => {
@@ -273,7 +308,19 @@ export class RaftGroup {
         if (i >= 0) this.#readyIndexed.splice(i, 1);
         reject(new TimeoutError(`linearizable read got no quorum confirmation within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#reads.set(context, { index: -1, resolve, reject, timer });
+      this.#reads.set(context, { index: -1, resolve, reject, timer, ...(lease && { lease }) });
+    });
+  }
+
+  /** Resolves once entry `index` is applied here. */
+  #waitApplied(index: number, timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.#readyIndexed.findIndex((w) => w.timer === timer);
+        if (i >= 0) this.#readyIndexed.splice(i, 1);
+        reject(new TimeoutError(`linearizable read: log index ${index} was not applied within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#readyIndexed.push({ index, resolve, reject, timer });
     });
   }
 
@@ -506,6 +553,7 @@ export class RaftGroup {
     this.#leader = leader;
     this.#o.log.info({ group: this.group, role, leader, term: this.raw.status().term }, "raft role changed");
     this.#o.onRoleChange?.(role, leader, this.raw.status().term);
+    this.#lease.void();
     if (role !== Role.Leader) {
       // Reads waiting for this node's leadership confirmation will never get it.
       for (const [ctx, r] of this.#reads) {
@@ -527,6 +575,7 @@ export class RaftGroup {
       if (e.type === EntryType.ConfChange) {
         const cc = decodeConfChange(e.data);
         const conf = this.raw.applyConfChange(cc);
+        this.#lease.confChanged();
         this.#o.log.info({ group: this.group, change: cc, conf }, "membership changed");
         this.#o.onConfChange?.(cc, conf);
         result = conf;
@@ -547,6 +596,7 @@ export class RaftGroup {
       const r = this.#reads.get(rs.context);
       if (!r) continue;
       this.#reads.delete(rs.context);
+      if (r.lease && this.raw.leaseUsable) this.#lease.confirm(r.lease, this.raw.termAndCommit.term);
       r.index = rs.index;
       this.#readyIndexed.push(r);
     }

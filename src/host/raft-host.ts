@@ -11,6 +11,12 @@ import { everyOnGrid, nextGridInstant } from "./grid.ts";
 
 /** Length of one Raft tick; election and heartbeat timeouts are whole numbers of ticks. */
 export const TICK_MS = 10;
+/**
+ * A leader's read lease as a share of the election timeout. A follower ignores unforced votes for
+ * at least (electionTicks - 1) ticks after it last heard from its leader; the rest of the timeout
+ * covers tick rounding, a tick that fires a little early, and clock-rate drift (see read-lease.ts).
+ */
+export const LEASE_SHARE = 0.6;
 
 export interface RaftHostOptions {
   readonly nodeId: NodeId;
@@ -22,6 +28,8 @@ export interface RaftHostOptions {
   readonly snapshotThreshold: number;
   /** See RaftGroupOptions.commitNoticeDelayMs (default: COMMIT_NOTICE_DELAY_MS). */
   readonly commitNoticeDelayMs?: number;
+  /** Whether leaders answer linearizable reads within a read lease (default true; see read-lease.ts). */
+  readonly leaseReads?: boolean;
   readonly peers: PeerLinks;
   readonly log: Logger;
   readonly onConfChange?: (group: GroupId, cc: ConfChange, conf: ConfState) => void;
@@ -102,6 +110,7 @@ export class RaftHost {
       catchUpEntries: Math.min(1000, Math.max(10, Math.floor(this.#o.snapshotThreshold / 2))),
       seed: seedOf(this.#o.nodeId, group),
       commitNoticeDelayMs: this.#o.commitNoticeDelayMs,
+      leaseReadMs: this.#o.leaseReads === false ? 0 : Math.floor(LEASE_SHARE * ticks(this.#o.electionTimeoutMs) * TICK_MS),
       onConfChange: (cc, conf) => this.#o.onConfChange?.(group, cc, conf),
       onRoleChange: (role, leader, term) => this.#o.onRoleChange?.(group, role, leader, term),
       onFatal: this.#o.onFatal,

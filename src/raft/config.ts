@@ -6,6 +6,7 @@ export interface ResolvedConfig extends RaftConfig {
   readonly applied: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
+  readonly holdVotesAtStart: boolean;
   readonly maxMsgBytes: number;
   readonly maxInflightMsgs: number;
   readonly snapshotChunkBytes: number;
@@ -29,6 +30,7 @@ export function resolveConfig(cfg: RaftConfig): ResolvedConfig {
     applied: cfg.applied ?? 0,
     preVote: cfg.preVote ?? true,
     checkQuorum: cfg.checkQuorum ?? true,
+    holdVotesAtStart: cfg.holdVotesAtStart ?? false,
     maxMsgBytes: cfg.maxMsgBytes ?? MAX_MSG_BYTES_DEFAULT,
     maxInflightMsgs: cfg.maxInflightMsgs ?? MAX_INFLIGHT_MSGS_DEFAULT,
     snapshotChunkBytes: cfg.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES_DEFAULT,

@@ -62,6 +62,14 @@ export class Raft {
   /** The host's view of peer liveness, from the last tick (none: never quiet). */
   #live: PeerLiveness | undefined;
   leadTransferee: NodeId | null = null;
+  /** The last term in which this node, as leader, started a leadership transfer (0: never). */
+  #transferTerm = 0;
+  /**
+   * Ticks since this node started, up to an election timeout. Until then it grants no vote that
+   * is not forced: it may have acknowledged a leader just before it restarted, and that leader's
+   * lease counts on it (see RaftGroup's lease reads).
+   */
+  #sinceStart = 0;
   /** Index of the latest ConfChange entry that may not be applied yet; a new one waits for it. */
   #pendingConfIndex = 0;
   // Each side of replication lives in helpers that hold its own state (each file says why).
@@ -124,6 +132,15 @@ export class Raft {
 
   get quiesced(): boolean {
     return this.#quiet;
+  }
+
+  /**
+   * Whether this leader started a leadership transfer in its current term. Its TimeoutNow makes
+   * the target campaign past the other members' leader lease, and may still be on its way after
+   * the transfer was abandoned: for the rest of the term, leadership is only proven by a round.
+   */
+  get transferredThisTerm(): boolean {
+    return this.#transferTerm === this.term;
   }
 
   // ---- Role transitions --------------------------------------------------------------------
@@ -205,6 +222,7 @@ export class Raft {
    */
   tick(beat?: number, live?: PeerLiveness): boolean {
     this.#live = live;
+    if (this.#sinceStart < this.cfg.electionTicks) this.#sinceStart++;
     if (this.state === "leader") {
       if (beat !== undefined) this.#heartbeatElapsed = beat % this.cfg.heartbeatTicks;
       if (this.#quiet) {
@@ -299,7 +317,7 @@ export class Raft {
           this.#quiet = false;
           this.#electionElapsed = this.cfg.electionTicks;
         }
-        const inLease = this.cfg.checkQuorum && this.lead !== null && this.#electionElapsed < this.cfg.electionTicks;
+        const inLease = this.cfg.checkQuorum && ((this.lead !== null && this.#electionElapsed < this.cfg.electionTicks) || (this.cfg.holdVotesAtStart && this.#sinceStart < this.cfg.electionTicks));
         // Leader lease: while we hear from a live leader, a (pre)candidate is ignored, so a node
         // that rejoins from a partition cannot depose a healthy leader. A quiet leader that gets one
         // wakes: some member is not quiet (e.g. it restarted) and needs its heartbeats.
@@ -526,6 +544,7 @@ export class Raft {
     // The transfer must finish within one election timeout, measured from now.
     this.#electionElapsed = 0;
     this.leadTransferee = target;
+    this.#transferTerm = this.term;
     if (pr.match === this.log.lastIndex()) this.#send({ to: target, type: MessageType.TimeoutNow });
     else this.#replication.sendAppend(target, true);
   }

@@ -122,6 +122,20 @@ export class RawNode {
     this.#raft.step(this.#local(MessageType.Hup, undefined));
   }
 
+  /**
+   * Whether this node leads and may time its leadership by a lease: it started no leadership
+   * transfer in this term (see Raft.transferredThisTerm).
+   */
+  get leaseUsable(): boolean {
+    const r = this.#raft;
+    return r.state === "leader" && !r.transferredThisTerm;
+  }
+
+  /** The term and commit index now (no copy of the membership, unlike status()). */
+  get termAndCommit(): { term: number; commit: number } {
+    return { term: this.#raft.term, commit: this.#raft.log.committed };
+  }
+
   /** Whether the group is quiet here (see quiescence.ts). */
   get quiesced(): boolean {
     return this.#raft.quiesced;

@@ -205,6 +205,12 @@ export interface RaftConfig {
   readonly applied?: number;
   readonly preVote?: boolean;
   readonly checkQuorum?: boolean;
+  /**
+   * Grant no unforced (pre)vote during the first election timeout after start (default off).
+   * Needed when the host times leadership by a lease: a member that acknowledged the leader and
+   * then restarted has forgotten it, and would otherwise vote at once.
+   */
+  readonly holdVotesAtStart?: boolean;
   /** Upper bound of entry bytes in one App message. */
   readonly maxMsgBytes?: number;
   /** Maximum App messages in flight per follower (pipelining window). */

@@ -6,13 +6,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { CommitNotices } from "../../src/host/commit-notices.ts";
-import { RaftHost } from "../../src/host/raft-host.ts";
-import { createLogger } from "../../src/host/logger.ts";
+import type { RaftHost } from "../../src/host/raft-host.ts";
 import { makeMessage } from "../../src/raft/message.ts";
 import { MessageType, type Message, type NodeId } from "../../src/raft/index.ts";
-import type { PeerLinks } from "../../src/transport/peer-links.ts";
-import { removeDir, tempDir } from "../storage/wal-fixtures.ts";
 import { waitFor } from "../helpers/daemon.ts";
+import { withCluster } from "./in-process-cluster.ts";
 
 const notice = (to: NodeId, commit: number): Message => makeMessage({ type: MessageType.App, group: 1, from: "n1", to, term: 2, index: 7, commit });
 const append = (to: NodeId): Message =>
@@ -40,66 +38,6 @@ test("commit notices - a lone notice is held and sent when the delay ends; an ap
   await new Promise((resolve) => setTimeout(resolve, 50));
 });
 
-class Counter {
-  n = 0;
-  /** Called for an entry whose first byte is 255: a follower must hear of its commit at once. */
-  urgent: (() => void) | null = null;
-  apply(entry: { data: Uint8Array }): unknown {
-    if (entry.data[0] === 255) this.urgent?.();
-    return ++this.n;
-  }
-  snapshot(): Uint8Array {
-    return Uint8Array.of(this.n & 0xff);
-  }
-  restore(data: Uint8Array): void {
-    this.n = data[0] ?? 0;
-  }
-}
-
-/** Three hosts in this process, linked by a loopback that records every message sent. */
-async function withCluster(commitNoticeDelayMs: number, fn: (c: { leader: RaftHost; all: RaftHost[]; sent: Message[][] }) => Promise<void>): Promise<void> {
-  const ids = ["n1", "n2", "n3"];
-  const hosts = new Map<NodeId, RaftHost>();
-  /** Every batch sent, as one frame on a real link. */
-  const sent: Message[][] = [];
-  const dirs: string[] = [];
-  try {
-    for (const id of ids) {
-      const links = {
-        send: (to: NodeId, type: number, body: { msgs: Message[] }) => {
-          sent.push(body.msgs);
-          setImmediate(() => hosts.get(to)?.onPeerMessage(id, { type, id: 0, body }));
-          return true;
-        },
-      } as unknown as PeerLinks;
-      const dir = await tempDir();
-      dirs.push(dir);
-      const host = await RaftHost.open({
-        nodeId: id,
-        dataDir: dir,
-        fsync: false,
-        voters: ids,
-        electionTimeoutMs: 300,
-        heartbeatIntervalMs: 50,
-        snapshotThreshold: 100_000,
-        commitNoticeDelayMs,
-        peers: links,
-        log: createLogger(id, "silent"),
-      });
-      hosts.set(id, host);
-      const counter = new Counter();
-      const group = await host.addGroup(1, counter);
-      counter.urgent = () => group.notifyFollowersNow();
-    }
-    for (const h of hosts.values()) h.start();
-    const leader = await waitFor(() => [...hosts.values()].find((h) => h.group(1)?.isLeader) ?? null, "a leader", 10_000);
-    await fn({ leader, all: [...hosts.values()], sent });
-  } finally {
-    for (const h of hosts.values()) await h.close();
-    for (const d of dirs) await removeDir(d);
-  }
-}
-
 const isNotice = (m: Message, from: NodeId): boolean => m.from === from && m.type === MessageType.App && m.entries.length === 0;
 /** Commit notices sent, alone or beside other messages. */
 const notices = (sent: readonly Message[][], from: NodeId): number => sent.flat().filter((m) => isNotice(m, from)).length;
@@ -111,7 +49,7 @@ async function sequentialWrites(leader: RaftHost, n: number): Promise<void> {
 }
 
 test("commit notices - sequential writes: without a delay every commit costs a notice per follower; with one, the next append carries it and followers still learn every commit", { timeout: 60_000 }, async () => {
-  await withCluster(0, async ({ leader, sent }) => {
+  await withCluster({ commitNoticeDelayMs: 0 }, async ({ leader, sent }) => {
     const id = leader.group(1)!.raw.status().id;
     const before = notices(sent, id);
     await sequentialWrites(leader, 40);
@@ -121,7 +59,7 @@ test("commit notices - sequential writes: without a delay every commit costs a n
   // A delay far beyond the test: no notice costs a frame of its own while writes follow one
   // another (one may still ride beside a heartbeat sent in the same turn), and only heartbeats
   // (which carry the commit index too) bring the followers the last one.
-  await withCluster(600_000, async ({ leader, all, sent }) => {
+  await withCluster({ commitNoticeDelayMs: 600_000 }, async ({ leader, all, sent }) => {
     const id = leader.group(1)!.raw.status().id;
     const before = noticeFrames(sent, id);
     await sequentialWrites(leader, 40);
@@ -133,7 +71,7 @@ test("commit notices - sequential writes: without a delay every commit costs a n
 
 
 test("commit notices - an entry whose apply asks for it (a lock grant for a waiter on another node) tells the followers at once", { timeout: 60_000 }, async () => {
-  await withCluster(600_000, async ({ leader, all }) => {
+  await withCluster({ commitNoticeDelayMs: 600_000 }, async ({ leader, all }) => {
     await sequentialWrites(leader, 3);
     await leader.group(1)!.propose(Uint8Array.of(255), 5000);
     // The notices went out in the turn the entry applied on the leader, before the write

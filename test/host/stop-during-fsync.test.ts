@@ -11,19 +11,7 @@ import { createLogger } from "../../src/host/logger.ts";
 import type { PeerLinks } from "../../src/transport/peer-links.ts";
 import { removeDir, tempDir } from "../storage/wal-fixtures.ts";
 import { waitFor } from "../helpers/daemon.ts";
-
-class Counter {
-  n = 0;
-  apply(): unknown {
-    return ++this.n;
-  }
-  snapshot(): Uint8Array {
-    return Uint8Array.of(this.n & 0xff);
-  }
-  restore(data: Uint8Array): void {
-    this.n = data[0] ?? 0;
-  }
-}
+import { Counter } from "./in-process-cluster.ts";
 
 test("raft host - a stop during an fsync waits for the iteration and is not a storage failure", async () => {
   for (let round = 0; round < 12; round++) {

@@ -165,3 +165,47 @@ test("transfer - proposals are refused during a transfer, which aborts after an 
   assert.equal(n1.raw.status().role, "leader");
   assert.equal(n1.raw.propose(enc("x")).ok, true);
 });
+
+test("election - holdVotesAtStart: a restarted member that had acknowledged the leader grants no vote for an election timeout", () => {
+  // A leader's read lease counts on every member that acknowledged it not to vote for an election
+  // timeout; a member that restarts has forgotten whom it heard from.
+  for (const hold of [false, true]) {
+    const net = new Network(["n1", "n2", "n3"], { holdVotesAtStart: hold });
+    net.tick(10); // Past the start hold of the founding members.
+    net.elect("n1");
+    const term = net.node("n1").raw.status().term;
+    net.isolate("n1");
+    const n2 = net.node("n2");
+    net.add("n2", n2.storage); // n2 restarts, as after a crash.
+    net.node("n3").raw.campaign();
+    net.stabilize();
+    if (!hold) {
+      assert.deepEqual(net.leaders().filter((id) => id !== "n1"), ["n3"], "without the hold, the restarted member votes at once");
+      continue;
+    }
+    assert.deepEqual(net.leaders(), ["n1"], "n3 got no vote from the restarted n2");
+    assert.equal(net.node("n3").raw.status().term, term, "pre-vote failed: no term bumped");
+    net.tick(9, ["n2"]);
+    net.node("n3").raw.campaign();
+    net.stabilize();
+    assert.deepEqual(net.leaders(), ["n1"], "still within n2's first election timeout");
+    net.tick(1, ["n2"]);
+    net.node("n3").raw.campaign();
+    net.stabilize();
+    assert.ok(net.leaders().includes("n3"), "after an election timeout the restarted n2 votes");
+  }
+});
+
+test("transfer - a leader that started a transfer may not time its leadership by a lease for the rest of its term", () => {
+  const net = new Network(["n1", "n2", "n3"]);
+  net.elect("n1");
+  assert.equal(net.node("n1").raw.leaseUsable, true);
+  net.isolate("n2"); // The transfer cannot finish.
+  net.node("n1").raw.transferLeader("n2");
+  net.stabilize();
+  assert.equal(net.node("n1").raw.leaseUsable, false);
+  net.tick(25, ["n1", "n3"]); // The transfer is abandoned after an election timeout.
+  assert.equal(net.node("n1").raw.status().role, "leader");
+  assert.equal(net.node("n1").raw.leaseUsable, false, "a TimeoutNow of this term may still arrive");
+  assert.equal(net.node("n3").raw.leaseUsable, false, "a follower has no lease");
+});

@@ -157,6 +157,8 @@ export class SimNode {
       applied: snap.meta.index,
       preVote: s.preVote,
       checkQuorum: s.checkQuorum,
+      // As the daemon runs it (for its lease reads), whenever the lease's other half is on.
+      holdVotesAtStart: s.checkQuorum,
       maxMsgBytes: s.maxMsgBytes,
       maxInflightMsgs: s.maxInflightMsgs,
       snapshotChunkBytes: s.snapshotChunkBytes,
