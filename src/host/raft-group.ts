@@ -34,6 +34,7 @@ import { ownBytes } from "../services/command-codec.ts";
 import { expiryStateChanged } from "./expiry-loop.ts";
 import { COMMIT_NOTICE_DELAY_MS, CommitNotices } from "./commit-notices.ts";
 import { ReadLease, type LeaseRound } from "./read-lease.ts";
+import { commitTraceOn, traceCommit } from "./commit-trace.ts";
 
 /** How a group hands its outgoing messages to the network. */
 export interface RaftSender {
@@ -219,6 +220,7 @@ export class RaftGroup {
 
   /** Feeds a message from a peer. Malformed messages are refused by the codec before this. */
   step(msg: Message): void {
+    if (commitTraceOn) this.#traceMessage("recv", msg);
     this.raw.step(msg);
     this.#schedule();
   }
@@ -250,6 +252,7 @@ export class RaftGroup {
       return;
     }
     const results = this.raw.proposeBatch(batch.map((p) => p.data));
+    if (commitTraceOn) for (const r of results) if (r.ok) traceCommit("propose", this.group, r.index);
     results.forEach((r, i) => {
       const p = batch[i]!;
       if (!r.ok) p.reject(new NotLeaderError(r.leader, null));
@@ -482,6 +485,7 @@ export class RaftGroup {
       const written = this.#o.wal.append(records, { durable: mustSync });
       if (mustSync) await written;
       else written.catch((err: unknown) => this.#storageFailed(err as Error));
+      if (commitTraceOn && rd.entries.length > 0) traceCommit("persisted", this.group, rd.entries[rd.entries.length - 1]!.index);
     }
     if (rd.entries.length > 0) this.storage.append(rd.entries);
     if (rd.hardState) {
@@ -538,7 +542,14 @@ export class RaftGroup {
     return this.#notices.held;
   }
 
+  /** Commit trace: an append carrying entries (by its last index), or an append's answer. */
+  #traceMessage(dir: "send" | "recv", m: Message): void {
+    if (m.type === MessageType.App && m.entries.length > 0) traceCommit(`${dir}-app`, this.group, m.entries[m.entries.length - 1]!.index);
+    else if (m.type === MessageType.AppResp && !m.reject) traceCommit(`${dir}-resp`, this.group, m.index);
+  }
+
   #sendTo(to: NodeId, msgs: Message[]): void {
+    if (commitTraceOn) for (const m of msgs) this.#traceMessage("send", m);
     if (!this.#o.sender.send(to, msgs)) {
       this.raw.reportUnreachable(to);
       if (msgs.some((m) => m.snapshot !== undefined)) this.raw.reportSnapshot(to, false);
@@ -583,6 +594,7 @@ export class RaftGroup {
         result = this.#o.machine.apply({ index: e.index, term: e.term, data: e.data });
       }
       this.#applied = e.index;
+      if (commitTraceOn) traceCommit("applied", this.group, e.index);
       const w = this.#waiters.get(e.index);
       if (w) {
         this.#waiters.delete(e.index);
