@@ -307,8 +307,7 @@ export class RaftGroup {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#reads.delete(context);
-        const i = this.#readyIndexed.findIndex((w) => w.timer === timer);
-        if (i >= 0) this.#readyIndexed.splice(i, 1);
+        this.#dropReady(timer);
         reject(new TimeoutError(`linearizable read got no quorum confirmation within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#reads.set(context, { index: -1, resolve, reject, timer, ...(lease && { lease }) });
@@ -319,12 +318,17 @@ export class RaftGroup {
   #waitApplied(index: number, timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        const i = this.#readyIndexed.findIndex((w) => w.timer === timer);
-        if (i >= 0) this.#readyIndexed.splice(i, 1);
+        this.#dropReady(timer);
         reject(new TimeoutError(`linearizable read: log index ${index} was not applied within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#readyIndexed.push({ index, resolve, reject, timer });
     });
+  }
+
+  /** Forgets the read waiting for its index to apply whose timer this is (it timed out). */
+  #dropReady(timer: NodeJS.Timeout): void {
+    const i = this.#readyIndexed.findIndex((w) => w.timer === timer);
+    if (i >= 0) this.#readyIndexed.splice(i, 1);
   }
 
   /** Writes and reads this replica started and has not answered yet. */
