@@ -18,6 +18,13 @@ export const TICK_MS = 10;
  */
 export const LEASE_SHARE = 0.6;
 
+const ticks = (ms: number): number => Math.max(1, Math.round(ms / TICK_MS));
+
+/** A leader's read lease for an election timeout of `electionTimeoutMs` (as the group counts it, in whole ticks). */
+export function leaseReadMs(electionTimeoutMs: number): number {
+  return Math.floor(LEASE_SHARE * ticks(electionTimeoutMs) * TICK_MS);
+}
+
 export interface RaftHostOptions {
   readonly nodeId: NodeId;
   readonly dataDir: string;
@@ -93,7 +100,6 @@ export class RaftHost {
    * `voters` (default: the node's configured voters) and `learners`.
    */
   async addGroup(group: GroupId, machine: StateMachine, voters: readonly NodeId[] = this.#o.voters, learners: readonly NodeId[] = []): Promise<RaftGroup> {
-    const ticks = (ms: number): number => Math.max(1, Math.round(ms / TICK_MS));
     const g = await RaftGroup.open({
       group,
       nodeId: this.#o.nodeId,
@@ -110,7 +116,7 @@ export class RaftHost {
       catchUpEntries: Math.min(1000, Math.max(10, Math.floor(this.#o.snapshotThreshold / 2))),
       seed: seedOf(this.#o.nodeId, group),
       commitNoticeDelayMs: this.#o.commitNoticeDelayMs,
-      leaseReadMs: this.#o.leaseReads === false ? 0 : Math.floor(LEASE_SHARE * ticks(this.#o.electionTimeoutMs) * TICK_MS),
+      leaseReadMs: this.#o.leaseReads === false ? 0 : leaseReadMs(this.#o.electionTimeoutMs),
       onConfChange: (cc, conf) => this.#o.onConfChange?.(group, cc, conf),
       onRoleChange: (role, leader, term) => this.#o.onRoleChange?.(group, role, leader, term),
       onFatal: this.#o.onFatal,
@@ -298,8 +304,8 @@ export class RaftHost {
    * and mid-way through each interval on fast ones (so it never doubles a heartbeat about to go).
    */
   #beatPeers(beat: number): void {
-    const ticks = Math.max(1, Math.round(this.#o.heartbeatIntervalMs / TICK_MS));
-    if (!this.#slow && beat % ticks !== Math.floor(ticks / 2)) return;
+    const beatTicks = ticks(this.#o.heartbeatIntervalMs);
+    if (!this.#slow && beat % beatTicks !== Math.floor(beatTicks / 2)) return;
     const before = this.#now - (this.#slow ? this.#o.heartbeatIntervalMs / 2 : this.#o.heartbeatIntervalMs);
     for (const id of this.#peers) if ((this.#sentAt.get(id) ?? -Infinity) < before) this.#sendRaft(id, []);
   }

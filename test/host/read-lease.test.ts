@@ -7,12 +7,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ReadLease } from "../../src/host/read-lease.ts";
-import { LEASE_SHARE, TICK_MS } from "../../src/host/raft-host.ts";
+import { leaseReadMs } from "../../src/host/raft-host.ts";
 import { MessageType, type Message, type NodeId } from "../../src/raft/index.ts";
 import { idOf, withCluster } from "./in-process-cluster.ts";
 
 const ELECTION_MS = 300;
-const LEASE_MS = Math.floor(LEASE_SHARE * (ELECTION_MS / TICK_MS) * TICK_MS);
+const LEASE_MS = leaseReadMs(ELECTION_MS);
 
 /** Read rounds a leader started: the distinct ReadIndex keys (JSON arrays) its heartbeats carried. */
 function rounds(sent: readonly Message[][], from: NodeId): number {
