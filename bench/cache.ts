@@ -37,7 +37,7 @@ import { startRedis } from "../scripts/lib/redis-server.ts";
 import { CacheClient } from "../src/client/cache.ts";
 import { DsyncClient } from "../src/client/client.ts";
 import { REDIS_KEY_PREFIX } from "../src/services/cache/store.ts";
-import { runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
+import { SYSTEM_WARMUP_CONCURRENCY, runClosedLoop, systemWarmupSeconds, warmUpSystem, type CellResult } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { installCleanupHandlers, interruptSignal, onInterrupt } from "./lib/proc.ts";
 import { concurrencyList, gitRev, positive } from "./lib/run-info.ts";
@@ -47,6 +47,7 @@ const { values: args } = parseArgs({
   options: {
     seconds: { type: "string" },
     warmup: { type: "string" },
+    "system-warmup": { type: "string" },
     quick: { type: "boolean", default: false },
     concurrency: { type: "string", default: "1,16,64" },
     json: { type: "string" },
@@ -58,11 +59,12 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  process.stdout.write(`Usage: npm run bench:cache -- [--seconds N] [--warmup S] [--quick] [--concurrency 1,16,64] [--policy write-back|write-through] [--write-back-ms 1000] [--workloads get-hit,set,...] [--settle S] [--json file]\n`);
+  process.stdout.write(`Usage: npm run bench:cache -- [--seconds N] [--warmup S] [--system-warmup S] [--quick] [--concurrency 1,16,64] [--policy write-back|write-through] [--write-back-ms 1000] [--workloads get-hit,set,...] [--settle S] [--json file]\n`);
   process.exit(0);
 }
 const seconds = positive("seconds", args.seconds, args.quick ? 1 : 3);
 const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.3 : 1);
+const systemWarmup = systemWarmupSeconds(args["system-warmup"], args.quick);
 const concurrencies = concurrencyList(args.concurrency);
 const settleSeconds = args.settle === undefined ? 5 : Number(args.settle);
 if (!(settleSeconds >= 0)) throw new Error(`--settle must be ≥ 0 seconds, got ${args.settle}`);
@@ -99,7 +101,7 @@ const rows: Row[] = [];
 let run = 0;
 
 try {
-  process.stderr.write(`bench:cache ${gitRev()} — ${seconds} s per cell (${warmupSeconds} s warm-up), C = ${concurrencies.join(", ")}; redis ${redis.version}\n`);
+  process.stderr.write(`bench:cache ${gitRev()} — ${seconds} s per cell (${warmupSeconds} s warm-up; each system first ran ${systemWarmup} s at C=${SYSTEM_WARMUP_CONCURRENCY}, unrecorded), C = ${concurrencies.join(", ")}; redis ${redis.version}\n`);
   for (const c of concurrencies) {
     // Interleaved per concurrency, so machine noise spreads over both peers.
     for (const w of DSYNC_WORKLOADS) rows.push({ peer: "dsync", workload: w, result: await dsyncCell(w, c) });
@@ -130,19 +132,27 @@ process.stdout.write(`${markdownTable(["cell", "C", "client CPU", "server CPU"],
 if (args.json) writeFileSync(args.json, JSON.stringify({ rev: gitRev(), seconds, warmupSeconds, rows }, null, 2));
 
 /**
- * Sets and gets from 16 clients on every node for a few seconds before the first cell: V8
- * compiles the daemons' hot paths under load, which the first cell would otherwise time.
+ * Sets and gets at C=16 for `--system-warmup` seconds before the first cell, through every dsync
+ * node and then straight to Redis (see warmUpSystem: the daemons' hot paths, and the clients'
+ * own JavaScript, are compiled under load before anything is timed).
  */
 async function warmUp(): Promise<void> {
   const conns = cluster.clientAddrs.map((a) => new DsyncClient({ nodes: [a], preferLeader: false, requestTimeoutMs: 10_000 }));
   const caches = conns.map((conn) => new CacheClient(conn));
   try {
-    await runClosedLoop({ ...loopOptions(16), warmupMs: 0, durationMs: 3000, serverPids: [] }, (p, seq) => {
+    await warmUpSystem(systemWarmup, (p, seq) => {
       const cache = caches[p % caches.length]!;
       return seq % 2 === 0 ? cache.set(`warm-${p}-${seq % 50}`, VALUE) : cache.get(`warm-${p}-${(seq - 1) % 50}`);
     });
   } finally {
     for (const conn of conns) await conn.close();
+  }
+  const r = new Redis(redis.url);
+  const value = Buffer.from(VALUE);
+  try {
+    await warmUpSystem(systemWarmup, (p, seq) => (seq % 2 === 0 ? r.set(`${REDIS_KEY_PREFIX}warm-${p}-${seq % 50}`, value) : r.getBuffer(`${REDIS_KEY_PREFIX}warm-${p}-${(seq - 1) % 50}`)));
+  } finally {
+    r.disconnect();
   }
 }
 

@@ -16,7 +16,7 @@
  *   commit → applied     the later of (first answer, leader durable) → applied at the leader
  *   leader → client      applied → the answer received by the client
  *
- *   npm run bench:commit-trace                     # 2,000 puts after 300 warm-up puts
+ *   npm run bench:commit-trace                     # 2,000 puts after 10 s of puts at C=16 and 300 at C=1
  *   npm run bench:commit-trace -- --puts 5000 --json out.json
  */
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
@@ -26,6 +26,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { Op, type KvWriteReply } from "../protocol/index.ts";
 import { DsyncClient } from "../src/client/client.ts";
+import { systemWarmupSeconds, warmUpSystem } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { installCleanupHandlers, onInterrupt } from "./lib/proc.ts";
 import { gitRev, positive } from "./lib/run-info.ts";
@@ -35,16 +36,18 @@ const { values: args } = parseArgs({
   options: {
     puts: { type: "string" },
     warmup: { type: "string" },
+    "system-warmup": { type: "string" },
     json: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  process.stdout.write("Usage: npm run bench:commit-trace -- [--puts 2000] [--warmup 300] [--json file]\n");
+  process.stdout.write("Usage: npm run bench:commit-trace -- [--puts 2000] [--warmup 300] [--system-warmup 10] [--json file]\n");
   process.exit(0);
 }
 const puts = positive("puts", args.puts, 2000);
 const warmup = positive("warmup", args.warmup, 300);
+const systemWarmup = systemWarmupSeconds(args["system-warmup"], false);
 
 /** One traced step: monotonic ns, node, step, group, entry index. */
 interface Step {
@@ -65,6 +68,7 @@ try {
   process.stderr.write(`${await cluster.settleLeaders()}\n`);
   const client = new DsyncClient({ nodes: cluster.clientAddrs, requestTimeoutMs: 10_000 });
   const value = new Uint8Array(128).fill(7);
+  await warmUpSystem(systemWarmup, (p) => client.call(Op.KV_PUT, { key: `warm-${p}`, value }));
   for (let i = 0; i < warmup; i++) await client.call(Op.KV_PUT, { key: "trace", value });
   const status = (await client.call(Op.STATUS, {})) as { leader: string | null };
   leaderId = status.leader ?? "";
@@ -157,7 +161,7 @@ const rows = SEGMENTS.map((seg) => {
   return [seg, pct(xs, 0.5).toFixed(0), pct(xs, 0.9).toFixed(0)];
 });
 process.stdout.write(
-  `\n## Where a C=1 put's time goes (3 nodes, fsync on; ${matched} of ${puts} puts traced end to end; ${gitRev()})\n\n` +
+  `\n## Where a C=1 put's time goes (3 nodes, fsync on; ${matched} of ${puts} puts traced end to end, after ${systemWarmup} s of puts at C=16 and ${warmup} at C=1; ${gitRev()})\n\n` +
     `${markdownTable(["step", "p50 µs", "p90 µs"], rows)}\n\n` +
     `Steps are medians of their own (they do not add up to the total's median). "leader: durable" runs beside the follower's round trip; the commit waits for the later of the two.\n` +
     `${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`,

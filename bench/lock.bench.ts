@@ -32,7 +32,7 @@ import { parseArgs } from "node:util";
 import { Etcd3, EtcdLockFailedError, type Lease } from "etcd3";
 import { DsyncClient } from "../src/client/client.ts";
 import { LockClient, type Lock } from "../src/client/locks.ts";
-import { describeError, runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
+import { SYSTEM_WARMUP_CONCURRENCY, describeError, runClosedLoop, systemWarmupSeconds, warmUpSystem, type CellResult } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { V3LockChannel } from "./lib/etcd-lock.ts";
 import { ETCD_BIN, EtcdCluster, etcdVersion } from "./lib/etcd-cluster.ts";
@@ -59,6 +59,7 @@ const { values: args } = parseArgs({
   options: {
     seconds: { type: "string" },
     warmup: { type: "string" },
+    "system-warmup": { type: "string" },
     quick: { type: "boolean", default: false },
     peers: { type: "string", default: "dsync,v3lock,etcd3" },
     tls: { type: "boolean", default: false },
@@ -77,6 +78,7 @@ if (args.help) {
 
   --seconds N         measured seconds per cell (default 10; 3 with --quick)
   --warmup S          warm-up seconds per cell (default 2; 0.5 with --quick)
+  --system-warmup S   unrecorded seconds of uncontended cycles at C=16 on each peer before its first cell (default 10; 2 with --quick)
   --quick             shorter run: 3 s per cell, 0.5 s warm-up
   --peers LIST        dsync,v3lock,etcd3 (default), and dsync-tls
                         dsync-tls = a second dsync cluster with TLS on every port (mutual TLS between nodes)
@@ -96,6 +98,7 @@ Env: ETCD_BIN (default /usr/bin/etcd); CI=true makes a missing etcd an error.
 
 const seconds = positive("seconds", args.seconds, args.quick ? 3 : 10);
 const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.5 : 2);
+const systemWarmup = systemWarmupSeconds(args["system-warmup"], args.quick);
 const concurrencies = concurrencyList(args.concurrency);
 const PER_CONNECTION = Math.floor(positive("per-client", args["per-client"], 16));
 const maxOps = Math.floor(positive("max-ops", args["max-ops"], 100_000 * (seconds + warmupSeconds)));
@@ -336,6 +339,7 @@ const meta = {
   loadavgEnd: [] as number[],
   seconds,
   warmupSeconds,
+  systemWarmup,
   maxOps,
   members: 3,
   ttlSeconds: TTL_SECONDS,
@@ -349,7 +353,7 @@ process.stdout.write(
   `# lock bench: exclusive acquire + release cycles, 3 members on 127.0.0.1, fsync on\n\n` +
     `${meta.date} · node ${meta.node} · ${meta.cpus}× ${meta.cpuModel} · load ${meta.loadavgStart.join(" ")} · dsync ${meta.dsyncRev}` +
     `${meta.etcd ? ` · ${meta.etcd}` : ""}\n` +
-    `closed loop, ${seconds} s per cell after ${warmupSeconds} s warm-up, C = ${concurrencies.join(", ")} clients, shapes: ${shapes.join(", ")}; ` +
+    `closed loop, ${seconds} s per cell after ${warmupSeconds} s warm-up (each peer first ran ${systemWarmup} s of uncontended cycles at C=${SYSTEM_WARMUP_CONCURRENCY}, unrecorded), C = ${concurrencies.join(", ")} clients, shapes: ${shapes.join(", ")}; ` +
     `peers interleaved per cell (order rotated cell to cell), fresh resource names per cell\n` +
     `each client: own session / lease (TTL ${TTL_SECONDS} s); one connection / gRPC channel per ${PER_CONNECTION} clients\n` +
     `fsync: on for all peers (etcd always fsyncs its WAL; dsync nodes started with FSYNC=true)\n\n`,
@@ -422,6 +426,27 @@ try {
     } catch (err) {
       for (const p of peers) if (p !== "dsync") failed.set(p, `etcd cluster did not start: ${(err as Error).message}`);
       process.stderr.write(`etcd: cluster did not start: ${(err as Error).message}\n`);
+    }
+  }
+
+  for (const name of peers) {
+    const peer = started.get(name);
+    if (!peer || failed.has(name) || systemWarmup === 0 || interruptSignal.aborted) continue;
+    process.stderr.write(`${name}: ${systemWarmup} s warm-up at C=${SYSTEM_WARMUP_CONCURRENCY}\n`);
+    const tag = `warm-${name}`;
+    try {
+      const stats = new CellStats();
+      stats.giveUpAt = performance.now() + (systemWarmup + 30) * 1000;
+      const cell = await peer.open(SYSTEM_WARMUP_CONCURRENCY, (p) => `bench/${tag}/${p}`, tag, stats);
+      openCloser = cell.close;
+      await warmUpSystem(systemWarmup, (p) => cell.cycle(p), interruptSignal);
+      await cell.close();
+      openCloser = null;
+      if (stats.overlaps || stats.tokenRegressions) errorsSeen[name].push(`warm-up: SAFETY: ${stats.overlaps} overlapping holders, ${stats.tokenRegressions} non-increasing tokens`);
+    } catch (err) {
+      const msg = `warm-up: ${describeError(err)}`;
+      failed.set(name, msg);
+      errorsSeen[name].push(msg);
     }
   }
 

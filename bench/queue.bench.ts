@@ -25,7 +25,7 @@
  */
 import { parseArgs } from "node:util";
 import { hasRedisServer } from "../scripts/lib/redis-server.ts";
-import { describeError } from "./lib/closed-loop.ts";
+import { SYSTEM_WARMUP_CONCURRENCY, describeError, systemWarmupSeconds } from "./lib/closed-loop.ts";
 import { CpuWindow } from "./lib/cpu.ts";
 import { bullmqVersion, startBullmqPeer } from "./lib/bullmq-peer.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
@@ -49,6 +49,7 @@ const { values: args } = parseArgs({
   options: {
     ...COMMON_OPTIONS,
     duration: { type: "string" },
+    "system-warmup": { type: "string" },
     systems: { type: "string", default: SYSTEMS.join(",") },
     loop: { type: "string", default: "enqueued" },
     prefetch: { type: "string" },
@@ -63,6 +64,7 @@ if (args.help) {
 
   --duration N         measured seconds per cell (default 8; 2 with --quick)
   --warmup S           warm-up seconds per cell (default 2; 0.5 with --quick)
+  --system-warmup S    unrecorded seconds at C=16 on each system before its first cell (default 10; 2 with --quick)
   --quick              sanity run: 2 s per cell, 0.5 s warm-up
   --systems LIST       ${SYSTEMS.join(",")} (default all)
   --concurrency LIST   producers = consumers per cell (default 1,16,64)
@@ -79,6 +81,7 @@ if (args.help) {
 
 const seconds = positive("duration", args.duration, args.quick ? 2 : 8);
 const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.5 : 2);
+const systemWarmup = systemWarmupSeconds(args["system-warmup"], args.quick);
 const concurrencies = concurrencyList(args.concurrency);
 const loop = args.loop;
 if (loop !== "enqueued" && loop !== "acked") throw new Error(`--loop must be enqueued or acked, got ${JSON.stringify(loop)}`);
@@ -106,6 +109,7 @@ const meta = {
   bullmq: usesRedis ? bullmqVersion() : null,
   seconds,
   warmupSeconds,
+  systemWarmup,
   loop,
   maxOps,
   prefetch,
@@ -166,6 +170,15 @@ try {
   const idle = [...peers].map(([s, p]) => [s, new CpuWindow(p.pids)] as const);
   await sleep(1000);
   for (const [s, w] of idle) meta.idleServerCpuPct[s] = Math.round(w.read().serverPct);
+  for (const [s, peer] of peers) {
+    if (systemWarmup === 0 || interruptSignal.aborted) break;
+    process.stderr.write(`${s}: ${systemWarmup} s warm-up at C=${SYSTEM_WARMUP_CONCURRENCY}\n`);
+    try {
+      await runQueueCell(peer, `warm-${s}`, { concurrency: SYSTEM_WARMUP_CONCURRENCY, warmupMs: 0, durationMs: systemWarmup * 1000, maxOps, maxErrors: 50, drainMs: 10_000, loop, signal: interruptSignal });
+    } catch (err) {
+      failed.set(s, `warm-up: ${describeError(err)}`);
+    }
+  }
   let cellNo = 0;
   for (const c of concurrencies) {
     // Rotate the order cell to cell so a noisy moment does not always hit the same system.
@@ -242,7 +255,7 @@ let out =
   machineLine(meta) +
   `${meta.redis ? ` · redis-server ${meta.redis}` : ""}${meta.bullmq ? ` · bullmq ${meta.bullmq}` : ""}\n` +
   `producers await ${loop === "acked" ? "their message's ack by a consumer (--loop acked)" : "the enqueue's acknowledgement (--loop enqueued)"} before the next message\n` +
-  `${seconds} s per cell after ${warmupSeconds} s warm-up, C = ${concurrencies.join(", ")}, ${payloadBytes} B messages; systems interleaved per C (order rotated); ` +
+  `${seconds} s per cell after ${warmupSeconds} s warm-up (each system first ran ${systemWarmup} s at C=${SYSTEM_WARMUP_CONCURRENCY}, unrecorded), C = ${concurrencies.join(", ")}, ${payloadBytes} B messages; systems interleaved per C (order rotated); ` +
   `one connection per ${perConnection} producers (and per ${perConnection} consumers for dsync); one BullMQ Worker per cell\n` +
   `durability: dsync fsync on (3 nodes); Redis appendonly with appendfsync always / everysec (1 node, unreplicated)\n` +
   "\n";

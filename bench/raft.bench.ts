@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { Etcd3 } from "etcd3";
 import { Op } from "../protocol/index.ts";
 import { DsyncClient } from "../src/client/client.ts";
-import { runClosedLoop, type CellResult } from "./lib/closed-loop.ts";
+import { SYSTEM_WARMUP_CONCURRENCY, runClosedLoop, systemWarmupSeconds, warmUpSystem, type CellResult } from "./lib/closed-loop.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { ETCD_BIN, EtcdCluster, etcdVersion } from "./lib/etcd-cluster.ts";
 import { concurrencyList, ensureEtcd, gitRev, positive } from "./lib/run-info.ts";
@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
   options: {
     seconds: { type: "string" },
     warmup: { type: "string" },
+    "system-warmup": { type: "string" },
     quick: { type: "boolean", default: false },
     peers: { type: "string", default: "etcd,dsync" },
     "dsync-op": { type: "string", default: "put" },
@@ -51,6 +52,7 @@ if (args.help) {
 
   --seconds N         measured seconds per cell (default 10; 2 with --quick)
   --warmup S          warm-up seconds per cell (default 2; 0.5 with --quick)
+  --system-warmup S   unrecorded seconds at C=16 on each system before its first cell (default 10; 2 with --quick)
   --quick             smoke run: 2 s per cell, 0.5 s warm-up
   --peers LIST        etcd,dsync (default both)
   --dsync-op OP       put (Op.KV_PUT, default) or ping (Op.PING: not replicated, harness check only)
@@ -66,6 +68,7 @@ Env: ETCD_BIN (default /usr/bin/etcd); CI=true makes a missing etcd an error.
 
 const seconds = positive("seconds", args.seconds, args.quick ? 2 : 10);
 const warmupSeconds = positive("warmup", args.warmup, args.quick ? 0.5 : 2);
+const systemWarmup = systemWarmupSeconds(args["system-warmup"], args.quick);
 const concurrencies = concurrencyList(args.concurrency);
 const PROPOSERS_PER_CLIENT = Math.floor(positive("per-client", args["per-client"], 16));
 const maxOps = Math.floor(positive("max-ops", args["max-ops"], 200_000 * (seconds + warmupSeconds)));
@@ -158,6 +161,7 @@ const meta = {
   loadavgEnd: [] as number[],
   seconds,
   warmupSeconds,
+  systemWarmup,
   maxOps,
   valueBytes: VALUE_BYTES,
   members: 3,
@@ -171,7 +175,7 @@ process.stdout.write(
   `# raft bench: replicated put, ${VALUE_BYTES} B value, 3 members on 127.0.0.1, fsync on\n\n` +
     `${meta.date} · node ${meta.node} · ${meta.cpus}× ${meta.cpuModel} · load ${meta.loadavgStart.join(" ")} · dsync ${meta.dsyncRev}` +
     `${meta.etcd ? ` · ${meta.etcd}` : ""}\n` +
-    `closed loop, ${seconds} s per cell after ${warmupSeconds} s warm-up, C = ${concurrencies.join(", ")}; one client instance per ${PROPOSERS_PER_CLIENT} proposers; peers interleaved per C\n` +
+    `closed loop, ${seconds} s per cell after ${warmupSeconds} s warm-up (each system first ran ${systemWarmup} s at C=${SYSTEM_WARMUP_CONCURRENCY}, unrecorded), C = ${concurrencies.join(", ")}; one client instance per ${PROPOSERS_PER_CLIENT} proposers; peers interleaved per C\n` +
     `fsync: on (etcd always fsyncs its WAL; dsync nodes started with FSYNC=true)\n` +
     (dsyncOpName === "ping" ? `NOTE: --dsync-op ping: dsync runs PING (answered by one node, not replicated, no fsync): NOT comparable to etcd put.\n` : "") +
     "\n",
@@ -201,6 +205,17 @@ try {
       failed.set(name, `cluster did not start: ${(err as Error).message}`);
       process.stderr.write(`${name}: cluster did not start: ${(err as Error).message}\n`);
     }
+  }
+
+  for (const name of peers) {
+    const peer = started.get(name);
+    if (!peer || systemWarmup === 0 || interruptSignal.aborted) continue;
+    process.stderr.write(`${name}: ${systemWarmup} s warm-up at C=${SYSTEM_WARMUP_CONCURRENCY}\n`);
+    const clients = await peer.openClients(Math.ceil(SYSTEM_WARMUP_CONCURRENCY / PROPOSERS_PER_CLIENT));
+    openCloser = clients.close;
+    await warmUpSystem(systemWarmup, (p) => clients.op(p), interruptSignal);
+    await clients.close();
+    openCloser = null;
   }
 
   for (const c of concurrencies) {
