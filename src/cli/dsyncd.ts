@@ -44,6 +44,7 @@ const program = new Command("dsyncd")
   .option("--replace-dead-after-ms <ms>", "re-create the replicas of a node unreachable this long on other nodes; 0 = never [env REPLACE_DEAD_AFTER_MS] (default 300000)")
   .option("--zone <name>", "this node's zone (rack, availability zone): a partition's replicas go to distinct zones [env ZONE]")
   .option("--space-budget-bytes <n>", "queue payload this node's replicas may hold before enqueues are refused with NO_SPACE [env SPACE_BUDGET_BYTES] (default 1/8 of memory)")
+  .option("--queue-ack-linger-ms <ms>", "how long a subscription's ack may wait to share a log entry with the partition's next write; 0 = never [env QUEUE_ACK_LINGER_MS] (default 2)")
   .option("--join", "start as a new, empty member of an existing cluster; then run `dsync admin add-node` [env JOIN=true]")
   .option("--restore-from <file>", "seed this node's empty data dir from a backup (dsync admin backup), then exit; run it on every node of the new cluster, then start them as usual")
   .option("--no-fsync", "do not fsync the log (unsafe: for throwaway test clusters only) [env FSYNC=false]")
@@ -77,6 +78,7 @@ const program = new Command("dsyncd")
       replaceDeadAfterMs: opts.replaceDeadAfterMs,
       zone: opts.zone,
       spaceBudgetBytes: opts.spaceBudgetBytes,
+      queueAckLingerMs: opts.queueAckLingerMs,
       // commander sets fsync=true unless --no-fsync; only an explicit flag should override env/file.
       fsync: opts.fsync === false ? false : undefined,
       join: opts.join === true ? true : undefined,

@@ -439,7 +439,9 @@ export class Subscription extends EventEmitter<SubscriptionEvents> {
     try {
       // Through the subscription's own node, which counts its credit: acks sent elsewhere (say,
       // to a partition leader that moved) would settle the messages but never return the credit.
-      await this.#client.call(Op.QUEUE_ACK, { queue: this.queue, receipts }, { idempotent: true });
+      // `linger`: nothing waits on this reply, so the node may hold the ack a moment to share a
+      // log entry with the partition's next write.
+      await this.#client.call(Op.QUEUE_ACK, { queue: this.queue, receipts, linger: true }, { idempotent: true });
     } catch (err) {
       // The messages come back after their visibility timeout: at-least-once, never lost.
       if (this.listenerCount("error") > 0) this.emit("error", err as Error);

@@ -62,6 +62,8 @@ export interface NodeConfig extends SecuritySettings {
   readonly zone: string | null;
   /** Bytes of replicated queue payload this node may hold before its space alarm refuses enqueues. */
   readonly spaceBudgetBytes: number;
+  /** How long a lingering queue ack (a subscription's) may wait to share a log entry with other writes. */
+  readonly queueAckLingerMs: number;
 }
 
 export { CACHE_WRITE_POLICIES, type CacheWritePolicy };
@@ -120,6 +122,7 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   REPLACE_DEAD_AFTER_MS: "replaceDeadAfterMs",
   ZONE: "zone",
   SPACE_BUDGET_BYTES: "spaceBudgetBytes",
+  QUEUE_ACK_LINGER_MS: "queueAckLingerMs",
   FSYNC: "fsync",
   JOIN: "join",
 };
@@ -208,6 +211,7 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     zone: v.string("zone", "ZONE", null),
     // An eighth of the machine's memory: today a byte of payload costs 2.6–4.5 bytes of RSS.
     spaceBudgetBytes: v.int("spaceBudgetBytes", "SPACE_BUDGET_BYTES", Math.floor(os.totalmem() / 8), 1024, Number.MAX_SAFE_INTEGER),
+    queueAckLingerMs: v.int("queueAckLingerMs", "QUEUE_ACK_LINGER_MS", 2, 0, 1000),
   };
   if (config.nodeId === "") problems.push("NODE_ID (--node-id) is required: a unique name for this node, e.g. node_0");
   if (config.heartbeatIntervalMs * 2 > config.electionTimeoutMs) {

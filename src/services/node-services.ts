@@ -38,6 +38,7 @@ export interface ServiceSettings {
   readonly replaceDeadAfterMs: number;
   readonly zone: string | null;
   readonly spaceBudgetBytes: number;
+  readonly queueAckLingerMs: number;
 }
 
 export interface NodeServicesContext {
@@ -95,7 +96,7 @@ export function nodeServices(x: NodeServicesContext): Service[] {
     clientAddrOf: (id) => x.leaderAddr(id),
   });
   const space = new SpaceWatch({ nodeId: c.nodeId, budgetBytes: c.spaceBudgetBytes, partitions, proposer: x.proposer, alarms: () => x.machine.spaceAlarms(), registry: x.metrics.registry, log: x.log });
-  queues = new QueueService(partitions, x.proposer, c.nodeId, x.metrics, x.log, x.leaderAddr, space);
+  queues = new QueueService(partitions, x.proposer, c.nodeId, x.metrics, x.log, x.leaderAddr, space, c.queueAckLingerMs);
   x.machine.setQueueLayoutListener((layout) => {
     partitions.setLayout(layout);
     cacheParts.open(layout).catch((err: unknown) => x.log.error({ err }, "could not open the cache partitions"));

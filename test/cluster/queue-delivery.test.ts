@@ -42,6 +42,23 @@ async function settledLeader(q: QueueClient, queue: string, quietMs = 1500): Pro
 }
 
 /**
+ * Waits until the producer's requests for `queue` go where the subscription is (the partition's
+ * leader). After a leader change the subscription moves by itself; the producer learns the new
+ * leader from a reply, so each look asks for the queue's stats.
+ */
+async function producerBesideSubscription(q: QueueClient, queue: string, sub: { client: { connectedTo: string | null } }): Promise<void> {
+  await waitFor(
+    async () => {
+      await q.stats(queue).catch(() => null);
+      return sub.client.connectedTo !== null && sub.client.connectedTo === q.clientFor(queue).connectedTo;
+    },
+    "the subscription and the producer on one node",
+    30_000,
+    100,
+  );
+}
+
+/**
  * Runs `body` until one run saw no leader change of the queue partition's group (partition p is
  * group p) on any node, at most five runs. A leader change in the middle (a slow machine can miss
  * heartbeats) moves consumers and producers apart for a while, so such a run says nothing about
@@ -74,7 +91,7 @@ test("queue cluster - a message meets a waiting subscription or long poll in the
     const { partition } = await q.stats(Q);
 
     const pushed = await withSteadyLeader(t, cluster, partition, async (attempt) => {
-      await waitFor(() => sub.client.connectedTo !== null && sub.client.connectedTo === q.clientFor(Q).connectedTo, "the subscription and the producer on one node");
+      await producerBesideSubscription(q, Q, sub);
       const idle = await queueEntries(cluster);
       await new Promise((r) => setTimeout(r, 1600)); // three turns of the pump's 500 ms safety net
       const still = await queueEntries(cluster);
@@ -105,6 +122,55 @@ test("queue cluster - a message meets a waiting subscription or long poll in the
     });
     assert.deepEqual(polled.payloads, [polled.body]);
     assert.deepEqual(polled.delta, { entries: 1, commands: 2 }, "the enqueue and the long poll's consume in one entry");
+  } finally {
+    await client.close();
+    await cluster.destroy();
+  }
+});
+
+test("queue cluster - a subscription's ack lingers to share the partition's next write; alone, it still commits", { timeout: 120_000 }, async (t) => {
+  // A long linger, so the test does not depend on the machine's speed: the next enqueue comes
+  // 100 ms after the delivery, well inside it, and without the linger the ack commits alone first.
+  const cluster = await TestCluster.create(3, { QUEUE_ACK_LINGER_MS: "1000" });
+  const client = clientFor(cluster.clientAddrs);
+  const q = new QueueClient(client);
+  try {
+    const Q = "linger";
+    await settledLeader(q, Q);
+    const got: string[] = [];
+    let after: ((body: string) => void) | null = null;
+    const sub = await q.subscribe(Q, { prefetch: 8 }, (m) => {
+      got.push(text(m.payload));
+      after?.(text(m.payload));
+    });
+    await q.enqueue(Q, "warm-up");
+    await waitFor(async () => (await q.stats(Q)).stats.acked === 1, "the warm-up message acked");
+    const { partition } = await q.stats(Q);
+
+    const run = await withSteadyLeader(t, cluster, partition, async (attempt) => {
+      await producerBesideSubscription(q, Q, sub);
+      const before = await queueEntries(cluster);
+      const [first, second] = [`first ${attempt}`, `second ${attempt}`];
+      const sent = new Promise<void>((resolve, reject) => {
+        after = (body) => {
+          if (body !== first) return;
+          after = null;
+          setTimeout(() => q.enqueue(Q, second).then(() => resolve(), reject), 100);
+        };
+      });
+      await q.enqueue(Q, first);
+      await sent;
+      await waitFor(() => got.includes(second), "the second message delivered");
+      // The second message's ack finds no write to join: it commits when its linger is up.
+      await waitFor(async () => (await q.stats(Q)).stats.inFlight === 0, "both messages acked", 20_000);
+      const end = await queueEntries(cluster);
+      return { entries: end.entries - before.entries, commands: end.commands - before.commands };
+    });
+    // enqueue + consume; enqueue + the first ack + consume; the second ack: 6 commands in 3
+    // entries (4 entries with the first ack on its own).
+    assert.deepEqual(run, { entries: 3, commands: 6 });
+    assert.equal((await q.stats(Q)).stats.acked, 3);
+    await sub.close();
   } finally {
     await client.close();
     await cluster.destroy();

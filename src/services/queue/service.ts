@@ -77,6 +77,10 @@ interface PendingBatch {
   readonly consumes: UnstampedQueueCommand[];
   readonly consumeWaiters: Waiter[];
   bytes: number;
+  /** Whether every command so far is a lingering ack (see QueueService's ackLingerMs). */
+  lingering: boolean;
+  /** While the batch lingers: the timer that proposes it anyway. */
+  timer: NodeJS.Timeout | null;
 }
 
 /** A connection as a consumer: its id in the machines and the partitions it took messages from. */
@@ -144,6 +148,13 @@ export class QueueService implements Service {
     readonly leaderAddrOf: (nodeId: string | null) => string | null = () => null,
     /** The space quota: enqueues are refused while any node is over its budget. */
     readonly space: SpaceWatch | null = null,
+    /**
+     * How long a batch of only lingering acks (QUEUE_ACK with `linger`: a subscription's, which no
+     * caller waits on) waits for another write to its partition before it is proposed alone. At
+     * C=1 a consumer's ack comes just before the producer's next enqueue: sharing its entry saves
+     * a commit per message (an ack proposed alone holds the next enqueue behind its fsync).
+     */
+    readonly ackLingerMs = 0,
   ) {
     this.#metrics = new QueueMetrics(metrics.registry);
   }
@@ -256,8 +267,9 @@ export class QueueService implements Service {
       const f = asFields(body, "QUEUE_ACK");
       const queue = queueName(f, "QUEUE_ACK");
       const receipts = receiptList(f.receipts);
+      const linger = bool(f, "linger", "QUEUE_ACK");
       const part = this.partitions.partitionFor(queue);
-      const pending = this.#submit(part, { op: "ack", queue, receipts });
+      const pending = this.#submit(part, { op: "ack", queue, receipts }, linger);
       // Credit comes back as the ack arrives (as in AMQP): the subscription's next consume then
       // rides in the same log entry as this ack instead of waiting for it to commit.
       this.#settled(receipts);
@@ -393,31 +405,47 @@ export class QueueService implements Service {
 
   // ---- proposing ----
 
-  /** Queues `cmd` into this turn's batch for its partition. */
-  #submit(part: Partition, cmd: UnstampedQueueCommand): Promise<QueueResult> {
+  /**
+   * Queues `cmd` into this turn's batch for its partition. The batch is proposed at the end of the
+   * turn, unless all it holds is lingering acks (`linger`): then it waits up to `ackLingerMs` for
+   * another command, which ends the wait at the end of its own turn.
+   */
+  #submit(part: Partition, cmd: UnstampedQueueCommand, linger = false): Promise<QueueResult> {
     return new Promise((resolve, reject) => {
       const bytes = cmd.op === "enqueue" ? cmd.messages.reduce((n, m) => n + m.payload.length, 0) : 64;
       let b = this.#batches.get(part.partition);
       if (b && (b.cmds.length + b.consumes.length >= BATCH_MAX || b.bytes + bytes > BATCH_BYTES_MAX)) {
-        this.#batches.delete(part.partition);
-        void this.#flush(part, b);
+        this.#takeBatch(part, b);
         b = undefined;
       }
       if (!b) {
-        const fresh: PendingBatch = { cmds: [], waiters: [], consumes: [], consumeWaiters: [], bytes: 0 };
+        const fresh: PendingBatch = { cmds: [], waiters: [], consumes: [], consumeWaiters: [], bytes: 0, lingering: true, timer: null };
         this.#batches.set(part.partition, fresh);
         setImmediate(() => {
-          if (this.#batches.get(part.partition) !== fresh) return;
-          this.#batches.delete(part.partition);
-          void this.#flush(part, fresh);
+          if (fresh.lingering && this.ackLingerMs > 0) fresh.timer ??= setTimeout(() => this.#takeBatch(part, fresh), this.ackLingerMs);
+          else this.#takeBatch(part, fresh);
         });
         b = fresh;
+      }
+      if (!linger && b.lingering) {
+        b.lingering = false;
+        const waiting = b;
+        // Already past its first turn (lingering): this command's turn ends the wait.
+        if (waiting.timer !== null) setImmediate(() => this.#takeBatch(part, waiting));
       }
       const consume = cmd.op === "consume";
       (consume ? b.consumes : b.cmds).push(cmd);
       (consume ? b.consumeWaiters : b.waiters).push({ resolve, reject });
       b.bytes += bytes;
     });
+  }
+
+  /** Proposes `b` unless it was already taken (by its timer, its turn, or a full batch). */
+  #takeBatch(part: Partition, b: PendingBatch): void {
+    if (this.#batches.get(part.partition) !== b) return;
+    this.#batches.delete(part.partition);
+    if (b.timer !== null) clearTimeout(b.timer);
+    void this.#flush(part, b);
   }
 
   async #flush(part: Partition, b: PendingBatch): Promise<void> {
