@@ -422,7 +422,7 @@ export class QueueService implements Service {
         const fresh: PendingBatch = { cmds: [], waiters: [], consumes: [], consumeWaiters: [], bytes: 0, lingering: true, timer: null };
         this.#batches.set(part.partition, fresh);
         setImmediate(() => {
-          if (fresh.lingering && this.ackLingerMs > 0) fresh.timer ??= setTimeout(() => this.#takeBatch(part, fresh), this.ackLingerMs);
+          if (fresh.lingering && this.ackLingerMs > 0) fresh.timer = setTimeout(() => this.#takeBatch(part, fresh), this.ackLingerMs);
           else this.#takeBatch(part, fresh);
         });
         b = fresh;
