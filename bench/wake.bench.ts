@@ -15,11 +15,11 @@
  *   npm run bench:wake
  *   npm run bench:wake -- --trips 5000 --json out.json
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { exitIfInterrupted, machineLine, machineMeta, fsyncProbe, loadavg, printReport } from "./lib/machine.ts";
-import { freePorts, installCleanupHandlers, sleep } from "./lib/proc.ts";
+import { Child, freePorts, installCleanupHandlers, waitFor } from "./lib/proc.ts";
 import { positive } from "./lib/run-info.ts";
 import { markdownTable } from "./lib/table.ts";
 
@@ -86,21 +86,18 @@ function hasTaskset(): boolean {
   }
 }
 
-/** Runs `node -e script args` pinned to `cpu` (or unpinned); resolves with its stdout. */
-function run(script: string, argv: readonly string[], cpu: number | null, onLine?: (line: string) => void): { done: Promise<string>; kill: () => void } {
+/** `node -e script args`, pinned to `cpu` (or not): a tracked Child, stopped by PID on an interrupt. */
+function nodeChild(name: string, script: string, argv: readonly string[], cpu: number | null): Child {
   const cmd = cpu === null ? process.execPath : "taskset";
-  const full = cpu === null ? ["-e", script, ...argv] : ["-c", String(cpu), process.execPath, "-e", script, ...argv];
-  const child = spawn(cmd, full, { stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => {
-    out += d.toString();
-    if (onLine && out.includes("\n")) onLine(out.trim());
+  const args = cpu === null ? ["-e", script, ...argv] : ["-c", String(cpu), process.execPath, "-e", script, ...argv];
+  return new Child(name, cmd, args, { env: { PATH: process.env.PATH ?? "" } });
+}
+
+/** Runs `child` to its end and returns what it printed. @throws when it fails. */
+function outputOf(child: Child): Promise<string> {
+  return new Promise((resolve, reject) => {
+    child.proc.once("exit", (code) => (code === 0 ? resolve(child.output) : reject(new Error(`${child.name} exited with ${code}:\n${child.output}`))));
   });
-  const done = new Promise<string>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("exit", (code) => (code === 0 || code === null ? resolve(out) : reject(new Error(`${cmd} exited with ${code}`))));
-  });
-  return { done, kill: () => child.pid !== undefined && child.exitCode === null && process.kill(child.pid, "SIGKILL") };
 }
 
 interface TripCell {
@@ -113,17 +110,15 @@ interface TripCell {
 
 async function roundTrips(serverCpu: number | null, clientCpu: number | null, gapMs: number): Promise<Omit<TripCell, "placement">> {
   const [port] = await freePorts(1);
-  let ready: () => void = () => {};
-  const up = new Promise<void>((r) => (ready = r));
-  const echo = run(ECHO, [String(port)], serverCpu, () => ready());
+  const echo = nodeChild("echo", ECHO, [String(port)], serverCpu);
   try {
-    await Promise.race([up, sleep(10_000).then(() => Promise.reject(new Error("echo process did not start in 10 s")))]);
-    const rtts = JSON.parse(await run(CLIENT, [String(port), String(trips), String(gapMs)], clientCpu).done) as number[];
+    await waitFor(() => echo.output.includes("ready") || (echo.assertAlive(), false), "the echo process to listen", 10_000);
+    const client = nodeChild("round-trip client", CLIENT, [String(port), String(trips), String(gapMs)], clientCpu);
+    const rtts = JSON.parse(await outputOf(client)) as number[];
     const at = (q: number): number => rtts[Math.min(rtts.length - 1, Math.floor(q * rtts.length))]!;
     return { gapMs, p50: at(0.5), p90: at(0.9), p99: at(0.99) };
   } finally {
-    echo.kill();
-    await echo.done.catch(() => undefined);
+    await echo.stop(0);
   }
 }
 
@@ -144,7 +139,7 @@ for (const p of placements) {
 }
 const tickers: { periodMs: number; wakes: number; cpuUs: number }[] = [];
 for (const periodMs of [10, 50]) {
-  const r = JSON.parse(await run(TICKER, [String(periodMs), "10"], null).done) as { wakes: number; cpuUs: number };
+  const r = JSON.parse(await outputOf(nodeChild("ticker", TICKER, [String(periodMs), "10"], null))) as { wakes: number; cpuUs: number };
   tickers.push({ periodMs, ...r });
 }
 meta.loadavgEnd = loadavg();
@@ -163,6 +158,6 @@ const report =
     ["empty timer every", "wake-ups", "CPU µs per wake-up", "% of a core"],
     tickers.map((t) => [`${t.periodMs} ms`, String(t.wakes), us(t.cpuUs / Math.max(1, t.wakes)), ((t.cpuUs / 10_000_000) * 100).toFixed(2)]),
   ) +
-  "\n\nA round trip is two hops. The idle rows with the processes on different CPUs are a commit's case: " +
-  "each step wakes a process whose CPU went idle while the disks synced (bench:commit-trace shows those hops).\n";
+  "\n\nA round trip is two hops. The idle row with the processes on different CPUs is the closest to a C=1 commit, " +
+  "whose processes sit idle while the disks sync (bench:commit-trace shows its hops).\n";
 printReport(report, meta, args.json, { meta, trips, cells, tickers });
