@@ -1,7 +1,8 @@
 /**
  * Election and failover benchmark: fresh 3-node dsync clusters on loopback, one per trial.
  *
- * Per trial (fresh cluster, temp data dirs, fsync on, ELECTION_TIMEOUT_MS=150, HEARTBEAT_INTERVAL_MS=50):
+ * Per trial (fresh cluster, temp data dirs, fsync on, ELECTION_TIMEOUT_MS=150, HEARTBEAT_INTERVAL_MS=50,
+ * IDLE_BEAT_INTERVAL_MS=500, the defaults):
  *   1. election  — from the moment all three nodes are listening (their /health answers at all,
  *      any status code) to the moment all three agree on one leader (STATUS polled every 5 ms);
  *   2. failover  — a client writes continuously (closed loop, one KV_PUT after another) through
@@ -56,6 +57,7 @@ if (!Number.isInteger(trials) || trials < 1 || trials > 1000) throw new Error(`-
 const NODES = 3;
 const ELECTION_TIMEOUT_MS = 150;
 const HEARTBEAT_INTERVAL_MS = 50;
+const IDLE_BEAT_INTERVAL_MS = 500;
 const POLL_MS = 5;
 const TRIAL_TIMEOUT_MS = 30_000;
 /** Before the kill: at least this long of writing, and this many successful writes in a row. */
@@ -285,6 +287,7 @@ async function runTrial(trial: number): Promise<TrialResult> {
     cluster = await DsyncCluster.spawn(NODES, {
       ELECTION_TIMEOUT_MS: String(ELECTION_TIMEOUT_MS),
       HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
+      IDLE_BEAT_INTERVAL_MS: String(IDLE_BEAT_INTERVAL_MS),
       FSYNC: "true",
     });
     current.cluster = cluster;
@@ -438,6 +441,7 @@ const meta = {
   nodes: NODES,
   electionTimeoutMs: ELECTION_TIMEOUT_MS,
   heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+  idleBeatIntervalMs: IDLE_BEAT_INTERVAL_MS,
   pollMs: POLL_MS,
   trialTimeoutMs: TRIAL_TIMEOUT_MS,
   warmupMs: WARMUP_MS,
@@ -451,7 +455,7 @@ process.stdout.write(
   `# failover bench: ${NODES} dsyncd nodes on 127.0.0.1, fresh cluster per trial, fsync on\n\n` +
     `${meta.date} · node ${meta.node} · ${meta.cpus}× ${meta.cpuModel} · dsync ${meta.dsyncRev}\n` +
     `load average at start: ${meta.loadavgStart.join(" ")} · uncommitted src/ + protocol/: ${meta.sourceStart}\n` +
-    `${trials} trials · ELECTION_TIMEOUT_MS=${ELECTION_TIMEOUT_MS} HEARTBEAT_INTERVAL_MS=${HEARTBEAT_INTERVAL_MS} · STATUS and /health polled every ${POLL_MS} ms · ` +
+    `${trials} trials · ELECTION_TIMEOUT_MS=${ELECTION_TIMEOUT_MS} HEARTBEAT_INTERVAL_MS=${HEARTBEAT_INTERVAL_MS} IDLE_BEAT_INTERVAL_MS=${IDLE_BEAT_INTERVAL_MS} · STATUS and /health polled every ${POLL_MS} ms · ` +
     `per-trial timeout ${TRIAL_TIMEOUT_MS / 1000} s\n\n`,
 );
 
@@ -541,6 +545,10 @@ out +=
   `- Detection of a dead leader is bounded below by the election timeout: a follower campaigns only after a randomized ` +
   `${ELECTION_TIMEOUT_MS}–${2 * ELECTION_TIMEOUT_MS} ms without hearing from the leader (counted from its last heartbeat, sent every ` +
   `${HEARTBEAT_INTERVAL_MS} ms, so ≥ ${ELECTION_TIMEOUT_MS - HEARTBEAT_INTERVAL_MS} ms after the kill), then a pre-vote and a vote round; raft ticks are 10 ms.\n` +
+  (args["idle-kill"]
+    ? `- --idle-kill: quiet groups send no heartbeats and nodes beat every ${IDLE_BEAT_INTERVAL_MS} ms; the survivors learn of the death when the ` +
+      `killed node's connection closes, and then count its leader as gone an election timeout after they last heard from it.\n`
+    : "") +
   `- Polling granularity is ${POLL_MS} ms (STATUS rounds and /health probes start every ${POLL_MS} ms; an end point is the time the deciding ` +
   `round's replies arrived), so "new leader" and "election" are late by up to ~${POLL_MS} ms plus a loopback round trip.\n` +
   `- The writer is one DsyncClient seeded with the two survivors (preferLeader off, so followers forward to the leader), one attempt per call ` +

@@ -1,9 +1,10 @@
 /**
  * The floor under an idle dsync node: three plain Node processes on loopback that do nothing but
  * what an idle 3-node dsync cluster must do to detect failures — each sends each other a 14-byte
- * frame every heartbeat interval (50 ms), on the same epoch-clock grid, and reads theirs. No Raft,
- * no services, no timers besides that one. Its CPU is what Node's event loop and the kernel charge
- * for ~20 sends and ~40 reads a second on this machine; dsync's idle figure is read against it.
+ * frame every interval (bench:idle uses dsync's idle beat, 500 ms), on the same epoch-clock grid,
+ * and reads theirs. No Raft, no services, no timers besides that one. Its CPU is what Node's event
+ * loop and the kernel charge for those sends and reads on this machine; dsync's idle figure is
+ * read against it.
  */
 import { Child, freePorts } from "./proc.ts";
 

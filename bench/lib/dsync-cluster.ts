@@ -11,12 +11,10 @@ import { Child, ROOT, freePorts, removeTempDir, trackTempDir, waitFor } from "./
 import { loopbackNodeEnv } from "../../scripts/lib/node-env.ts";
 import { Op, type AdminShardsReply } from "../../protocol/index.ts";
 import { DsyncClient } from "../../src/client/client.ts";
+import { ENV_VARS } from "../../src/config/node-config.ts";
 
 /** Environment variables dsyncd reads; stripped from the inherited env so the bench sets them all. */
-const DSYNC_ENV = [
-  "NODE_ID", "NODE_HOST", "API_PORT", "NODE_PORT", "HTTP_PORT", "PEER_NODES", "DATA_DIR", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
-  "LOG_LEVEL", "CACHE_CAPACITY", "CACHE_WRITE_POLICY", "CACHE_WRITE_BACK_MS", "AUTH_TOKEN", "AUTH_TOKEN_FILE", "TLS_CERT", "TLS_KEY", "TLS_CA", "AUTH_JWT_SECRET_FILE", "AUTH_JWT_PUBLIC_KEY_FILE", "AUTH_ROLES_FILE", "AUDIT_LOG", "MAX_FRAME_BYTES", "ELECTION_TIMEOUT_MS", "HEARTBEAT_INTERVAL_MS", "SNAPSHOT_THRESHOLD", "FSYNC", "DSYNC_COMMIT_TRACE", "QUEUE_ACK_LINGER_MS", "SPACE_BUDGET_BYTES",
-];
+const DSYNC_ENV = [...Object.keys(ENV_VARS), "REDIS_HOST", "REDIS_PORT", "DSYNC_COMMIT_TRACE"];
 
 let built = false;
 

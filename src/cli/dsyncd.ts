@@ -37,6 +37,7 @@ const program = new Command("dsyncd")
   .option("--max-frame-bytes <n>", "largest frame accepted [env MAX_FRAME_BYTES] (default 16 MiB)")
   .option("--election-timeout-ms <ms>", "Raft election timeout base [env ELECTION_TIMEOUT_MS] (default 150)")
   .option("--heartbeat-interval-ms <ms>", "Raft heartbeat interval [env HEARTBEAT_INTERVAL_MS] (default 50)")
+  .option("--idle-beat-interval-ms <ms>", "the nodes' liveness beat while all their groups are idle; a peer silent for three beats is down [env IDLE_BEAT_INTERVAL_MS] (default 500)")
   .option("--snapshot-threshold <n>", "entries between snapshots [env SNAPSHOT_THRESHOLD] (default 1000)")
   .option("--queue-partitions <n>", "queue partitions (Raft groups) of a new cluster; 0 = two per node [env QUEUE_PARTITIONS] (default 0)")
   .option("--queue-virtual-nodes <n>", "virtual nodes per partition on the queue ring [env QUEUE_VIRTUAL_NODES] (default 150)")
@@ -71,6 +72,7 @@ const program = new Command("dsyncd")
       maxFrameBytes: opts.maxFrameBytes,
       electionTimeoutMs: opts.electionTimeoutMs,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
+      idleBeatIntervalMs: opts.idleBeatIntervalMs,
       snapshotThreshold: opts.snapshotThreshold,
       queuePartitions: opts.queuePartitions,
       queueVirtualNodes: opts.queueVirtualNodes,

@@ -46,6 +46,8 @@ export interface NodeConfig extends SecuritySettings {
   readonly maxFrameBytes: number;
   readonly electionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
+  /** The nodes' liveness beat while all their groups are quiet; a peer silent for three of them is down. */
+  readonly idleBeatIntervalMs: number;
   readonly snapshotThreshold: number;
   readonly fsync: boolean;
   /** Start with no membership and wait to be added by `dsync admin add-node` (a new node). */
@@ -115,6 +117,7 @@ export const ENV_VARS: Readonly<Record<string, keyof NodeConfig>> = {
   MAX_FRAME_BYTES: "maxFrameBytes",
   ELECTION_TIMEOUT_MS: "electionTimeoutMs",
   HEARTBEAT_INTERVAL_MS: "heartbeatIntervalMs",
+  IDLE_BEAT_INTERVAL_MS: "idleBeatIntervalMs",
   SNAPSHOT_THRESHOLD: "snapshotThreshold",
   QUEUE_PARTITIONS: "queuePartitions",
   QUEUE_VIRTUAL_NODES: "queueVirtualNodes",
@@ -201,6 +204,7 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
     maxFrameBytes: v.int("maxFrameBytes", "MAX_FRAME_BYTES", FRAME_BYTES_MAX_DEFAULT, 1024, 256 * 1024 * 1024),
     electionTimeoutMs: v.int("electionTimeoutMs", "ELECTION_TIMEOUT_MS", 150, 10, 60_000),
     heartbeatIntervalMs: v.int("heartbeatIntervalMs", "HEARTBEAT_INTERVAL_MS", 50, 1, 10_000),
+    idleBeatIntervalMs: v.int("idleBeatIntervalMs", "IDLE_BEAT_INTERVAL_MS", 500, 1, 10_000),
     snapshotThreshold: v.int("snapshotThreshold", "SNAPSHOT_THRESHOLD", 1000, 10, 100_000_000),
     fsync: v.bool("fsync", "FSYNC", true),
     join: v.bool("join", "JOIN", false),
@@ -216,6 +220,9 @@ export function resolveConfig(...sources: RawConfig[]): NodeConfig {
   if (config.nodeId === "") problems.push("NODE_ID (--node-id) is required: a unique name for this node, e.g. node_0");
   if (config.heartbeatIntervalMs * 2 > config.electionTimeoutMs) {
     problems.push(`HEARTBEAT_INTERVAL_MS (${config.heartbeatIntervalMs}) must be at most half of ELECTION_TIMEOUT_MS (${config.electionTimeoutMs})`);
+  }
+  if (config.idleBeatIntervalMs < config.heartbeatIntervalMs) {
+    problems.push(`IDLE_BEAT_INTERVAL_MS (${config.idleBeatIntervalMs}) must be at least HEARTBEAT_INTERVAL_MS (${config.heartbeatIntervalMs})`);
   }
   const ports = [config.clientPort, config.peerPort, config.httpPort];
   if (new Set(ports).size !== ports.length) problems.push(`API_PORT, NODE_PORT and HTTP_PORT must differ (got ${ports.join(", ")})`);

@@ -82,6 +82,8 @@ export interface RaftGroupOptions {
    * (fail-stop) instead of leaving a mute member behind. Without it the group just stops.
    */
   readonly onFatal?: (err: Error) => void;
+  /** Work reached the group and it is not quiet (it may just have woken): the host's ticks must run. */
+  readonly onAwake?: () => void;
 }
 
 interface Waiter {
@@ -405,6 +407,7 @@ export class RaftGroup {
   }
 
   #schedule(): void {
+    if (!this.raw.quiesced) this.#o.onAwake?.();
     if (this.#scheduled || this.#processing || this.#stopped) return;
     this.#scheduled = true;
     setImmediate(() => {

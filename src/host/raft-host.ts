@@ -18,6 +18,12 @@ export const TICK_MS = 10;
  */
 export const LEASE_SHARE = 0.6;
 
+/**
+ * Idle beats a peer may miss before it counts as down: one late beat (a slow turn, a busy disk)
+ * must not wake every quiet group and start elections.
+ */
+export const LIVENESS_BEATS = 3;
+
 const ticks = (ms: number): number => Math.max(1, Math.round(ms / TICK_MS));
 
 /** A leader's read lease for an election timeout of `electionTimeoutMs` (as the group counts it, in whole ticks). */
@@ -32,6 +38,12 @@ export interface RaftHostOptions {
   readonly voters: readonly NodeId[];
   readonly electionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
+  /**
+   * The liveness beat to each peer while every group here is quiet (default: the heartbeat
+   * interval). A peer counts as live for LIVENESS_BEATS of these (at least an election timeout)
+   * after it was last heard from, or only the election timeout once its link has closed.
+   */
+  readonly idleBeatIntervalMs?: number;
   readonly snapshotThreshold: number;
   /** See RaftGroupOptions.commitNoticeDelayMs (default: COMMIT_NOTICE_DELAY_MS). */
   readonly commitNoticeDelayMs?: number;
@@ -61,30 +73,43 @@ export class RaftHost {
   #stopGrid: (() => void) | null = null;
   /** Whether the ticker runs slow: every group here is quiet (see #arm). */
   #slow = false;
+  /** A tick is under way (it re-arms the ticker itself when it ends). */
+  #inTick = false;
   #closed = false;
   #lastTickAt = 0;
   /** Ticks since start: heartbeats fall on multiples of the heartbeat interval. */
   #beat = 0;
   /** When each peer node was last heard from (any RAFT batch, an empty one included). */
   readonly #heardAt = new Map<NodeId, number>();
+  /** When the link to each peer node last closed. */
+  readonly #linkDownAt = new Map<NodeId, number>();
   /** When a RAFT batch was last sent to each peer node. */
   readonly #sentAt = new Map<NodeId, number>();
-  /** The nodes this one shares a group with (refreshed every second). */
+  /**
+   * The nodes this one shares a group with: recomputed at the next tick after a group opens,
+   * closes or changes membership, and every second in any case.
+   */
   #peers: NodeId[] = [];
   #peersAt = -Infinity;
   /**
    * Node liveness for quiet groups (see src/raft/quiescence.ts): a peer is live while it was
-   * heard from within an election timeout. Nodes send each other at least one RAFT batch per
-   * heartbeat interval (an empty one when all their groups are quiet), so this is one beat per
-   * pair of nodes, whatever the number of groups.
+   * heard from within the liveness window (see #liveUntil). Nodes send each other at least one
+   * RAFT batch per heartbeat interval, or per idle beat when all their groups are quiet (an empty
+   * one if nothing else goes), so this is one beat per pair of nodes, whatever the number of groups.
    */
   readonly #live = (id: NodeId): boolean => this.#now < this.#liveUntil(id);
   /** The clock of the tick under way (the liveness of every group's peers is judged against it). */
   #now = 0;
 
+  readonly #idleBeatMs: number;
+  /** How long a peer whose link is up counts as live after it was last heard from. */
+  readonly #livenessMs: number;
+
   private constructor(o: RaftHostOptions, wal: Wal) {
     this.#o = o;
     this.wal = wal;
+    this.#idleBeatMs = Math.max(o.heartbeatIntervalMs, o.idleBeatIntervalMs ?? o.heartbeatIntervalMs);
+    this.#livenessMs = Math.max(o.electionTimeoutMs, LIVENESS_BEATS * this.#idleBeatMs);
   }
 
   static async open(o: RaftHostOptions): Promise<RaftHost> {
@@ -117,11 +142,16 @@ export class RaftHost {
       seed: seedOf(this.#o.nodeId, group),
       commitNoticeDelayMs: this.#o.commitNoticeDelayMs,
       leaseReadMs: this.#o.leaseReads === false ? 0 : leaseReadMs(this.#o.electionTimeoutMs),
-      onConfChange: (cc, conf) => this.#o.onConfChange?.(group, cc, conf),
+      onConfChange: (cc, conf) => {
+        this.#peersAt = -Infinity;
+        this.#o.onConfChange?.(group, cc, conf);
+      },
       onRoleChange: (role, leader, term) => this.#o.onRoleChange?.(group, role, leader, term),
       onFatal: this.#o.onFatal,
+      onAwake: this.#groupAwake,
     });
     this.#groups.set(group, g);
+    this.#peersAt = -Infinity;
     return g;
   }
 
@@ -130,6 +160,7 @@ export class RaftHost {
     const g = this.#groups.get(id);
     if (!g) return;
     this.#groups.delete(id);
+    this.#peersAt = -Infinity;
     this.#retired.add(id);
     await g.retire();
   }
@@ -165,6 +196,21 @@ export class RaftHost {
       }
       this.#groups.get(m.group)?.step(m);
     }
+  }
+
+  /**
+   * The link to peer `id` closed: its process died (the kernel closes a killed process's
+   * sockets), or the connection broke. Either way the idle beats that kept it live may have
+   * stopped, so it is live only for an election timeout after it was last heard from: a killed
+   * node is noticed as fast as with heartbeats, whatever the idle beat. Not sooner, since a leader
+   * whose link merely broke may still hold a read lease that counts on its followers' votes
+   * being withheld that long (see read-lease.ts).
+   */
+  peerLinkDown(id: NodeId): void {
+    this.#linkDownAt.set(id, performance.now());
+    // Slow ticks wait for the next beat, and the peer may be past its new deadline already: judge
+    // it now (the tick re-arms for a deadline still ahead). Fast ticks judge it within TICK_MS.
+    if (this.#slow && !this.#closed && !this.#inTick) this.#tick();
   }
 
   /**
@@ -225,7 +271,29 @@ export class RaftHost {
     await this.wal.close();
   }
 
+  /**
+   * A group woke between slow ticks (a message, a proposal, a read): its election timer and
+   * heartbeats need the fast ticks now, not at the next idle beat, which may be far off.
+   */
+  readonly #groupAwake = (): void => {
+    if (!this.#slow || this.#inTick || this.#closed) return;
+    const now = performance.now();
+    // The ticks of the slow stretch were not counted; the beat keeps wall-clock time.
+    this.#beat += Math.floor((now - this.#lastTickAt) / TICK_MS);
+    this.#lastTickAt = now;
+    this.#arm(false);
+  };
+
   #tick(): void {
+    this.#inTick = true;
+    try {
+      this.#tickGroups();
+    } finally {
+      this.#inTick = false;
+    }
+  }
+
+  #tickGroups(): void {
     // A blocked event loop delivers one late timer, not the missed ones; catch up (bounded) so
     // timeouts stay in wall-clock time, but never fire a burst that would start an election
     // just because this process was paused.
@@ -255,7 +323,7 @@ export class RaftHost {
 
   /**
    * Ticks every TICK_MS while some group here is awake. Once all are quiet, nothing counts ticks:
-   * the next tick is due when a liveness beat is (one heartbeat interval, on the shared grid so
+   * the next tick is due when a liveness beat is (one idle beat interval, on the shared grid so
    * it runs in the same turn as the node's other periodic work, and in phase with the peers'
    * beats) or when a live peer would stop being live, whichever comes first, so a dead peer is
    * noticed exactly as early. A group woken meanwhile (a message, a proposal) gets the fast ticks
@@ -267,9 +335,9 @@ export class RaftHost {
     if (slow) {
       if (this.#ticker) clearTimeout(this.#ticker);
       this.#ticker = null;
-      this.#stopGrid ??= everyOnGrid(this.#o.heartbeatIntervalMs, () => this.#tick());
+      this.#stopGrid ??= everyOnGrid(this.#idleBeatMs, () => this.#tick());
       // The grid's own rule for the next beat (a deadline before it gets a timeout of its own).
-      const beatAt = nextGridInstant(this.#o.heartbeatIntervalMs, this.#now);
+      const beatAt = nextGridInstant(this.#idleBeatMs, this.#now);
       let next = Infinity;
       for (const id of this.#peers) {
         const deadline = this.#liveUntil(id);
@@ -288,9 +356,14 @@ export class RaftHost {
     this.#slow = slow;
   }
 
-  /** Until when peer `id` counts as live: an election timeout after it was last heard from. */
+  /**
+   * Until when peer `id` counts as live: the liveness window after it was last heard from, or an
+   * election timeout if its link closed since.
+   */
   #liveUntil(id: NodeId): number {
-    return (this.#heardAt.get(id) ?? -Infinity) + this.#o.electionTimeoutMs;
+    const heard = this.#heardAt.get(id) ?? -Infinity;
+    const linkDown = (this.#linkDownAt.get(id) ?? -Infinity) >= heard;
+    return heard + (linkDown ? this.#o.electionTimeoutMs : this.#livenessMs);
   }
 
   #sendRaft(to: NodeId, msgs: readonly Message[]): boolean {
@@ -300,13 +373,13 @@ export class RaftHost {
 
   /**
    * An empty RAFT batch, the pair's liveness beat, to every peer node sent nothing for about an
-   * interval (all the groups between the two are quiet): on slow ticks (about one per interval),
+   * interval (all the groups between the two are quiet): on slow ticks (about one per idle beat),
    * and mid-way through each interval on fast ones (so it never doubles a heartbeat about to go).
    */
   #beatPeers(beat: number): void {
     const beatTicks = ticks(this.#o.heartbeatIntervalMs);
     if (!this.#slow && beat % beatTicks !== Math.floor(beatTicks / 2)) return;
-    const before = this.#now - (this.#slow ? this.#o.heartbeatIntervalMs / 2 : this.#o.heartbeatIntervalMs);
+    const before = this.#now - (this.#slow ? this.#idleBeatMs / 2 : this.#o.heartbeatIntervalMs);
     for (const id of this.#peers) if ((this.#sentAt.get(id) ?? -Infinity) < before) this.#sendRaft(id, []);
   }
 

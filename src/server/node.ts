@@ -102,8 +102,9 @@ export class DsyncNode {
         }
         return handler(from, env);
       },
-      onLinkChange: () => {
+      onLinkChange: (peer, up) => {
         this.metrics.peersConnected.set(this.peers.status().filter((p) => p.connected).length);
+        if (!up) this.#host?.peerLinkDown(peer);
       },
     });
     this.#clients = new ClientListener(
@@ -173,6 +174,7 @@ export class DsyncNode {
       voters: c.join ? [] : [c.nodeId, ...c.peers.map((p) => p.id)],
       electionTimeoutMs: c.electionTimeoutMs,
       heartbeatIntervalMs: c.heartbeatIntervalMs,
+      idleBeatIntervalMs: c.idleBeatIntervalMs,
       snapshotThreshold: c.snapshotThreshold,
       peers: this.peers,
       log: this.log,

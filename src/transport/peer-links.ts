@@ -236,6 +236,7 @@ export class PeerLinks {
     conn.onClose(() => {
       if (peer.conn !== conn) return;
       peer.conn = null;
+      this.#opts.log.info({ peer: peer.id, addr: peer.addr }, "peer link down");
       this.#opts.onLinkChange?.(peer.id, false);
       if (this.#isDialer(peer.id)) this.#scheduleDial(peer, backoffDelayMs(peer.attempt++, PEER_BACKOFF, Math.random));
     });

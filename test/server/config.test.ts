@@ -42,6 +42,12 @@ test("config - every problem is reported at once, in plain words", () => {
   }
 });
 
+test("config - the idle beat defaults to 500 ms and may not be shorter than the heartbeat", () => {
+  assert.equal(resolveConfig({ nodeId: "a" }).idleBeatIntervalMs, 500);
+  assert.equal(resolveConfig({ nodeId: "a", idleBeatIntervalMs: "50" }).idleBeatIntervalMs, 50);
+  assert.throws(() => resolveConfig({ nodeId: "a", idleBeatIntervalMs: "40" }), /IDLE_BEAT_INTERVAL_MS \(40\) must be at least HEARTBEAT_INTERVAL_MS \(50\)/);
+});
+
 test("config - a node listing itself as a peer or reusing a port is refused", () => {
   assert.throws(() => resolveConfig({ nodeId: "a", peers: "a:127.0.0.1:7100" }), /own id/);
   assert.throws(() => resolveConfig({ nodeId: "a", clientPort: 7000, peerPort: 7000 }), /must differ/);

@@ -6,8 +6,11 @@ import type { RaftGroup } from "../../host/raft-group.ts";
 import type { MoveJob, ShardMap } from "../cluster/machine/shard-map.ts";
 import type { QueuePartitions } from "./partitions.ts";
 
-/** How often each node looks for a move it should take a step in. */
-const STEP_EVERY_MS = 200;
+/**
+ * How often each node looks for a move it should take a step in: it divides the default idle beat
+ * (500 ms), so on an idle node every other look shares the beat's wake-up (see src/host/grid.ts).
+ */
+const STEP_EVERY_MS = 250;
 /** Entries a learner may lag its leader and still be promoted. */
 const PROMOTE_LAG_MAX = 10;
 /** Progress of a catch-up is written to group 0 at most this often. */
