@@ -26,6 +26,7 @@ import {
   type RaftStatus,
   type Ready,
   type Snapshot,
+  type SnapshotMeta,
 } from "../raft/index.ts";
 import type { StateMachine } from "./state-machine.ts";
 import type { Wal } from "../storage/wal.ts";
@@ -133,6 +134,8 @@ export class RaftGroup {
   #stopped = false;
   /** The Ready iteration in flight, awaited by stop(). */
   #iteration: Promise<void> = Promise.resolve();
+  /** A snapshot of this node's own being written (see #maybeSnapshot), or null. */
+  #snapshotting: Promise<void> | null = null;
   #role: Role = Role.Follower;
   #leader: NodeId | null = null;
   #failure: Error | null = null;
@@ -374,6 +377,7 @@ export class RaftGroup {
     this.#notices.stop();
     this.#failAll(new DsyncError(ErrorCode.SHUTTING_DOWN, "the node is shutting down"));
     await this.#iteration;
+    await this.#snapshotting;
   }
 
   /**
@@ -450,7 +454,7 @@ export class RaftGroup {
         if (this.#urgentNotices) this.#send([]); // Its messages went out before the apply.
         this.raw.advance(rd);
         if (this.#stopped) break; // A stop came during the fsync: no snapshot on a closing WAL.
-        await this.#maybeSnapshot();
+        this.#maybeSnapshot();
       }
     } catch (err) {
       this.#storageFailed(err as Error);
@@ -481,7 +485,11 @@ export class RaftGroup {
   }
 
   async #persist(rd: Ready): Promise<void> {
-    if (rd.snapshot) await this.#installSnapshot(rd.snapshot);
+    if (rd.snapshot) {
+      // The WAL saves one snapshot of a group at a time, and the leader's supersedes ours.
+      await this.#snapshotting;
+      await this.#installSnapshot(rd.snapshot);
+    }
     const records = [];
     if (rd.entries.length > 0) records.push({ kind: "entries" as const, group: this.group, entries: rd.entries });
     if (rd.hardState) records.push({ kind: "hardState" as const, group: this.group, hardState: rd.hardState });
@@ -631,15 +639,28 @@ export class RaftGroup {
     }
   }
 
-  async #maybeSnapshot(): Promise<void> {
-    if (this.#applied - this.#snapshotIndex < this.#o.snapshotThreshold) return;
+  /**
+   * Every snapshotThreshold applied entries, captures the state machine and writes it in the
+   * background: the image and its marker take several fsyncs (15–20 ms on a busy disk), and a
+   * Ready loop that waited for them held every write in flight that long (seen as the p99 of a
+   * loaded lock bench: all 16 clients' cycles 15–24 ms at once, every ~500 ms). As etcd does, the
+   * capture is synchronous (the state at `applied`) and only the saving is not. Nothing waits
+   * for it but a stop and an InstallSnapshot; entries stay in memory until it is durable.
+   */
+  #maybeSnapshot(): void {
+    if (this.#snapshotting !== null || this.#applied - this.#snapshotIndex < this.#o.snapshotThreshold) return;
     const index = this.#applied;
-    const conf = this.raw.status().conf;
     const data = this.#o.machine.snapshot();
-    const snap = this.storage.createSnapshot(index, conf, data);
-    await this.#o.wal.saveSnapshot(this.group, snap.meta, data);
-    this.#snapshotIndex = index;
-    const compactTo = index - this.#o.catchUpEntries;
+    const snap = this.storage.createSnapshot(index, this.raw.status().conf, data);
+    this.#snapshotting = this.#saveSnapshot(snap.meta, data)
+      .catch((err: unknown) => this.#storageFailed(err as Error))
+      .finally(() => (this.#snapshotting = null));
+  }
+
+  async #saveSnapshot(meta: SnapshotMeta, data: Uint8Array): Promise<void> {
+    await this.#o.wal.saveSnapshot(this.group, meta, data);
+    this.#snapshotIndex = meta.index;
+    const compactTo = meta.index - this.#o.catchUpEntries;
     if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
     await this.#o.wal.compact();
   }

@@ -35,7 +35,7 @@ export interface InProcessCluster {
   readonly cut: Set<NodeId>;
 }
 
-export type ClusterOptions = Partial<Pick<RaftHostOptions, "commitNoticeDelayMs" | "leaseReads" | "electionTimeoutMs" | "idleBeatIntervalMs">>;
+export type ClusterOptions = Partial<Pick<RaftHostOptions, "commitNoticeDelayMs" | "leaseReads" | "electionTimeoutMs" | "idleBeatIntervalMs" | "snapshotThreshold">>;
 
 export async function withCluster(opts: ClusterOptions, fn: (c: InProcessCluster) => Promise<void>): Promise<void> {
   const ids = ["n1", "n2", "n3"];
@@ -61,7 +61,7 @@ export async function withCluster(opts: ClusterOptions, fn: (c: InProcessCluster
         voters: ids,
         electionTimeoutMs: opts.electionTimeoutMs ?? 300,
         heartbeatIntervalMs: 50,
-        snapshotThreshold: 100_000,
+        snapshotThreshold: opts.snapshotThreshold ?? 100_000,
         ...(opts.commitNoticeDelayMs !== undefined && { commitNoticeDelayMs: opts.commitNoticeDelayMs }),
         ...(opts.leaseReads !== undefined && { leaseReads: opts.leaseReads }),
         ...(opts.idleBeatIntervalMs !== undefined && { idleBeatIntervalMs: opts.idleBeatIntervalMs }),
