@@ -641,9 +641,9 @@ export class RaftGroup {
 
   /**
    * Every snapshotThreshold applied entries, captures the state machine and writes it in the
-   * background: the image and its marker take several fsyncs (15–20 ms on a busy disk), and a
-   * Ready loop that waited for them held every write in flight that long (seen as the p99 of a
-   * loaded lock bench: all 16 clients' cycles 15–24 ms at once, every ~500 ms). As etcd does, the
+   * background: the image and its marker take several fsyncs (6–12 ms each time in a loaded lock
+   * run), and a Ready loop that waited for them held every write in flight on the group that
+   * long (that run's slowest cycles: all 16 clients' at once, 15–24 ms). As etcd does, the
    * capture is synchronous (the state at `applied`) and only the saving is not. Nothing waits
    * for it but a stop and an InstallSnapshot; entries stay in memory until it is durable.
    */

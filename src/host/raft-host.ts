@@ -326,9 +326,8 @@ export class RaftHost {
    * the next tick is due when a liveness beat is (one idle beat interval, on the shared grid so
    * it runs in the same turn as the node's other periodic work, and in phase with the peers'
    * beats) or when a live peer would stop being live, whichever comes first, so a dead peer is
-   * noticed exactly as early. A group woken meanwhile (a message, a proposal) gets the fast ticks
-   * back at that next tick: nothing it does in between needs them (it just heard from its
-   * leader, or it leads and its next heartbeat is an interval away anyway).
+   * noticed exactly as early. A group woken meanwhile (a message, a proposal, a read) gets the
+   * fast ticks back at once (see #groupAwake).
    */
   #arm(slow: boolean): void {
     if (this.#closed) return;
