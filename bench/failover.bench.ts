@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import { Op, type NodeStatus } from "../protocol/index.ts";
 import { DsyncClient } from "../src/client/client.ts";
 import { describeError } from "./lib/closed-loop.ts";
+import { IDLE_BEAT_INTERVAL_MS_DEFAULT } from "../src/config/node-config.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { gitRev } from "./lib/run-info.ts";
 import { ROOT, installCleanupHandlers, interruptSignal, onInterrupt, sleep } from "./lib/proc.ts";
@@ -57,7 +58,7 @@ if (!Number.isInteger(trials) || trials < 1 || trials > 1000) throw new Error(`-
 const NODES = 3;
 const ELECTION_TIMEOUT_MS = 150;
 const HEARTBEAT_INTERVAL_MS = 50;
-const IDLE_BEAT_INTERVAL_MS = 500;
+const IDLE_BEAT_INTERVAL_MS = IDLE_BEAT_INTERVAL_MS_DEFAULT;
 const POLL_MS = 5;
 const TRIAL_TIMEOUT_MS = 30_000;
 /** Before the kill: at least this long of writing, and this many successful writes in a row. */

@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { DsyncClient } from "../src/client/client.ts";
 import { QueueClient } from "../src/client/queues.ts";
 import { startBeatFloor } from "./lib/beat-floor.ts";
+import { IDLE_BEAT_INTERVAL_MS_DEFAULT } from "../src/config/node-config.ts";
 import { DsyncCluster } from "./lib/dsync-cluster.ts";
 import { EtcdCluster, etcdAvailable, etcdVersion } from "./lib/etcd-cluster.ts";
 import { exitIfInterrupted, fsyncProbe, loadavg, machineLine, machineMeta, printReport } from "./lib/machine.ts";
@@ -116,8 +117,8 @@ try {
   await dsync.destroy();
 }
 // The floor: what three bare Node processes pay to beat each other at the interval an idle dsync
-// node beats at (IDLE_BEAT_INTERVAL_MS, default 500 ms).
-const FLOOR_INTERVAL_MS = 500;
+// node beats at (IDLE_BEAT_INTERVAL_MS's default).
+const FLOOR_INTERVAL_MS = IDLE_BEAT_INTERVAL_MS_DEFAULT;
 const floor = await startBeatFloor(FLOOR_INTERVAL_MS);
 try {
   rows.push(...(await measure(`node beat floor (${FLOOR_INTERVAL_MS} ms)`, floor.pids)));
