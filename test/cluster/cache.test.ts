@@ -225,6 +225,23 @@ test("cache - writes go straight to the key's home once a reply names it; the ro
   assert.equal(a.cache.routeOf(local), null);
 });
 
+test("cache - a key only Redis holds is read from it with its expiry; a key Redis lacks reads as absent", { timeout: 60_000 }, async () => {
+  const a = actors[2]!; // plain client: each get below reaches node_1's copies or the key's home
+  await r.set(REDIS_KEY_PREFIX + "seeded", "from redis");
+  // Shorter than a copy's lease (about a second): the read after the expiry finds the copy still leased.
+  const expiresAt = Date.now() + 800;
+  await r.set(REDIS_KEY_PREFIX + "seeded-ttl", "short-lived", "PXAT", expiresAt);
+  assert.equal(await a.cache.getString("seeded"), "from redis");
+  assert.equal(await a.cache.getString("never-anywhere"), null);
+  const value = await a.cache.getString("seeded-ttl");
+  // Read before the expiry, it is the value; a machine stalled past it must see it gone instead.
+  assert.equal(value, Date.now() < expiresAt ? "short-lived" : null);
+  // The leased copy carries Redis's expiry: once past it, the copy serves absence, not the value
+  // (with the expiry lost, this read is served from the copy and fails).
+  await new Promise((res) => setTimeout(res, Math.max(0, expiresAt - Date.now()) + 50));
+  assert.equal(await a.cache.getString("seeded-ttl"), null);
+});
+
 test("cache - capacity and LRU order on a node; write-back reaches Redis within the delay bound", { timeout: 60_000 }, async () => {
   const a = actors[0]!; // no near-cache: every get reaches node_0's copies
   const bound = WRITE_BACK_MS + 2000;
