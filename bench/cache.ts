@@ -125,10 +125,12 @@ const ratioRows: string[][] = [
   ["set / Redis SET", "set", "set"],
   ["set-shared / Redis SET", "set-shared", "set"],
 ].map(([label, d, r]) => [label!, ...concurrencies.map((c) => fmtRatio((cell("dsync", d as Workload, c)?.opsPerSec ?? NaN) / (cell("redis", r as Workload, c)?.opsPerSec ?? NaN)))]);
-const cpuRows = rows.map((r) => [`${r.peer} ${r.workload}`, `C=${r.result.concurrency}`, fmtPct(r.result.clientCpuPct), fmtPct(r.result.serverCpuPct)]);
+// CPU per operation: at C=1 an operation's steps run one after another, so these add up to its latency's floor.
+const perOpUs = (pct: number, r: CellResult): string => (r.opsPerSec > 0 ? ((pct / 100) * 1e6 / r.opsPerSec).toFixed(1) : "–");
+const cpuRows = rows.map((r) => [`${r.peer} ${r.workload}`, `C=${r.result.concurrency}`, fmtPct(r.result.clientCpuPct), fmtPct(r.result.serverCpuPct), perOpUs(r.result.clientCpuPct, r.result), perOpUs(r.result.serverCpuPct, r.result)]);
 
 process.stdout.write(`\n## dsync cache (3 nodes, fsync on, Redis backing store, CACHE_WRITE_POLICY=${args.policy}${args.policy === "write-back" ? `, CACHE_WRITE_BACK_MS=${writeBackMs}` : ""})\n\n${dsyncTable}\n\n## Redis ${redis.version} through ioredis (appendfsync everysec)\n\n${redisTable}\n\n## dsync ops/s ÷ Redis ops/s\n\n${markdownTable(["", ...concurrencies.map((c) => `C=${c}`)], ratioRows)}\n\n`);
-process.stdout.write(`${markdownTable(["cell", "C", "client CPU", "server CPU"], cpuRows)}\n\n${os.cpus().length} CPUs, ${os.loadavg()[0]!.toFixed(2)} load; one run on a shared machine: read the ratios.\n`);
+process.stdout.write(`${markdownTable(["cell", "C", "client CPU", "server CPU", "client µs/op", "server µs/op"], cpuRows)}\n\nserver: dsync's three nodes (not counting its Redis backing store), or the redis-server.\n${os.cpus().length} CPUs, ${os.loadavg()[0]!.toFixed(2)} load; one run on a shared machine: read the ratios.\n`);
 if (args.json) writeFileSync(args.json, JSON.stringify({ rev: gitRev(), seconds, warmupSeconds, rows }, null, 2));
 
 /**
@@ -199,7 +201,7 @@ async function redisCell(w: Workload, c: number): Promise<CellResult> {
   try {
     if (w === "get-hit") for (let k = 0; k < KEYS; k++) await conns[0]!.set(`${prefix}-${k}`, value);
     const keys = Array.from({ length: KEYS }, (_, k) => `${prefix}-${k}`);
-    return await runClosedLoop(loopOptions(c, false), (p, seq) => {
+    return await runClosedLoop(loopOptions(c, [redis.pid]), (p, seq) => {
       const r = conns[Math.floor(p / PER_CONNECTION)]!;
       switch (w) {
         case "get-hit":
@@ -215,14 +217,15 @@ async function redisCell(w: Workload, c: number): Promise<CellResult> {
   }
 }
 
-function loopOptions(c: number, dsync = true) {
+/** `serverPids`: whose CPU the cell reports as the server's (the three nodes by default). */
+function loopOptions(c: number, serverPids: readonly number[] = cluster.pids) {
   return {
     concurrency: c,
     warmupMs: warmupSeconds * 1000,
     durationMs: seconds * 1000,
     maxOps: Math.floor(2_000_000 * (seconds + warmupSeconds)),
     maxErrors: 100,
-    serverPids: dsync ? cluster.pids : [],
+    serverPids,
     signal: interruptSignal,
   };
 }

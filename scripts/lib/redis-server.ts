@@ -20,6 +20,8 @@ export interface RedisServer {
   readonly appendfsync: AppendFsync;
   /** The server's version string, e.g. "7.0.15". */
   readonly version: string;
+  /** The redis-server process (benchmarks read its CPU time). */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function startRedis(opts: { appendfsync?: AppendFsync; port?: numbe
     url: `redis://127.0.0.1:${port}`,
     appendfsync,
     version,
+    pid: child.pid!,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
