@@ -44,7 +44,8 @@ return out`;
 /**
  * A read in one command: the value and its absolute expiry (ms), or nil when absent. One script
  * call, not MULTI/GET/PEXPIRETIME/EXEC: a miss costs one command each way, pipelined with the
- * other misses in flight (the transaction took four, and about twice the CPU per miss here).
+ * other misses in flight (with the four-command transaction, a miss cost the nodes 164 µs of CPU
+ * at 16 clients, against 132 µs with the script).
  */
 const READ = `
 local v = redis.call('GET', KEYS[1])
@@ -66,8 +67,15 @@ export interface StoreWrite {
  * written after a version commits (at once with write-through, within CACHE_WRITE_BACK_MS with
  * write-back). TTLs become Redis expiries (PXAT).
  */
+/** The scripts' commands, as ioredis defines them on the connection (the Buffer variant replies with bytes). */
+interface ScriptCommands {
+  dsyncWriteIfNewer(numKeys: number, ...args: (string | Buffer | number)[]): Promise<number[]>;
+  dsyncReadBuffer(key: string): Promise<[Buffer, number] | null>;
+}
+
 export class RedisStore {
   readonly #redis: Redis;
+  readonly #scripts: ScriptCommands;
 
   constructor(url: string) {
     // Fail requests fast while Redis is down instead of queueing them without bound. A flush
@@ -76,12 +84,12 @@ export class RedisStore {
     this.#redis.on("error", () => {}); // Reported per command; ioredis reconnects by itself.
     this.#redis.defineCommand("dsyncWriteIfNewer", { lua: WRITE_IF_NEWER });
     this.#redis.defineCommand("dsyncRead", { lua: READ, numberOfKeys: 1 });
+    this.#scripts = this.#redis as unknown as ScriptCommands;
   }
 
   async read(key: string): Promise<StoredValue> {
     try {
-      const read = (this.#redis as unknown as { dsyncReadBuffer(key: string): Promise<[Buffer, number] | null> }).dsyncReadBuffer;
-      const res = await read.call(this.#redis, REDIS_KEY_PREFIX + key);
+      const res = await this.#scripts.dsyncReadBuffer(REDIS_KEY_PREFIX + key);
       if (res === null) return { value: null, expiresAt: 0 };
       return { value: res[0], expiresAt: res[1] > 0 ? res[1] : 0 };
     } catch (err) {
@@ -99,7 +107,6 @@ export class RedisStore {
    * Redis had a newer one. @throws CacheStoreError naming the first key of a batch that failed.
    */
   async writeMany(items: readonly StoreWrite[], now: number): Promise<boolean[]> {
-    const run = (this.#redis as unknown as { dsyncWriteIfNewer(numKeys: number, ...args: (string | Buffer | number)[]): Promise<number[]> }).dsyncWriteIfNewer;
     const out: boolean[] = [];
     for (let i = 0; i < items.length; i += WRITE_BATCH) {
       const batch = items.slice(i, i + WRITE_BATCH);
@@ -111,7 +118,7 @@ export class RedisStore {
         args.push(gen, v.value === null ? Buffer.alloc(0) : Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength), gone ? "1" : "0", gone ? "0" : String(v.expiresAt));
       }
       try {
-        const r = await run.call(this.#redis, keys.length, ...keys, ...args, GEN_TTL_MS);
+        const r = await this.#scripts.dsyncWriteIfNewer(keys.length, ...keys, ...args, GEN_TTL_MS);
         for (const x of r) out.push(x === 1);
       } catch (err) {
         throw storeError("write", batch[0]!.key, err);
